@@ -1,0 +1,224 @@
+"""The cache folder on disk: one JSON file per key, written atomically, loaded at startup.
+
+Owns file I/O only: the atomic write of one value, reading every value back,
+setting aside files that cannot be read, removing leftover temporary files and
+renaming files of the original server to their canonical names. Blocking code,
+meant to run off the event loop; knows nothing of asyncio, subscribers or the
+wire protocol. File names come from :mod:`objstore.keys`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import jsonvalues
+from .errors import ClientError, StartupError, StorageError, describe
+from .keys import file_name, is_hashed, parse_file_name, sidecar_name, validate_key
+
+__all__ = ["CacheFolder", "LoadReport"]
+
+logger = logging.getLogger("objstore.cache")
+
+_TEMP_SUFFIX = ".tmp"
+_SET_ASIDE_SUFFIX = ".corrupt"
+
+
+def _default_file_mode() -> int | None:
+    if not hasattr(os, "fchmod"):
+        return None  # Windows: files take the folder's permissions
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What :meth:`CacheFolder.load` found."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    #: Names of files that could not be loaded and were renamed, as ``(old, new)``.
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
+    #: Original-style names renamed to canonical ones, as ``(old, new)``.
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    #: Leftover temporary files removed.
+    temp_files_removed: int = 0
+
+
+class CacheFolder:
+    """A folder of ``{file name}.json`` files, one per key, each holding the value itself."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def prepare(self) -> None:
+        """Create the folder if missing and check that files can be written in it.
+
+        Raises :class:`~objstore.errors.StartupError` with the fix when it cannot.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write-check.", suffix=_TEMP_SUFFIX)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StartupError(
+                f"cannot write to the cache folder {self.path}: {reason}; "
+                "choose a writable folder with --cache-dir or CACHE_DIR"
+            ) from None
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write(self, key: str, data: bytes) -> None:
+        """Replace the file of *key* with *data* atomically.
+
+        The data goes to a unique temporary file in the same folder, which then
+        replaces the old file in one ``os.replace``: a crash at any moment leaves
+        the old file or the new one, never a torn one. Raises
+        :class:`~objstore.errors.StorageError`.
+        """
+        name = file_name(key)
+        try:
+            if is_hashed(name):
+                sidecar = self.path / sidecar_name(name)
+                if not sidecar.exists():
+                    self._write_atomically(sidecar.name, key.encode("utf-8"))
+            self._write_atomically(name, data + b"\n")
+        except OSError as exc:
+            raise StorageError(
+                f"could not save key {describe(key)} to {self.path / name}: {exc.strerror or exc}"
+            ) from exc
+
+    def _write_atomically(self, name: str, data: bytes) -> None:
+        fd, temp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=_TEMP_SUFFIX)
+        try:
+            if _FILE_MODE is not None:
+                # mkstemp makes the file private; give it the mode any new file gets.
+                os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            _replace(temp, self.path / name)
+        except BaseException:
+            _remove_quietly(temp)
+            raise
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(self) -> LoadReport:
+        """Read every key's value; set aside what cannot be read; tidy leftovers."""
+        report = LoadReport()
+        names = [entry.name for entry in os.scandir(self.path) if entry.is_file()]
+        present = set(names)
+        legacy: list[tuple[str, str]] = []
+        for name in names:
+            if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
+                # Left by a crash between writing a temporary file and renaming it.
+                if _remove_quietly(self.path / name):
+                    report.temp_files_removed += 1
+                continue
+            parsed = parse_file_name(name)
+            if parsed.kind == "canonical":
+                assert parsed.key is not None
+                self._load_one(report, parsed.key, name)
+            elif parsed.kind == "hashed":
+                key = self._read_sidecar(report, name)
+                if key is not None:
+                    self._load_one(report, key, name)
+            elif parsed.kind == "legacy":
+                assert parsed.key is not None
+                legacy.append((parsed.key, name))
+        for key, name in legacy:
+            self._migrate_legacy(report, key, name, present)
+        return report
+
+    def _load_one(self, report: LoadReport, key: str, name: str) -> bool:
+        try:
+            text = (self.path / name).read_bytes().decode("utf-8")
+            report.values[key] = jsonvalues.encode(jsonvalues.decode(text))
+        except (OSError, UnicodeDecodeError, ValueError, ClientError) as exc:
+            self._set_aside(report, name, f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    def _read_sidecar(self, report: LoadReport, name: str) -> str | None:
+        sidecar = sidecar_name(name)
+        try:
+            return validate_key((self.path / sidecar).read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ClientError) as exc:
+            self._set_aside(report, name, f"its key file {sidecar} cannot be read ({exc})")
+            return None
+
+    def _migrate_legacy(self, report: LoadReport, key: str, name: str, present: set[str]) -> None:
+        """Load a file named the original way (``{key}.json``) and give it its canonical name."""
+        canonical = file_name(key)
+        if canonical in present and key in report.values:
+            # Both exist: the newer file holds the latest value.
+            if _mtime(self.path / name) <= _mtime(self.path / canonical):
+                self._set_aside(report, name, f"an older copy of {canonical}")
+                return
+            del report.values[key]
+            self._set_aside(report, canonical, f"an older copy of {name}")
+        if not self._load_one(report, key, name):
+            return
+        try:
+            if is_hashed(canonical):
+                self._write_atomically(sidecar_name(canonical), key.encode("utf-8"))
+            _replace(self.path / name, self.path / canonical)
+        except OSError as exc:
+            logger.warning("could not rename %s to %s: %s", name, canonical, exc)
+            return
+        report.renamed.append((name, canonical))
+
+    def _set_aside(self, report: LoadReport, name: str, reason: str) -> None:
+        """Rename a file that cannot be loaded so that it is kept but no longer read."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target = f"{name}.{stamp}{_SET_ASIDE_SUFFIX}"
+        counter = 1
+        while (self.path / target).exists():
+            counter += 1
+            target = f"{name}.{stamp}-{counter}{_SET_ASIDE_SUFFIX}"
+        try:
+            os.replace(self.path / name, self.path / target)
+        except OSError as exc:
+            logger.warning("cannot load %s (%s) and cannot rename it: %s", name, reason, exc)
+            return
+        logger.warning("cannot load %s (%s); renamed it to %s", name, reason, target)
+        report.set_aside.append((name, target))
+
+
+def _replace(source: str | Path, target: Path) -> None:
+    # On Windows a reader (an editor, an antivirus scan) holding the target open
+    # makes os.replace fail for a moment; a few short retries ride that out.
+    attempts = 5 if sys.platform == "win32" else 1
+    for attempt in range(attempts):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+def _remove_quietly(path: str | Path) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

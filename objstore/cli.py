@@ -1,0 +1,197 @@
+"""The command line: flags and environment into a Config, logging, the banner, exit codes.
+
+Owns argument parsing and process concerns (signals, exit codes, what a user
+sees at start). It only fills :class:`~objstore.config.Config`; the server is
+started by :func:`run`. ``main(argv)`` is testable without a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
+from .errors import StartupError
+from .server import ObjstoreServer
+
+__all__ = ["main", "parse_config", "run", "OK", "USAGE_ERROR", "STARTUP_FAILURE"]
+
+OK = 0
+#: Bad flags or environment variables (argparse's own code).
+USAGE_ERROR = 2
+#: The server could not start: port in use, cache folder not writable.
+STARTUP_FAILURE = 3
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+logger = logging.getLogger("objstore")
+
+
+def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="objstore",
+        description=(
+            "A realtime key-value store with pub/sub over WebSocket. "
+            "Each flag can also be set by the environment variable named in its help."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"objstore {__version__}")
+    parser.add_argument(
+        "--host",
+        default=env.get("HOST", DEFAULT_HOST),
+        help=f"address to listen on; 0.0.0.0 shares on your network (HOST, default {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        default=env.get("PORT", str(DEFAULT_PORT)),
+        help=f"port to listen on; 0 picks a free one (PORT, default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=env.get("CACHE_DIR") or None,
+        help="folder holding one JSON file per key (CACHE_DIR, default .cache next to the "
+        "executable, or in the working directory when run from source)",
+    )
+    parser.add_argument(
+        "--max-size",
+        default=env.get("MAX_SIZE", str(DEFAULT_MAX_SIZE)),
+        help="largest WebSocket message or HTTP body accepted, in bytes "
+        f"(MAX_SIZE, default {DEFAULT_MAX_SIZE}, 16 MiB)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("LOG_LEVEL", "info").lower(),
+        help=f"one of {', '.join(_LOG_LEVELS)}; debug shows every message (LOG_LEVEL, default info)",
+    )
+    return parser
+
+
+def _whole_number(parser: argparse.ArgumentParser, name: str, text: str, low: int, high: int) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        parser.error(f"{name} must be a whole number from {low} to {high}, got {text!r}")
+    return number
+
+
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from *argv* and *env* (default: the process's); exits on bad input."""
+    env = os.environ if env is None else env
+    parser = _build_parser(env)
+    args = parser.parse_args(argv)
+    if args.log_level not in _LOG_LEVELS:
+        parser.error(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {args.log_level!r}")
+    return Config(
+        host=args.host,
+        port=_whole_number(parser, "--port", args.port, 0, 65535),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
+        max_size=_whole_number(parser, "--max-size", args.max_size, 1024, 2**31),
+        log_level=args.log_level,
+    )
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("objstore")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    # websockets logs every HTTP answer and connection at INFO; ours is one line
+    # per connection, so its own lines are shown only when debugging.
+    logging.getLogger("objstore.websockets").setLevel(
+        logging.DEBUG if level == "debug" else logging.WARNING
+    )
+
+
+def _lan_addresses() -> list[str]:
+    """IPv4 addresses of this machine other than loopback, from its own host name."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos if not str(info[4][0]).startswith("127.")})
+
+
+def _banner(server: ObjstoreServer) -> str:
+    config = server.config
+    host = config.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("localhost" if host == "::" else host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    port = server.port
+    lines = [
+        f"objstore {__version__}",
+        f"  WebSocket  ws://{shown}:{port}/ws",
+        f"  Test page  http://{shown}:{port}/test",
+        f"  HTTP       GET http://{shown}:{port}/get/{{key}}   POST http://{shown}:{port}/set",
+        f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)",
+    ]
+    if host in ("0.0.0.0", "", "::"):
+        addresses = _lan_addresses()
+        if addresses:
+            lines += [f"  Network    ws://{address}:{port}/ws" for address in addresses]
+        else:
+            lines.append("  Network    use this machine's network address with port " + str(port))
+    lines.append("Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+def _report_load(server: ObjstoreServer) -> None:
+    report = server.load_report
+    if report.renamed:
+        logger.info("renamed %d files to their objstore names", len(report.renamed))
+    if report.temp_files_removed:
+        logger.info("removed %d leftover temporary files", report.temp_files_removed)
+    if report.set_aside:
+        logger.warning(
+            "%d files could not be loaded and were renamed *.corrupt; see the warnings above",
+            len(report.set_aside),
+        )
+
+
+async def run(config: Config) -> None:
+    """Run a server until SIGINT or SIGTERM (Ctrl+C or Ctrl+Break on Windows), then stop it."""
+    server = ObjstoreServer(config)
+    await server.start()
+    _report_load(server)
+    print(_banner(server), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if sys.platform == "win32":
+        signals.append(signal.SIGBREAK)
+        for number in signals:
+            signal.signal(number, lambda *_: loop.call_soon_threadsafe(stop.set))
+    else:
+        for number in signals:
+            loop.add_signal_handler(number, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("stopping: closing connections and finishing writes")
+        await server.stop()
+        logger.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``objstore`` and ``python -m objstore``; returns the exit code."""
+    config = parse_config(argv)
+    _setup_logging(config.log_level)
+    try:
+        asyncio.run(run(config))
+    except StartupError as exc:
+        print(f"objstore: {exc}", file=sys.stderr, flush=True)
+        return STARTUP_FAILURE
+    except KeyboardInterrupt:  # a second Ctrl+C while stopping
+        return OK
+    return OK

@@ -1,0 +1,50 @@
+"""The one configuration object of objstore, and where its defaults come from.
+
+Owns every setting and its default. Flags and environment variables are read by
+:mod:`objstore.cli`, which only fills this object; nothing else reads them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Config", "DEFAULT_PORT", "DEFAULT_HOST", "DEFAULT_MAX_SIZE", "default_cache_dir"]
+
+DEFAULT_PORT = 3000
+DEFAULT_HOST = "127.0.0.1"
+#: 16 MiB, the message limit of the original server's runtime.
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+
+
+def default_cache_dir() -> Path:
+    """``.cache`` next to the executable when frozen, else in the working directory.
+
+    A frozen one-file executable unpacks itself into a temporary folder, so the
+    folder of ``sys.executable`` (symlinks resolved) is used, never the
+    folder the code was unpacked to.
+    """
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parent / ".cache"
+    return Path.cwd() / ".cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a server; all fields have working defaults."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    #: Folder holding one JSON file per key; created if missing.
+    cache_dir: Path = Path(".cache")
+    #: Largest WebSocket message and HTTP request body accepted, in bytes.
+    max_size: int = DEFAULT_MAX_SIZE
+    log_level: str = "info"
+    #: Seconds between keepalive pings; None disables them.
+    ping_interval: float | None = 20.0
+    #: Seconds to wait for a pong before closing the connection.
+    ping_timeout: float | None = 20.0
+    #: Compress messages with permessage-deflate. Off: it multiplies the CPU cost
+    #: of every broadcast, since each connection compresses its own copy.
+    compression: bool = False

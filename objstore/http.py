@@ -1,0 +1,125 @@
+"""The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, and what is not found.
+
+Owns routing and the shape of every HTTP answer, JSON errors included. The
+transport hands in a parsed request (method, target, body) and sends back what
+:func:`route` returns; None means "this is the WebSocket endpoint, upgrade it".
+Knows nothing of websockets; the one routing function serves every transport.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from importlib import resources
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from .errors import ClientError, InvalidKey
+from .keys import validate_key
+from .protocol import encode_error, parse_set_body
+from .service import StoreService
+
+__all__ = ["HttpRequest", "HttpResponse", "WEBSOCKET_PATHS", "route", "test_page"]
+
+#: Paths that accept a WebSocket upgrade. The original's own example connects
+#: to ``ws://localhost:3000`` without a path, so ``/`` works as well as ``/ws``.
+WEBSOCKET_PATHS = frozenset({"/ws", "/"})
+
+_JSON = "application/json"
+_ROUTES_HINT = "routes are GET /get/{key}, POST /set, GET /test and WebSocket /ws"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An HTTP request as the router needs it."""
+
+    method: str
+    target: str
+    is_upgrade: bool = False
+    body: bytes = b""
+    #: Set when the body could not be read (too large, chunked); answered as is.
+    body_error: ClientError | None = None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """An HTTP answer: status, headers without Content-Length, and body."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str = _JSON
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:
+    return HttpResponse(status, encode_error(error))
+
+
+def _method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
+    response = _error(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        f"method {request.method} is not allowed on {urlsplit(request.target).path}; use {allowed}",
+    )
+    response.headers.append(("Allow", allowed))
+    return response
+
+
+_page_cache: list[bytes] = []
+
+
+def test_page() -> bytes:
+    """The bundled test page, read once through importlib.resources (works when frozen)."""
+    if not _page_cache:
+        _page_cache.append(resources.files("objstore").joinpath("static/test.html").read_bytes())
+    return _page_cache[0]
+
+
+def _key_from_path(raw: str) -> str:
+    """Percent-decode the key in ``/get/{key}``: ``a%20b`` is ``a b``, ``a/b`` is ``a/b``."""
+    try:
+        key = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey("invalid key: the percent-encoded path is not UTF-8") from None
+    return validate_key(key)
+
+
+async def route(service: StoreService, request: HttpRequest) -> HttpResponse | None:
+    """Answer *request*, or return None to let the WebSocket handshake go on."""
+    path = urlsplit(request.target).path
+    if path in WEBSOCKET_PATHS and (request.is_upgrade or path == "/ws"):
+        # /ws without an upgrade header is answered by websockets with 426.
+        return None
+    if request.body_error is not None:
+        error = request.body_error
+        return _error(HTTPStatus(error.http_status), error)
+    if path.startswith("/get/"):
+        if request.method != "GET":
+            return _method_not_allowed(request, "GET")
+        try:
+            key = _key_from_path(path[len("/get/") :])
+        except ClientError as exc:
+            return _error(HTTPStatus.BAD_REQUEST, exc)
+        return HttpResponse(HTTPStatus.OK, service.get(key))
+    if path == "/set":
+        if request.method != "POST":
+            return _method_not_allowed(request, "POST")
+        try:
+            command = parse_set_body(request.body)
+        except ClientError as exc:
+            return _error(HTTPStatus(exc.http_status), exc)
+        update, result = service.set(command.key, command.value)
+        # Like the original, answer once the value is on disk, so that a 200
+        # means the value survives a restart.
+        failure = await result
+        if failure is not None:
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(failure))
+        return HttpResponse(HTTPStatus.OK, update)
+    if path == "/test":
+        if request.method != "GET":
+            return _method_not_allowed(request, "GET")
+        return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
+    if path == "/" and request.method == "GET":
+        response = HttpResponse(HTTPStatus.FOUND, b"", "text/plain; charset=utf-8")
+        response.headers.append(("Location", "/test"))
+        return response
+    return _error(HTTPStatus.NOT_FOUND, f"not found: {json.dumps(path)}; {_ROUTES_HINT}")

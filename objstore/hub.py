@@ -1,0 +1,76 @@
+"""Who is subscribed to which key, and delivery of updates to them.
+
+Owns the subscription table. A subscriber is anything with a ``deliver``
+method; the hub knows nothing of sockets, JSON or storage, so the same hub
+serves WebSocket connections today and other transports later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Protocol
+
+__all__ = ["Subscriber", "Hub"]
+
+
+class Subscriber(Hashable, Protocol):
+    """Receives updates of the keys it subscribed to."""
+
+    def deliver(self, key: str, frame: bytes) -> None:
+        """Queue *frame*, an encoded update of *key*, for sending; must not block."""
+
+
+class Hub:
+    """A subscription table: keys to subscribers and subscribers to keys."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, set[Subscriber]] = {}
+        self._by_subscriber: dict[Subscriber, set[str]] = {}
+
+    def subscribe(self, subscriber: Subscriber, key: str) -> None:
+        """Deliver later updates of *key* to *subscriber*; subscribing twice is harmless."""
+        self._by_key.setdefault(key, set()).add(subscriber)
+        self._by_subscriber.setdefault(subscriber, set()).add(key)
+
+    def unsubscribe(self, subscriber: Subscriber, key: str) -> None:
+        """Stop delivering updates of *key* to *subscriber*, if it was subscribed."""
+        subscribers = self._by_key.get(key)
+        if subscribers is None or subscriber not in subscribers:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self._by_key[key]
+        keys = self._by_subscriber[subscriber]
+        keys.discard(key)
+        if not keys:
+            del self._by_subscriber[subscriber]
+
+    def drop(self, subscriber: Subscriber) -> None:
+        """Remove every subscription of *subscriber*, as when its connection closes."""
+        for key in self._by_subscriber.pop(subscriber, ()):
+            subscribers = self._by_key[key]
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._by_key[key]
+
+    def publish(self, key: str, frame: bytes) -> int:
+        """Deliver *frame* to every subscriber of *key*; return how many there were."""
+        subscribers = self._by_key.get(key)
+        if not subscribers:
+            return 0
+        for subscriber in subscribers:
+            subscriber.deliver(key, frame)
+        return len(subscribers)
+
+    def subscribers(self, key: str) -> int:
+        """Number of subscribers of *key*."""
+        return len(self._by_key.get(key, ()))
+
+    def keys_of(self, subscriber: Subscriber) -> frozenset[str]:
+        """The keys *subscriber* is subscribed to."""
+        return frozenset(self._by_subscriber.get(subscriber, ()))
+
+    @property
+    def subscriber_count(self) -> int:
+        """Number of subscribers with at least one subscription."""
+        return len(self._by_subscriber)

@@ -1,0 +1,77 @@
+"""Strict JSON for stored values: decoding what clients and files send, encoding what we keep.
+
+Owns the rules every stored value obeys: standard JSON only (no ``NaN`` or
+``Infinity``), nested at most :data:`MAX_DEPTH` levels, valid Unicode, and kept
+as compact UTF-8 bytes so that each value is encoded once and then reused for
+every reply, broadcast and file. Knows nothing of keys, messages or I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import InvalidValue
+
+__all__ = ["MAX_DEPTH", "JSONDecodeError", "decode", "encode", "depth_exceeds"]
+
+#: Deepest nesting of arrays and objects accepted in a value.
+MAX_DEPTH = 128
+
+JSONDecodeError = json.JSONDecodeError
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidValue(f"invalid JSON: {name} is not allowed; JSON has no {name}")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def decode(text: str) -> Any:
+    """Parse *text* as strict JSON.
+
+    Raises :class:`json.JSONDecodeError` for malformed text and
+    :class:`~objstore.errors.InvalidValue` for ``NaN``/``Infinity`` or nesting
+    deeper than :data:`MAX_DEPTH`.
+    """
+    try:
+        value = _decoder.decode(text)
+    except RecursionError:
+        raise InvalidValue(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    # Counting brackets is a fast scan in C; only texts with enough of them
+    # can be too deep, so the walk below runs for few messages.
+    if text.count("[") + text.count("{") > MAX_DEPTH and depth_exceeds(value, MAX_DEPTH):
+        raise InvalidValue(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Return True if *value* nests arrays and objects more than *limit* levels deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def encode(value: Any) -> bytes:
+    """Encode *value* as compact UTF-8 JSON.
+
+    Raises :class:`~objstore.errors.InvalidValue` when the value holds text that
+    is not valid Unicode (a lone surrogate, which JSON's ``\\ud800`` escapes can
+    produce) and so cannot be sent or stored as UTF-8.
+    """
+    try:
+        return _encoder.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("invalid value: not valid Unicode (contains a lone surrogate)") from None

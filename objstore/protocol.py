@@ -1,0 +1,148 @@
+"""The wire protocol, sans I/O: client messages in, typed commands out; replies as bytes.
+
+Owns the JSON message format of the original server (``subscribe``,
+``unsubscribe``, ``set``, ``get``), the reply shapes ``{"key": K, "value": V}``
+and the one error shape ``{"error": "<message>"}``. Imports neither asyncio nor
+websockets and knows nothing of storage or subscribers.
+
+Fields a message does not need are ignored, so that later versions can add
+fields (request ids, revisions) without breaking older clients.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import jsonvalues
+from .errors import ClientError, InvalidMessage, InvalidValue, describe
+from .keys import validate_key
+
+__all__ = [
+    "ACTIONS",
+    "Subscribe",
+    "Unsubscribe",
+    "Set",
+    "Get",
+    "Command",
+    "parse_message",
+    "parse_set_body",
+    "encode_update",
+    "encode_error",
+    "encode_key",
+]
+
+ACTIONS: Final = ("subscribe", "unsubscribe", "set", "get")
+_EXPECTED_ACTIONS: Final = ", ".join(f'"{name}"' for name in ACTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Send the key's value now (if it has one) and on every later set."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Stop sending updates of the key."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Set:
+    """Store a value and publish it to the key's subscribers.
+
+    ``value`` is the value already encoded as compact UTF-8 JSON.
+    """
+
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    """Reply with the key's value, ``null`` when it has none."""
+
+    key: str
+
+
+Command = Subscribe | Unsubscribe | Set | Get
+
+
+def _decode_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = jsonvalues.decode(text)
+    except jsonvalues.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"invalid {what}: expected a JSON object, got {describe(data)}")
+    return data
+
+
+def _set_from(data: dict[str, Any], what: str) -> Set:
+    key = validate_key(data.get("key"))
+    if "value" not in data:
+        raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
+    return Set(key, jsonvalues.encode(data["value"]))
+
+
+def parse_message(frame: str | bytes) -> Command:
+    """Parse one WebSocket message into a command.
+
+    Text frames and binary frames holding UTF-8 JSON are both accepted. Raises a
+    :class:`~objstore.errors.ClientError` whose message says what is wrong.
+    """
+    if isinstance(frame, bytes):
+        try:
+            frame = frame.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidMessage("invalid message: binary frame is not UTF-8 JSON text") from None
+    data = _decode_object(frame, "message")
+    action = data.get("action")
+    if action == "set":
+        return _set_from(data, "set")
+    if action == "get":
+        return Get(validate_key(data.get("key")))
+    if action == "subscribe":
+        return Subscribe(validate_key(data.get("key")))
+    if action == "unsubscribe":
+        return Unsubscribe(validate_key(data.get("key")))
+    if "action" not in data:
+        raise InvalidMessage(f'invalid message: missing "action"; expected one of {_EXPECTED_ACTIONS}')
+    raise InvalidMessage(
+        f"invalid action: expected one of {_EXPECTED_ACTIONS}, got {describe(action)}"
+    )
+
+
+def parse_set_body(body: bytes) -> Set:
+    """Parse the body of ``POST /set``: ``{"key": K, "value": V}``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("invalid body: not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidMessage('invalid body: empty; send {"key": "...", "value": ...} as JSON')
+    return _set_from(_decode_object(text, "body"), "body")
+
+
+def encode_key(key: str) -> bytes:
+    """Encode a key as a JSON string, once, for reuse in many replies."""
+    return json.dumps(key, ensure_ascii=False).encode("utf-8")
+
+
+def encode_update(key: str | bytes, value: bytes | None) -> bytes:
+    """Encode ``{"key": K, "value": V}``; *value* is compact JSON, None for ``null``.
+
+    *key* may be given already encoded by :func:`encode_key`.
+    """
+    key_json = key if isinstance(key, bytes) else encode_key(key)
+    return b'{"key":' + key_json + b',"value":' + (b"null" if value is None else value) + b"}"
+
+
+def encode_error(error: ClientError | str) -> bytes:
+    """Encode the one error shape, ``{"error": "<message>"}``."""
+    # ASCII escapes keep the reply valid UTF-8 even when it quotes a lone surrogate.
+    return json.dumps({"error": str(error)}, separators=(",", ":")).encode("utf-8")

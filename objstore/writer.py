@@ -1,0 +1,97 @@
+"""Write-behind persistence: values reach their files off the event loop, latest first.
+
+Owns the queue between a set and its file. Each set schedules a write at once
+(no timer); while a write is in flight, further sets of the same key coalesce
+into one write of the latest value. Writes run in a worker thread, so a slow
+disk never stalls the loop. Knows nothing of the wire protocol or subscribers;
+the file format belongs to :class:`~objstore.cachefolder.CacheFolder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from .cachefolder import CacheFolder
+from .errors import StorageError
+
+__all__ = ["WriteBehind"]
+
+logger = logging.getLogger("objstore.cache")
+
+#: The outcome of a write: None when the file holds the value, else the error.
+WriteResult = asyncio.Future[StorageError | None]
+
+
+class WriteBehind:
+    """Schedules atomic file writes on a worker thread, coalescing repeated keys.
+
+    Ordering holds per key: a write never overtakes an earlier one of the same
+    key, and the last value set is the last one written.
+    """
+
+    def __init__(self, folder: CacheFolder) -> None:
+        self._folder = folder
+        self._pending: dict[str, tuple[bytes, WriteResult]] = {}
+        self._task: asyncio.Task[None] | None = None
+        # One thread: batches are written in order, so per-key order holds.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="objstore-writer")
+
+    def write(self, key: str, data: bytes) -> WriteResult:
+        """Schedule *data* to become the file of *key*; return a future of the outcome.
+
+        The future never raises: it resolves to None once the value is on disk,
+        or to the :class:`~objstore.errors.StorageError` that prevented it, which
+        has already been logged. Sets coalesced into one write share its future.
+        """
+        entry = self._pending.get(key)
+        if entry is None:
+            result: WriteResult = asyncio.get_running_loop().create_future()
+        else:
+            result = entry[1]
+        self._pending[key] = (data, result)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        return result
+
+    @property
+    def pending(self) -> int:
+        """Number of keys waiting for their write to start."""
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Wait until every scheduled write has finished."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        """Finish pending writes and stop the worker thread."""
+        await self.flush()
+        self._executor.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                items = [(key, data) for key, (data, _) in batch.items()]
+                errors = await loop.run_in_executor(self._executor, self._write_batch, items)
+                for key, (_, result) in batch.items():
+                    if not result.done():
+                        result.set_result(errors.get(key))
+        finally:
+            self._task = None
+
+    def _write_batch(self, items: list[tuple[str, bytes]]) -> dict[str, StorageError]:
+        errors: dict[str, StorageError] = {}
+        for key, data in items:
+            try:
+                self._folder.write(key, data)
+            except StorageError as exc:
+                logger.error("%s", exc)
+                errors[key] = exc
+            except Exception as exc:  # a bug in one write must not stop the others
+                logger.exception("unexpected error while saving a key")
+                errors[key] = StorageError(f"could not save the key: {exc}")
+        return errors

@@ -1,0 +1,145 @@
+"""The cache folder and the write-behind queue, on real files in a temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from objstore.cachefolder import CacheFolder
+from objstore.errors import StartupError, StorageError
+from objstore.keys import file_name, sidecar_name
+from objstore.writer import WriteBehind
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> CacheFolder:
+    cache = CacheFolder(tmp_path / "cache")
+    cache.prepare()
+    return cache
+
+
+def test_prepare_creates_the_folder(tmp_path: Path) -> None:
+    """prepare creates missing parent folders."""
+    CacheFolder(tmp_path / "a" / "b").prepare()
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_prepare_refuses_a_folder_it_cannot_create(tmp_path: Path) -> None:
+    """prepare raises StartupError naming the folder and the fix."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StartupError, match="choose a writable folder with --cache-dir or CACHE_DIR$"):
+        CacheFolder(tmp_path / "file" / "cache").prepare()
+
+
+def test_write_then_load(folder: CacheFolder) -> None:
+    """What write stores, load reads back."""
+    folder.write("a b", b'{"x":1}')
+    assert folder.load().values == {"a b": b'{"x":1}'}
+
+
+def test_write_replaces_and_leaves_no_temp_file(folder: CacheFolder) -> None:
+    """A second write replaces the first and leaves only the key's file."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    assert [p.name for p in folder.path.iterdir()] == ["k.json"]
+    assert (folder.path / "k.json").read_bytes() == b"2\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_written_files_are_readable_like_any_new_file(folder: CacheFolder) -> None:
+    """Files get the usual permissions of new files, not mkstemp's private ones."""
+    folder.write("k", b"1")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder.path / "k.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
+    """A write into a folder that is gone raises StorageError naming the key."""
+    shutil.rmtree(folder.path)
+    with pytest.raises(StorageError, match='^could not save key "k" to '):
+        folder.write("k", b"1")
+
+
+def test_hashed_name_keeps_its_key_in_a_sidecar(folder: CacheFolder) -> None:
+    """A long key's file has a sidecar holding the key, and loads back under that key."""
+    key = "k" * 1000
+    folder.write(key, b"1")
+    name = file_name(key)
+    assert (folder.path / sidecar_name(name)).read_text() == key
+    assert folder.load().values == {key: b"1"}
+
+
+def test_hashed_name_without_sidecar_is_set_aside(folder: CacheFolder) -> None:
+    """A hashed file whose key file is missing is set aside, not loaded."""
+    key = "k" * 1000
+    folder.write(key, b"1")
+    (folder.path / sidecar_name(file_name(key))).unlink()
+    report = folder.load()
+    assert report.values == {}
+    assert [old for old, _ in report.set_aside] == [file_name(key)]
+
+
+def test_legacy_and_canonical_copies_keep_the_newer(folder: CacheFolder) -> None:
+    """When an original-style file and our file hold the same key, the newer one wins."""
+    (folder.path / file_name("Foo")).write_text("1")
+    os.utime(folder.path / file_name("Foo"), (1_000_000, 1_000_000))
+    (folder.path / "Foo.json").write_text("2")
+    report = folder.load()
+    assert report.values == {"Foo": b"2"}
+    assert (folder.path / file_name("Foo")).read_text() == "2"
+    assert len(report.set_aside) == 1
+
+
+def test_pretty_values_are_loaded_compact(folder: CacheFolder) -> None:
+    """Pretty-printed files load as compact JSON; the file itself is untouched."""
+    (folder.path / "k.json").write_text(json.dumps({"a": [1, 2]}, indent=2))
+    assert folder.load().values == {"k": b'{"a":[1,2]}'}
+    assert (folder.path / "k.json").read_text() == json.dumps({"a": [1, 2]}, indent=2)
+
+
+def test_other_files_are_ignored(folder: CacheFolder) -> None:
+    """Files that are not values (notes, set-aside files, folders) are left alone."""
+    (folder.path / "notes.txt").write_text("hi")
+    (folder.path / "sub").mkdir()
+    (folder.path / "x.json.20260101T000000.corrupt").write_text("{")
+    assert folder.load().values == {}
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        "notes.txt",
+        "sub",
+        "x.json.20260101T000000.corrupt",
+    ]
+
+
+async def test_writer_coalesces_repeated_sets(folder: CacheFolder) -> None:
+    """Sets of one key made while a write is in flight end as the latest value on disk."""
+    writer = WriteBehind(folder)
+    results = [writer.write("k", str(n).encode()) for n in range(100)]
+    await writer.flush()
+    assert (folder.path / "k.json").read_bytes() == b"99\n"
+    assert all(result.done() and result.result() is None for result in results)
+    await writer.close()
+
+
+async def test_writer_starts_without_a_timer(folder: CacheFolder) -> None:
+    """A single set is on disk as soon as its write future resolves."""
+    writer = WriteBehind(folder)
+    assert await asyncio.wait_for(writer.write("k", b"1"), 5) is None
+    assert (folder.path / "k.json").read_bytes() == b"1\n"
+    await writer.close()
+
+
+async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> None:
+    """A failed write resolves its future to the StorageError; later writes still run."""
+    writer = WriteBehind(folder)
+    shutil.rmtree(folder.path)
+    failure = await writer.write("k", b"1")
+    assert isinstance(failure, StorageError)
+    folder.path.mkdir()
+    assert await writer.write("k", b"2") is None
+    await writer.close()

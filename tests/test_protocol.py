@@ -1,0 +1,105 @@
+"""The sans-I/O protocol and strict JSON values: no sockets, no event loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from objstore import jsonvalues
+from objstore.errors import InvalidMessage, InvalidValue
+from objstore.protocol import (
+    Get,
+    Set,
+    Subscribe,
+    Unsubscribe,
+    encode_error,
+    encode_update,
+    parse_message,
+    parse_set_body,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ('{"action": "subscribe", "key": "k"}', Subscribe("k")),
+        ('{"action": "unsubscribe", "key": "k"}', Unsubscribe("k")),
+        ('{"action": "get", "key": "k"}', Get("k")),
+        ('{"action": "set", "key": "k", "value": {"foo": "bar"}}', Set("k", b'{"foo":"bar"}')),
+        ('{"action": "set", "key": "k", "value": null}', Set("k", b"null")),
+        ('{"key": "k", "value": "é", "action": "set"}', Set("k", '"é"'.encode())),
+    ],
+)
+def test_parse_message(text: str, command: object) -> None:
+    """Each action parses into its command, with the value as compact JSON."""
+    assert parse_message(text) == command
+
+
+def test_parse_message_accepts_utf8_bytes() -> None:
+    """A binary frame holding UTF-8 JSON parses like text."""
+    assert parse_message('{"action": "get", "key": "ключ"}'.encode()) == Get("ключ")
+
+
+def test_parse_message_rejects_non_utf8_bytes() -> None:
+    """Bytes that are not UTF-8 raise InvalidMessage."""
+    with pytest.raises(InvalidMessage, match="^invalid message: binary frame is not UTF-8 JSON text$"):
+        parse_message(b"\xff")
+
+
+def test_parse_set_body() -> None:
+    """The POST /set body parses into a Set."""
+    assert parse_set_body(b'{"key": "k", "value": [1]}') == Set("k", b"[1]")
+
+
+def test_encode_update_is_compact_json() -> None:
+    """An update is {"key": K, "value": V} with V inserted as given."""
+    assert encode_update("a\"b", b'{"x":1}') == b'{"key":"a\\"b","value":{"x":1}}'
+    assert json.loads(encode_update("é", None)) == {"key": "é", "value": None}
+
+
+def test_encode_error_is_the_one_error_shape() -> None:
+    """An error is {"error": "<message>"}."""
+    assert encode_error(InvalidMessage("invalid message: x")) == b'{"error":"invalid message: x"}'
+
+
+def test_encode_error_survives_a_lone_surrogate() -> None:
+    """An error quoting a lone surrogate is still valid UTF-8 JSON."""
+    encoded = encode_error('invalid action: got "\ud800"')
+    assert json.loads(encoded.decode("utf-8")) == {"error": 'invalid action: got "\ud800"'}
+
+
+def test_decode_rejects_nan() -> None:
+    """NaN is not JSON."""
+    with pytest.raises(InvalidValue, match="NaN is not allowed"):
+        jsonvalues.decode("[NaN]")
+
+
+def test_decode_accepts_the_deepest_allowed_nesting() -> None:
+    """A value nested exactly MAX_DEPTH levels deep is accepted."""
+    depth = jsonvalues.MAX_DEPTH
+    assert jsonvalues.depth_exceeds(jsonvalues.decode("[" * depth + "]" * depth), depth) is False
+
+
+def test_decode_rejects_one_level_deeper() -> None:
+    """One level more than MAX_DEPTH is rejected."""
+    depth = jsonvalues.MAX_DEPTH + 1
+    with pytest.raises(InvalidValue, match="nested deeper than 128 levels"):
+        jsonvalues.decode('{"a": ' * depth + "1" + "}" * depth)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    """Brackets inside strings are text, not nesting."""
+    text = json.dumps("[" * 1000)
+    assert jsonvalues.decode(text) == "[" * 1000
+
+
+def test_encode_rejects_lone_surrogate() -> None:
+    """A value holding a lone surrogate cannot be encoded as UTF-8."""
+    with pytest.raises(InvalidValue, match="lone surrogate"):
+        jsonvalues.encode({"a": "\udc00"})
+
+
+def test_encode_keeps_unicode_unescaped() -> None:
+    """Non-ASCII text is kept as UTF-8, not \\u escapes, so files stay readable."""
+    assert jsonvalues.encode({"name": "Zoë 🎮"}) == '{"name":"Zoë 🎮"}'.encode()
