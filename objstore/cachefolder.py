@@ -66,7 +66,9 @@ class CacheFolder:
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write-check.", suffix=_TEMP_SUFFIX)
+            fd, probe = tempfile.mkstemp(
+                dir=self.path, prefix=".write-check.", suffix=_TEMP_SUFFIX
+            )
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:

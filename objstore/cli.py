@@ -22,7 +22,7 @@ from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, defaul
 from .errors import StartupError
 from .server import ObjstoreServer
 
-__all__ = ["main", "parse_config", "run", "OK", "USAGE_ERROR", "STARTUP_FAILURE"]
+__all__ = ["OK", "STARTUP_FAILURE", "USAGE_ERROR", "main", "parse_config", "run"]
 
 OK = 0
 #: Bad flags or environment variables (argparse's own code).
@@ -46,7 +46,8 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--host",
         default=env.get("HOST", DEFAULT_HOST),
-        help=f"address to listen on; 0.0.0.0 shares on your network (HOST, default {DEFAULT_HOST})",
+        help="address to listen on; 0.0.0.0 shares on your network "
+        f"(HOST, default {DEFAULT_HOST})",
     )
     parser.add_argument(
         "--port",
@@ -68,12 +69,15 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=env.get("LOG_LEVEL", "info").lower(),
-        help=f"one of {', '.join(_LOG_LEVELS)}; debug shows every message (LOG_LEVEL, default info)",
+        help=f"one of {', '.join(_LOG_LEVELS)}; debug shows every message "
+        "(LOG_LEVEL, default info)",
     )
     return parser
 
 
-def _whole_number(parser: argparse.ArgumentParser, name: str, text: str, low: int, high: int) -> int:
+def _whole_number(
+    parser: argparse.ArgumentParser, name: str, text: str, low: int, high: int
+) -> int:
     try:
         number = int(text)
     except ValueError:
@@ -83,13 +87,17 @@ def _whole_number(parser: argparse.ArgumentParser, name: str, text: str, low: in
     return number
 
 
-def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Build the Config from *argv* and *env* (default: the process's); exits on bad input."""
     env = os.environ if env is None else env
     parser = _build_parser(env)
     args = parser.parse_args(argv)
     if args.log_level not in _LOG_LEVELS:
-        parser.error(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {args.log_level!r}")
+        parser.error(
+            f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {args.log_level!r}"
+        )
     return Config(
         host=args.host,
         port=_whole_number(parser, "--port", args.port, 0, 65535),

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Config", "DEFAULT_PORT", "DEFAULT_HOST", "DEFAULT_MAX_SIZE", "default_cache_dir"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_SIZE", "DEFAULT_PORT", "Config", "default_cache_dir"]
 
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"

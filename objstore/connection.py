@@ -160,4 +160,3 @@ class HttpServerConnection(ServerConnection):
         data = bytes(self._buffer)
         self._buffer.clear()
         super().data_received(data)
-

@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 
 __all__ = [
-    "ObjstoreError",
     "ClientError",
-    "InvalidMessage",
     "InvalidKey",
+    "InvalidMessage",
     "InvalidValue",
-    "PayloadTooLarge",
     "LengthRequired",
-    "StorageError",
+    "ObjstoreError",
+    "PayloadTooLarge",
     "StartupError",
+    "StorageError",
     "describe",
 ]
 

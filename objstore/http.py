@@ -19,7 +19,7 @@ from .keys import validate_key
 from .protocol import encode_error, parse_set_body
 from .service import StoreService
 
-__all__ = ["HttpRequest", "HttpResponse", "WEBSOCKET_PATHS", "route", "test_page"]
+__all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "route", "test_page"]
 
 #: Paths that accept a WebSocket upgrade. The original's own example connects
 #: to ``ws://localhost:3000`` without a path, so ``/`` works as well as ``/ws``.
@@ -58,7 +58,8 @@ def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:
 def _method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
     response = _error(
         HTTPStatus.METHOD_NOT_ALLOWED,
-        f"method {request.method} is not allowed on {urlsplit(request.target).path}; use {allowed}",
+        f"method {request.method} is not allowed on {urlsplit(request.target).path}; "
+        f"use {allowed}",
     )
     response.headers.append(("Allow", allowed))
     return response

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Protocol
 
-__all__ = ["Subscriber", "Hub"]
+__all__ = ["Hub", "Subscriber"]
 
 
 class Subscriber(Hashable, Protocol):

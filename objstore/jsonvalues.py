@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InvalidValue
 
-__all__ = ["MAX_DEPTH", "JSONDecodeError", "decode", "encode", "depth_exceeds"]
+__all__ = ["MAX_DEPTH", "JSONDecodeError", "decode", "depth_exceeds", "encode"]
 
 #: Deepest nesting of arrays and objects accepted in a value.
 MAX_DEPTH = 128
@@ -74,4 +74,6 @@ def encode(value: Any) -> bytes:
     try:
         return _encoder.encode(value).encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidValue("invalid value: not valid Unicode (contains a lone surrogate)") from None
+        raise InvalidValue(
+            "invalid value: not valid Unicode (contains a lone surrogate)"
+        ) from None

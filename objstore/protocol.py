@@ -21,16 +21,16 @@ from .keys import validate_key
 
 __all__ = [
     "ACTIONS",
+    "Command",
+    "Get",
+    "Set",
     "Subscribe",
     "Unsubscribe",
-    "Set",
-    "Get",
-    "Command",
-    "parse_message",
-    "parse_set_body",
-    "encode_update",
     "encode_error",
     "encode_key",
+    "encode_update",
+    "parse_message",
+    "parse_set_body",
 ]
 
 ACTIONS: Final = ("subscribe", "unsubscribe", "set", "get")
@@ -111,7 +111,9 @@ def parse_message(frame: str | bytes) -> Command:
     if action == "unsubscribe":
         return Unsubscribe(validate_key(data.get("key")))
     if "action" not in data:
-        raise InvalidMessage(f'invalid message: missing "action"; expected one of {_EXPECTED_ACTIONS}')
+        raise InvalidMessage(
+            f'invalid message: missing "action"; expected one of {_EXPECTED_ACTIONS}'
+        )
     raise InvalidMessage(
         f"invalid action: expected one of {_EXPECTED_ACTIONS}, got {describe(action)}"
     )

@@ -38,7 +38,7 @@ _ADDRESS_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
 class WebSocketClient:
     """A WebSocket connection seen as a subscriber of the hub."""
 
-    __slots__ = ("connection", "__weakref__")
+    __slots__ = ("__weakref__", "connection")
 
     def __init__(self, connection: ServerConnection) -> None:
         self.connection = connection
@@ -145,9 +145,14 @@ class ObjstoreServer:
         client = WebSocketClient(connection)
         started = time.monotonic()
         messages = 0
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            logger.debug("%s connected", _address(connection))
         try:
             async for frame in connection:
                 messages += 1
+                if debug:
+                    logger.debug("%s sent %r", _address(connection), frame[:500])
                 try:
                     command = parse_message(frame)
                 except ClientError as exc:
@@ -180,4 +185,3 @@ def _address(connection: ServerConnection) -> str:
         host = address[0]
         return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
     return str(address)
-

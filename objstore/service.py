@@ -47,7 +47,9 @@ class StoreService:
         """Stop updates of *key* to *subscriber*."""
         self.hub.unsubscribe(subscriber, key)
 
-    def execute(self, subscriber: Subscriber, command: Command) -> tuple[bytes | None, WriteResult | None]:
+    def execute(
+        self, subscriber: Subscriber, command: Command
+    ) -> tuple[bytes | None, WriteResult | None]:
         """Apply *command* from *subscriber*; return its direct reply and, for a set, the write.
 
         A set has no direct reply, as in the original: the setter hears of it

@@ -54,7 +54,9 @@ def ws_url(server: ObjstoreServer) -> str:
 def client(ws_url: str) -> Connect:
     """Open a WebSocket client to the server: ``async with client() as ws: ...``."""
 
-    def open_client(path: str = "/ws", **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:
+    def open_client(
+        path: str = "/ws", **kwargs: Any
+    ) -> AbstractAsyncContextManager[ClientConnection]:
         url = ws_url.removesuffix("/ws") + path
         return connect(url, **kwargs)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-__all__ = ["HttpAnswer", "http_request", "raw_http", "recv_json", "assert_silent", "free_port"]
+__all__ = ["HttpAnswer", "assert_silent", "free_port", "http_request", "raw_http", "recv_json"]
 
 
 @dataclass

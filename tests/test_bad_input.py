@@ -17,12 +17,19 @@ BAD_MESSAGES = [
     ("not json", "invalid JSON: Expecting value: line 1 column 1 (char 0)"),
     ("[1, 2]", "invalid message: expected a JSON object, got [1, 2]"),
     ('"set"', 'invalid message: expected a JSON object, got "set"'),
-    ("{}", 'invalid message: missing "action"; expected one of "subscribe", "unsubscribe", "set", "get"'),
+    (
+        "{}",
+        'invalid message: missing "action"; '
+        'expected one of "subscribe", "unsubscribe", "set", "get"',
+    ),
     (
         '{"action": "delete", "key": "k"}',
         'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", got "delete"',
     ),
-    ('{"action": 5, "key": "k"}', 'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", got 5'),
+    (
+        '{"action": 5, "key": "k"}',
+        'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", got 5',
+    ),
     ('{"action": "get"}', "invalid key: expected a non-empty string, got null"),
     ('{"action": "subscribe", "key": ""}', 'invalid key: expected a non-empty string, got ""'),
     ('{"action": "set", "key": 5, "value": 1}', "invalid key: expected a non-empty string, got 5"),
@@ -31,9 +38,15 @@ BAD_MESSAGES = [
         json.dumps({"action": "get", "key": "k" * 1025}),
         "invalid key: 1025 bytes in UTF-8, over the limit of 1024",
     ),
-    ('{"action": "get", "key": "\\ud800"}', "invalid key: not valid Unicode (contains a lone surrogate)"),
+    (
+        '{"action": "get", "key": "\\ud800"}',
+        "invalid key: not valid Unicode (contains a lone surrogate)",
+    ),
     ('{"action": "set", "key": "k"}', 'invalid set: missing "value" (send null to store null)'),
-    ('{"action": "set", "key": "k", "value": NaN}', "invalid JSON: NaN is not allowed; JSON has no NaN"),
+    (
+        '{"action": "set", "key": "k", "value": NaN}',
+        "invalid JSON: NaN is not allowed; JSON has no NaN",
+    ),
     (
         '{"action": "set", "key": "k", "value": -Infinity}',
         "invalid JSON: -Infinity is not allowed; JSON has no -Infinity",
@@ -67,7 +80,9 @@ async def test_binary_frame_not_utf8_gets_error(client: Connect) -> None:
     """A binary frame that is not UTF-8 gets an error and the connection stays open."""
     async with client() as ws:
         await ws.send(b"\xff\xfe\x00")
-        assert await recv_json(ws) == {"error": "invalid message: binary frame is not UTF-8 JSON text"}
+        assert await recv_json(ws) == {
+            "error": "invalid message: binary frame is not UTF-8 JSON text"
+        }
         await ws.send('{"action": "get", "key": "k"}')
         assert await recv_json(ws) == {"key": "k", "value": None}
 
@@ -97,7 +112,7 @@ async def test_garbage_on_the_socket_does_not_disturb_others(
     """Garbage bytes, half handshakes and abrupt disconnects leave the server serving."""
     async with client() as ws:
         await raw_http(server.port, b"\x00\x01garbage\r\n\r\n")
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")  # never finished
         await writer.drain()
         writer.transport.abort()

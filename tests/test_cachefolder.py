@@ -32,7 +32,9 @@ def test_prepare_creates_the_folder(tmp_path: Path) -> None:
 def test_prepare_refuses_a_folder_it_cannot_create(tmp_path: Path) -> None:
     """prepare raises StartupError naming the folder and the fix."""
     (tmp_path / "file").write_text("")
-    with pytest.raises(StartupError, match="choose a writable folder with --cache-dir or CACHE_DIR$"):
+    with pytest.raises(
+        StartupError, match=r"choose a writable folder with --cache-dir or CACHE_DIR$"
+    ):
         CacheFolder(tmp_path / "file" / "cache").prepare()
 
 
@@ -62,7 +64,7 @@ def test_written_files_are_readable_like_any_new_file(folder: CacheFolder) -> No
 def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
     """A write into a folder that is gone raises StorageError naming the key."""
     shutil.rmtree(folder.path)
-    with pytest.raises(StorageError, match='^could not save key "k" to '):
+    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
         folder.write("k", b"1")
 
 

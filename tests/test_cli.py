@@ -9,6 +9,8 @@ import pytest
 from objstore.cli import _banner, parse_config
 from objstore.config import Config
 
+from .conftest import StartServer
+
 
 def test_defaults() -> None:
     """With nothing set: port 3000 on 127.0.0.1, .cache in the working directory."""
@@ -25,7 +27,13 @@ def test_defaults() -> None:
 
 def test_environment_fills_the_config() -> None:
     """PORT, HOST, CACHE_DIR, MAX_SIZE and LOG_LEVEL are read from the environment."""
-    env = {"PORT": "4000", "HOST": "0.0.0.0", "CACHE_DIR": "/data", "MAX_SIZE": "2048", "LOG_LEVEL": "DEBUG"}
+    env = {
+        "PORT": "4000",
+        "HOST": "0.0.0.0",
+        "CACHE_DIR": "/data",
+        "MAX_SIZE": "2048",
+        "LOG_LEVEL": "DEBUG",
+    }
     assert parse_config([], env) == Config(
         host="0.0.0.0", port=4000, cache_dir=Path("/data"), max_size=2048, log_level="debug"
     )
@@ -33,7 +41,9 @@ def test_environment_fills_the_config() -> None:
 
 def test_flags_override_the_environment() -> None:
     """A flag wins over its environment variable."""
-    config = parse_config(["--port", "5000", "--cache-dir", "here"], {"PORT": "4000", "CACHE_DIR": "/data"})
+    config = parse_config(
+        ["--port", "5000", "--cache-dir", "here"], {"PORT": "4000", "CACHE_DIR": "/data"}
+    )
     assert (config.port, config.cache_dir) == (5000, Path("here"))
 
 
@@ -46,11 +56,19 @@ def test_empty_cache_dir_variable_means_default() -> None:
     ("argv", "error"),
     [
         (["--port", "70000"], "--port must be a whole number from 0 to 65535, got '70000'"),
-        (["--max-size", "1"], "--max-size must be a whole number from 1024 to 2147483648, got '1'"),
-        (["--log-level", "loud"], "--log-level must be one of debug, info, warning, error, got 'loud'"),
+        (
+            ["--max-size", "1"],
+            "--max-size must be a whole number from 1024 to 2147483648, got '1'",
+        ),
+        (
+            ["--log-level", "loud"],
+            "--log-level must be one of debug, info, warning, error, got 'loud'",
+        ),
     ],
 )
-def test_bad_values_are_usage_errors(argv: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_values_are_usage_errors(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Out-of-range values exit with code 2 and a message naming the flag."""
     with pytest.raises(SystemExit) as exit_:
         parse_config(argv, {})
@@ -68,7 +86,7 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"objstore {__version__}\n"
 
 
-async def test_banner_shows_urls_and_cache(start_server) -> None:  # type: ignore[no-untyped-def]
+async def test_banner_shows_urls_and_cache(start_server: StartServer) -> None:
     """The banner names the WebSocket and test page URLs, the cache folder and the key count."""
     server = await start_server()
     banner = _banner(server)
@@ -77,7 +95,7 @@ async def test_banner_shows_urls_and_cache(start_server) -> None:  # type: ignor
     assert f"({len(server.store)} keys loaded)" in banner
 
 
-async def test_banner_on_all_interfaces_mentions_the_network(start_server) -> None:  # type: ignore[no-untyped-def]
+async def test_banner_on_all_interfaces_mentions_the_network(start_server: StartServer) -> None:
     """Listening on 0.0.0.0 adds the network addresses, or says how to find them."""
     server = await start_server(host="0.0.0.0")
     assert "  Network    " in _banner(server)

@@ -9,7 +9,11 @@ import pytest
 
 import objstore
 
-MODULES = [info.name for info in pkgutil.iter_modules(objstore.__path__, "objstore.") if not info.name.endswith("__main__")]
+MODULES = [
+    info.name
+    for info in pkgutil.iter_modules(objstore.__path__, "objstore.")
+    if not info.name.endswith("__main__")
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

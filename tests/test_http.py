@@ -22,15 +22,25 @@ async def test_get_missing_key_is_null(server: ObjstoreServer) -> None:
 
 async def test_post_set_then_get(server: ObjstoreServer) -> None:
     """POST /set stores the value, replies with it, and GET /get returns it."""
-    answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": {"x": [1, 2]}}')
+    answer = await http_request(
+        server.port, "POST", "/set", '{"key": "k", "value": {"x": [1, 2]}}'
+    )
     assert answer.status == 200
     assert answer.json() == {"key": "k", "value": {"x": [1, 2]}}
-    assert (await http_request(server.port, "GET", "/get/k")).json() == {"key": "k", "value": {"x": [1, 2]}}
+    assert (await http_request(server.port, "GET", "/get/k")).json() == {
+        "key": "k",
+        "value": {"x": [1, 2]},
+    }
 
 
 @pytest.mark.parametrize(
     ("path", "key"),
-    [("/get/a%20b", "a b"), ("/get/a/b", "a/b"), ("/get/%C3%A9t%C3%A9", "été"), ("/get/q%3Fx", "q?x")],
+    [
+        ("/get/a%20b", "a b"),
+        ("/get/a/b", "a/b"),
+        ("/get/%C3%A9t%C3%A9", "été"),
+        ("/get/q%3Fx", "q?x"),
+    ],
 )
 async def test_get_percent_decodes_the_key(server: ObjstoreServer, path: str, key: str) -> None:
     """The key in the path is percent-decoded; keys with a slash work."""
@@ -41,10 +51,15 @@ async def test_get_percent_decodes_the_key(server: ObjstoreServer, path: str, ke
 async def test_get_ignores_the_query_string(server: ObjstoreServer) -> None:
     """A query string after the key is not part of the key."""
     await http_request(server.port, "POST", "/set", '{"key": "k", "value": 1}')
-    assert (await http_request(server.port, "GET", "/get/k?t=123")).json() == {"key": "k", "value": 1}
+    assert (await http_request(server.port, "GET", "/get/k?t=123")).json() == {
+        "key": "k",
+        "value": 1,
+    }
 
 
-async def test_post_set_publishes_to_websocket_subscribers(server: ObjstoreServer, client: Connect) -> None:
+async def test_post_set_publishes_to_websocket_subscribers(
+    server: ObjstoreServer, client: Connect
+) -> None:
     """A set over HTTP reaches WebSocket subscribers like a WebSocket set."""
     async with client() as ws:
         await ws.send('{"action": "subscribe", "key": "k"}')
@@ -114,7 +129,9 @@ async def test_chunked_body_is_411(server: ObjstoreServer) -> None:
 
 async def test_bad_content_length_is_400(server: ObjstoreServer) -> None:
     """A Content-Length that is not a number gets 400."""
-    raw = await raw_http(server.port, b"POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    raw = await raw_http(
+        server.port, b"POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    )
     assert raw.startswith(b"HTTP/1.1 400 ")
     assert raw.endswith(b'{"error":"invalid Content-Length header: \'abc\'"}')
 
@@ -122,7 +139,10 @@ async def test_bad_content_length_is_400(server: ObjstoreServer) -> None:
 async def test_get_with_empty_key_is_400(server: ObjstoreServer) -> None:
     """GET /get/ without a key gets 400."""
     answer = await http_request(server.port, "GET", "/get/")
-    assert (answer.status, answer.json()) == (400, {"error": 'invalid key: expected a non-empty string, got ""'})
+    assert (answer.status, answer.json()) == (
+        400,
+        {"error": 'invalid key: expected a non-empty string, got ""'},
+    )
 
 
 async def test_get_with_bad_percent_encoding_is_400(server: ObjstoreServer) -> None:
@@ -139,12 +159,17 @@ async def test_unknown_path_is_404(server: ObjstoreServer) -> None:
     answer = await http_request(server.port, "GET", "/nope")
     assert answer.status == 404
     assert answer.json() == {
-        "error": 'not found: "/nope"; routes are GET /get/{key}, POST /set, GET /test and WebSocket /ws'
+        "error": 'not found: "/nope"; '
+        "routes are GET /get/{key}, POST /set, GET /test and WebSocket /ws"
     }
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [("GET", "/set", "POST"), ("POST", "/get/k", "GET")])
-async def test_wrong_method_is_405(server: ObjstoreServer, method: str, path: str, allowed: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), [("GET", "/set", "POST"), ("POST", "/get/k", "GET")]
+)
+async def test_wrong_method_is_405(
+    server: ObjstoreServer, method: str, path: str, allowed: str
+) -> None:
     """A known path with the wrong method gets 405 and an Allow header."""
     answer = await http_request(server.port, method, path, "" if method == "POST" else None)
     assert answer.status == 405

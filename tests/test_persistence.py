@@ -19,7 +19,9 @@ async def test_values_survive_a_restart(start_server: StartServer, cache_dir: Pa
     """Values set before a stop are loaded by the next server on the same folder."""
     first = await start_server()
     await http_request(first.port, "POST", "/set", '{"key": "player-position", "value": {"x": 1}}')
-    await http_request(first.port, "POST", "/set", '{"key": "Mixed Case/ключ", "value": [true, null]}')
+    await http_request(
+        first.port, "POST", "/set", '{"key": "Mixed Case/ключ", "value": [true, null]}'
+    )
     await first.stop()
     second = await start_server()
     assert len(second.store) == 2
@@ -30,7 +32,9 @@ async def test_values_survive_a_restart(start_server: StartServer, cache_dir: Pa
 async def test_file_holds_the_value_itself(start_server: StartServer, cache_dir: Path) -> None:
     """A plain key is stored as {key}.json whose content is the value, readable by a person."""
     server = await start_server()
-    await http_request(server.port, "POST", "/set", '{"key": "player-position", "value": {"x": 100, "y": 200}}')
+    await http_request(
+        server.port, "POST", "/set", '{"key": "player-position", "value": {"x": 100, "y": 200}}'
+    )
     assert (cache_dir / "player-position.json").read_text() == '{"x":100,"y":200}\n'
     assert [p.name for p in cache_dir.iterdir()] == ["player-position.json"]
 
@@ -51,18 +55,27 @@ async def test_original_style_cache_loads(start_server: StartServer, cache_dir: 
     """Files written by the original server (verbatim names, pretty JSON) load unchanged."""
     cache_dir.mkdir()
     (cache_dir / "player-position.json").write_text(json.dumps({"x": 100, "y": 200}, indent=2))
-    (cache_dir / "Score Board.json").write_text(json.dumps([{"name": "ann", "score": 3}], indent=2))
+    (cache_dir / "Score Board.json").write_text(
+        json.dumps([{"name": "ann", "score": 3}], indent=2)
+    )
     (cache_dir / "null-value.json").write_text("null")
     server = await start_server()
-    assert (await http_request(server.port, "GET", "/get/player-position")).json()["value"] == {"x": 100, "y": 200}
+    assert (await http_request(server.port, "GET", "/get/player-position")).json()["value"] == {
+        "x": 100,
+        "y": 200,
+    }
     assert (await http_request(server.port, "GET", "/get/Score%20Board")).json()["value"] == [
         {"name": "ann", "score": 3}
     ]
     assert server.store.get("null-value") == b"null"
     # The verbatim name is renamed to the canonical one; content is untouched.
     assert not (cache_dir / "Score Board.json").exists()
-    assert json.loads((cache_dir / file_name("Score Board")).read_text()) == [{"name": "ann", "score": 3}]
-    assert (cache_dir / "player-position.json").read_text() == json.dumps({"x": 100, "y": 200}, indent=2)
+    assert json.loads((cache_dir / file_name("Score Board")).read_text()) == [
+        {"name": "ann", "score": 3}
+    ]
+    assert (cache_dir / "player-position.json").read_text() == json.dumps(
+        {"x": 100, "y": 200}, indent=2
+    )
 
 
 async def test_corrupt_file_is_set_aside_and_the_rest_loads(
@@ -83,7 +96,9 @@ async def test_corrupt_file_is_set_aside_and_the_rest_loads(
     aside = [n for n in names if n.endswith(".corrupt")]
     assert len(aside) == 2
     assert any(n.startswith("broken.json.") for n in aside)
-    assert (cache_dir / next(n for n in aside if n.startswith("broken"))).read_text() == '{"half": '
+    assert (
+        cache_dir / next(n for n in aside if n.startswith("broken"))
+    ).read_text() == '{"half": '
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("cannot load broken.json" in w for w in warnings)
 

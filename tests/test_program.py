@@ -65,7 +65,9 @@ def start_program(cwd: Path, *args: str, env: dict[str, str] | None = None) -> P
             assert match, banner
             return Program(process, int(match.group(1)), banner)
     process.kill()
-    raise AssertionError(f"no banner: {''.join(lines)} {process.stderr.read() if process.stderr else ''}")
+    raise AssertionError(
+        f"no banner: {''.join(lines)} {process.stderr.read() if process.stderr else ''}"
+    )
 
 
 @pytest.fixture
@@ -124,6 +126,7 @@ def test_port_in_use_fails_fast_with_one_line(tmp_path: Path) -> None:
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             capture_output=True,
+            check=False,
             text=True,
             timeout=20,
         )
@@ -144,6 +147,7 @@ def test_unwritable_cache_dir_fails_with_the_fix(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
+        check=False,
         text=True,
         timeout=20,
     )
@@ -161,6 +165,7 @@ def test_bad_port_is_a_usage_error(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
+        check=False,
         text=True,
         timeout=20,
     )
@@ -168,7 +173,9 @@ def test_bad_port_is_a_usage_error(tmp_path: Path) -> None:
     assert "--port must be a whole number from 0 to 65535, got 'abc'" in result.stderr
 
 
-async def test_kill_9_during_a_burst_leaves_only_valid_files(tmp_path: Path, programs: list[Program]) -> None:
+async def test_kill_9_during_a_burst_leaves_only_valid_files(
+    tmp_path: Path, programs: list[Program]
+) -> None:
     """kill -9 in the middle of a burst of sets leaves every file whole, old or new."""
     program = start_program(tmp_path)
     programs.append(program)

@@ -43,7 +43,9 @@ def test_parse_message_accepts_utf8_bytes() -> None:
 
 def test_parse_message_rejects_non_utf8_bytes() -> None:
     """Bytes that are not UTF-8 raise InvalidMessage."""
-    with pytest.raises(InvalidMessage, match="^invalid message: binary frame is not UTF-8 JSON text$"):
+    with pytest.raises(
+        InvalidMessage, match=r"^invalid message: binary frame is not UTF-8 JSON text$"
+    ):
         parse_message(b"\xff")
 
 
@@ -54,7 +56,7 @@ def test_parse_set_body() -> None:
 
 def test_encode_update_is_compact_json() -> None:
     """An update is {"key": K, "value": V} with V inserted as given."""
-    assert encode_update("a\"b", b'{"x":1}') == b'{"key":"a\\"b","value":{"x":1}}'
+    assert encode_update('a"b', b'{"x":1}') == b'{"key":"a\\"b","value":{"x":1}}'
     assert json.loads(encode_update("é", None)) == {"key": "é", "value": None}
 
 

@@ -135,7 +135,10 @@ async def test_many_concurrent_clients(client: Connect) -> None:
             await ws.send(msg(action="get", key="sync"))
             await recv_json(ws)
         await asyncio.gather(
-            *(ws.send(msg(action="set", key=f"player-{n}", value=n)) for n, ws in enumerate(clients))
+            *(
+                ws.send(msg(action="set", key=f"player-{n}", value=n))
+                for n, ws in enumerate(clients)
+            )
         )
         for ws in clients:
             got = {}
@@ -148,7 +151,9 @@ async def test_many_concurrent_clients(client: Connect) -> None:
             await ws.close()
 
 
-async def test_closed_connection_leaves_no_subscription(server: ObjstoreServer, client: Connect) -> None:
+async def test_closed_connection_leaves_no_subscription(
+    server: ObjstoreServer, client: Connect
+) -> None:
     """When a client goes away, abruptly or not, its subscriptions are removed."""
     async with client() as ws:
         await ws.send(msg(action="subscribe", key="k"))
