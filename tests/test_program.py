@@ -197,3 +197,35 @@ async def test_kill_9_during_a_burst_leaves_only_valid_files(
     programs.append(restarted)
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     assert f"({len(files)} keys loaded)" in restarted.banner
+
+
+def test_ctrl_c_stops_cleanly(tmp_path: Path, programs: list[Program]) -> None:
+    """SIGINT (Ctrl+C) stops the server with exit code 0 and no traceback."""
+    program = start_program(tmp_path)
+    programs.append(program)
+    code, err = program.stop(signal.SIGINT)
+    assert code == 0
+    assert "Traceback" not in err
+
+
+def test_help_lists_every_setting(tmp_path: Path) -> None:
+    """--help names every flag and its environment variable."""
+    result = subprocess.run(
+        [sys.executable, "-m", "objstore", "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0
+    for flag, variable in [
+        ("--port", "PORT"),
+        ("--host", "HOST"),
+        ("--cache-dir", "CACHE_DIR"),
+        ("--max-size", "MAX_SIZE"),
+        ("--log-level", "LOG_LEVEL"),
+    ]:
+        assert flag in result.stdout
+        assert f"({variable}" in result.stdout
