@@ -24,6 +24,19 @@ from .helpers import http_request, recv_json
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_program(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run objstore to completion in *cwd* and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "objstore", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=20,
+    )
+
+
 class Program:
     """A running ``python -m objstore`` and the port it printed."""
 
@@ -121,15 +134,7 @@ def test_port_in_use_fails_fast_with_one_line(tmp_path: Path) -> None:
         sock.listen()
         port = sock.getsockname()[1]
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "objstore", "--port", str(port)],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=20,
-        )
+        result = run_program(tmp_path, "--port", str(port))
     assert time.monotonic() - started < 5
     assert result.returncode == STARTUP_FAILURE
     assert result.stderr.strip().splitlines() == [
@@ -142,15 +147,7 @@ def test_unwritable_cache_dir_fails_with_the_fix(tmp_path: Path) -> None:
     """A cache folder that cannot be created gives one line saying how to choose another."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = subprocess.run(
-        [sys.executable, "-m", "objstore", "--port", "0", "--cache-dir", str(blocker / "sub")],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=20,
-    )
+    result = run_program(tmp_path, "--port", "0", "--cache-dir", str(blocker / "sub"))
     assert result.returncode == STARTUP_FAILURE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -160,15 +157,7 @@ def test_unwritable_cache_dir_fails_with_the_fix(tmp_path: Path) -> None:
 
 def test_bad_port_is_a_usage_error(tmp_path: Path) -> None:
     """A port that is not a number is refused with a usage error."""
-    result = subprocess.run(
-        [sys.executable, "-m", "objstore", "--port", "abc"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=20,
-    )
+    result = run_program(tmp_path, "--port", "abc")
     assert result.returncode == USAGE_ERROR
     assert "--port must be a whole number from 0 to 65535, got 'abc'" in result.stderr
 
@@ -210,15 +199,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, programs: list[Program]) -> None:
 
 def test_help_lists_every_setting(tmp_path: Path) -> None:
     """--help names every flag and its environment variable."""
-    result = subprocess.run(
-        [sys.executable, "-m", "objstore", "--help"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=20,
-    )
+    result = run_program(tmp_path, "--help")
     assert result.returncode == 0
     for flag, variable in [
         ("--port", "PORT"),
