@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
+from .console import pause_if_double_clicked
 from .errors import StartupError
 from .server import ObjstoreServer
 
@@ -29,6 +30,8 @@ OK = 0
 USAGE_ERROR = 2
 #: The server could not start: port in use, cache folder not writable.
 STARTUP_FAILURE = 3
+#: A bug: an error objstore did not expect.
+INTERNAL_ERROR = 1
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 logger = logging.getLogger("objstore")
@@ -199,7 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run(config))
     except StartupError as exc:
         print(f"objstore: {exc}", file=sys.stderr, flush=True)
+        pause_if_double_clicked()
         return STARTUP_FAILURE
     except KeyboardInterrupt:  # a second Ctrl+C while stopping
         return OK
+    except Exception:
+        logger.exception("objstore stopped on an unexpected error; please report it")
+        pause_if_double_clicked()
+        return INTERNAL_ERROR
     return OK

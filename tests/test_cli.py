@@ -8,6 +8,7 @@ import pytest
 
 from objstore.cli import _banner, parse_config
 from objstore.config import Config
+from objstore.console import owns_console_window
 
 from .conftest import StartServer
 
@@ -99,3 +100,20 @@ async def test_banner_on_all_interfaces_mentions_the_network(start_server: Start
     """Listening on 0.0.0.0 adds the network addresses, or says how to find them."""
     server = await start_server(host="0.0.0.0")
     assert "  Network    " in _banner(server)
+
+
+def test_double_clicked_console_is_owned() -> None:
+    """A console with only objstore's processes on it was opened for objstore."""
+    assert owns_console_window(1, frozen=False) is True
+    assert owns_console_window(2, frozen=True) is True
+
+
+def test_console_shared_with_a_terminal_is_not_owned() -> None:
+    """A terminal or script adds its own process, so objstore must not wait for Enter."""
+    assert owns_console_window(2, frozen=False) is False
+    assert owns_console_window(3, frozen=True) is False
+
+
+def test_no_console_is_not_owned() -> None:
+    """Without a console (a service, or not Windows) there is nothing to keep open."""
+    assert owns_console_window(0, frozen=True) is False

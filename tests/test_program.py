@@ -1,4 +1,9 @@
-"""The program as a user runs it: ``python -m objstore`` in a subprocess."""
+"""The program as a user runs it, as a subprocess: from source and as the built executable.
+
+Every test here runs twice: ``python -m objstore`` and the one-file executable that
+``build.spec`` makes (built once per session with PyInstaller, or taken from the
+``OBJSTORE_BINARY`` environment variable, as the release workflow does on each OS).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,119 +29,220 @@ from objstore.cli import STARTUP_FAILURE, USAGE_ERROR
 from .helpers import http_request, recv_json
 
 ROOT = Path(__file__).resolve().parent.parent
+WINDOWS = sys.platform == "win32"
 
 
-def run_program(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run objstore to completion in *cwd* and capture what it prints."""
-    return subprocess.run(
-        [sys.executable, "-m", "objstore", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+@pytest.fixture(scope="session")
+def built_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The executable under test: OBJSTORE_BINARY, or one built now from build.spec."""
+    given = os.environ.get("OBJSTORE_BINARY")
+    if given:
+        return Path(given).resolve()
+    pytest.importorskip(
+        "PyInstaller", reason="PyInstaller is in the test extra: pip install -e '.[test]'"
+    )
+    work = tmp_path_factory.mktemp("pyinstaller")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--distpath",
+            str(work / "dist"),
+            "--workpath",
+            str(work / "build"),
+            str(ROOT / "build.spec"),
+        ],
         capture_output=True,
         check=False,
         text=True,
-        timeout=20,
+        timeout=900,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (binary,) = (work / "dist").iterdir()
+    return binary
 
 
+@dataclass
+class Launcher:
+    """How to start objstore: from source, or the executable copied into a folder of its own."""
+
+    kind: str
+    command: list[str]
+    #: Where .cache goes by default: the working directory from source, else the binary's folder.
+    home: Path | None
+
+    def default_cache(self, cwd: Path) -> Path:
+        return (self.home or cwd) / ".cache"
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("CACHE_DIR", None)
+        env.update(extra or {})
+        return env
+
+    def run(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run objstore to completion in *cwd* and capture what it prints."""
+        return subprocess.run(
+            [*self.command, *args],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=30,
+        )
+
+    def start(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> Program:
+        """Start objstore on a free port in *cwd* and wait for its banner."""
+        process = subprocess.Popen(
+            [*self.command, "--port", "0", *args],
+            cwd=cwd,
+            env=self.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # Its own process group: signals reach the one-file executable's
+            # bootloader and the server it starts, and nothing else.
+            **(
+                {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+                if WINDOWS
+                else {"start_new_session": True}
+            ),
+        )
+        assert process.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl+C"):
+                banner = "".join(lines)
+                match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
+                assert match, banner
+                program = Program(process, int(match.group(1)), banner)
+                self.started.append(program)
+                return program
+        Program(process, 0, "").kill()
+        err = process.stderr.read() if process.stderr else ""
+        raise AssertionError(f"no banner: {''.join(lines)} {err}")
+
+    started: list[Program] = field(default_factory=list)
+
+
+@dataclass
 class Program:
-    """A running ``python -m objstore`` and the port it printed."""
+    """A running objstore and the port it printed."""
 
-    def __init__(self, process: subprocess.Popen[str], port: int, banner: str) -> None:
-        self.process = process
-        self.port = port
-        self.banner = banner
+    process: subprocess.Popen[str]
+    port: int
+    banner: str
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, str]:
-        self.process.send_signal(sig)
+    def stop(self, interrupt: bool = False, timeout: float = 20) -> tuple[int, str]:
+        """Send SIGTERM (or SIGINT; Ctrl+Break on Windows) and wait for the exit."""
+        if WINDOWS:
+            self.process.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            self.process.send_signal(signal.SIGINT if interrupt else signal.SIGTERM)
         _, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, err
 
+    def kill(self) -> None:
+        """Kill the process group at once (kill -9), by its process id."""
+        if self.process.poll() is not None:
+            return
+        if WINDOWS:
+            self.process.kill()
+        else:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
-def start_program(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Program:
-    """Start objstore on a free port in *cwd* and wait for its banner."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    full_env.pop("CACHE_DIR", None)
-    full_env.update(env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "objstore", "--port", "0", *args],
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("Press Ctrl+C"):
-            banner = "".join(lines)
-            match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
-            assert match, banner
-            return Program(process, int(match.group(1)), banner)
-    process.kill()
-    raise AssertionError(
-        f"no banner: {''.join(lines)} {process.stderr.read() if process.stderr else ''}"
-    )
+
+def _launcher(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Launcher:
+    if kind == "source":
+        return Launcher("source", [sys.executable, "-m", "objstore"], None)
+    binary: Path = request.getfixturevalue("built_binary")
+    home = tmp_path / "app"
+    home.mkdir()
+    shutil.copy2(binary, home / binary.name)
+    return Launcher("binary", [str(home / binary.name)], home)
+
+
+@pytest.fixture(params=["source", "binary"])
+def launcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Launcher]:
+    """Starts objstore the way the parameter says; kills what is left at the end."""
+    launcher = _launcher(request.param, request, tmp_path)
+    yield launcher
+    for program in launcher.started:
+        program.kill()
 
 
 @pytest.fixture
-def programs() -> Iterator[list[Program]]:
-    started: list[Program] = []
-    yield started
-    for program in started:  # stopped by process id, never by name
-        if program.process.poll() is None:
-            program.process.kill()
-            program.process.wait()
+def binary_launcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Launcher]:
+    """Starts the executable only."""
+    launcher = _launcher("binary", request, tmp_path)
+    yield launcher
+    for program in launcher.started:
+        program.kill()
 
 
-async def test_program_serves_and_stops_cleanly(tmp_path: Path, programs: list[Program]) -> None:
-    """Started as a user would, it serves WebSocket and HTTP, keeps .cache in the working
-    directory, and on SIGTERM closes connections with 1001, writes everything and exits 0."""
-    program = start_program(tmp_path)
-    programs.append(program)
-    assert f"Cache      {tmp_path / '.cache'} (0 keys loaded)" in program.banner
+async def test_serves_persists_and_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
+    """Started from another folder, it serves WebSocket, HTTP and the test page, keeps its
+    data in the default .cache, and on SIGTERM closes connections with 1001, writes every
+    value, exits 0, and finds every value again when restarted."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    cache = launcher.default_cache(cwd)
+    program = launcher.start(cwd)
+    assert f"Cache      {cache} (0 keys loaded)" in program.banner
+    page = await http_request(program.port, "GET", "/test")
+    assert (page.status, page.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    assert b"<title>objstore test page</title>" in page.body
     async with connect(f"ws://127.0.0.1:{program.port}/ws") as ws:
         for n in range(500):
             await ws.send(json.dumps({"action": "set", "key": f"k{n % 50}", "value": n}))
         await ws.send(json.dumps({"action": "get", "key": "k0"}))
         assert await recv_json(ws) == {"key": "k0", "value": 450}
         answer = await http_request(program.port, "POST", "/set", '{"key": "h", "value": "http"}')
-        assert answer.status == 200
+        assert answer.json() == {"key": "h", "value": "http"}
         code, err = await asyncio.to_thread(program.stop)
         await ws.wait_closed()
         assert ws.close_code == 1001
     assert code == 0, err
     assert "Traceback" not in err
     for n in range(50):
-        assert (tmp_path / ".cache" / f"k{n}.json").read_text() == f"{450 + n}\n"
-    assert (tmp_path / ".cache" / "h.json").read_text() == '"http"\n'
+        assert (cache / f"k{n}.json").read_text() == f"{450 + n}\n"
+    assert (cache / "h.json").read_text() == '"http"\n'
+    if launcher.home is not None:  # the executable keeps its data beside itself
+        assert not (cwd / ".cache").exists()
+    restarted = launcher.start(cwd)
+    assert "(51 keys loaded)" in restarted.banner
+    answer = await http_request(restarted.port, "GET", "/get/k7")
+    assert answer.json() == {"key": "k7", "value": 457}
 
 
-async def test_cache_dir_from_environment(tmp_path: Path, programs: list[Program]) -> None:
+async def test_cache_dir_from_environment(launcher: Launcher, tmp_path: Path) -> None:
     """CACHE_DIR chooses the folder, which is created if missing."""
     folder = tmp_path / "nested" / "data"
-    program = start_program(tmp_path, env={"CACHE_DIR": str(folder)})
-    programs.append(program)
+    program = launcher.start(tmp_path, env={"CACHE_DIR": str(folder)})
     await http_request(program.port, "POST", "/set", '{"key": "k", "value": 1}')
     code, _ = program.stop()
     assert code == 0
     assert (folder / "k.json").read_text() == "1\n"
+    assert not launcher.default_cache(tmp_path).exists()
 
 
-def test_port_in_use_fails_fast_with_one_line(tmp_path: Path) -> None:
+def test_port_in_use_fails_fast_with_one_line(launcher: Launcher, tmp_path: Path) -> None:
     """A port already in use gives one line naming the port and a non-zero exit, quickly."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
         started = time.monotonic()
-        result = run_program(tmp_path, "--port", str(port))
+        result = launcher.run(tmp_path, "--port", str(port))
     assert time.monotonic() - started < 5
     assert result.returncode == STARTUP_FAILURE
     assert result.stderr.strip().splitlines() == [
@@ -143,11 +251,11 @@ def test_port_in_use_fails_fast_with_one_line(tmp_path: Path) -> None:
     ]
 
 
-def test_unwritable_cache_dir_fails_with_the_fix(tmp_path: Path) -> None:
+def test_unwritable_cache_dir_fails_with_the_fix(launcher: Launcher, tmp_path: Path) -> None:
     """A cache folder that cannot be created gives one line saying how to choose another."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = run_program(tmp_path, "--port", "0", "--cache-dir", str(blocker / "sub"))
+    result = launcher.run(tmp_path, "--port", "0", "--cache-dir", str(blocker / "sub"))
     assert result.returncode == STARTUP_FAILURE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -155,51 +263,71 @@ def test_unwritable_cache_dir_fails_with_the_fix(tmp_path: Path) -> None:
     assert lines[0].endswith("; choose a writable folder with --cache-dir or CACHE_DIR")
 
 
-def test_bad_port_is_a_usage_error(tmp_path: Path) -> None:
+def test_bad_port_is_a_usage_error(launcher: Launcher, tmp_path: Path) -> None:
     """A port that is not a number is refused with a usage error."""
-    result = run_program(tmp_path, "--port", "abc")
+    result = launcher.run(tmp_path, "--port", "abc")
     assert result.returncode == USAGE_ERROR
     assert "--port must be a whole number from 0 to 65535, got 'abc'" in result.stderr
 
 
 async def test_kill_9_during_a_burst_leaves_only_valid_files(
-    tmp_path: Path, programs: list[Program]
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """kill -9 in the middle of a burst of sets leaves every file whole, old or new."""
-    program = start_program(tmp_path)
-    programs.append(program)
+    program = launcher.start(tmp_path)
     big = "x" * 20_000  # large values make a torn write likely if writes were not atomic
     async with connect(f"ws://127.0.0.1:{program.port}/ws") as ws:
         for n in range(3000):
             await ws.send(json.dumps({"action": "set", "key": f"k{n % 20}", "value": [n, big]}))
             if n == 1500:
-                program.process.kill()
+                await asyncio.to_thread(program.kill)
                 break
-    program.process.wait()
-    cache = tmp_path / ".cache"
+    cache = launcher.default_cache(tmp_path)
     files = [p for p in cache.iterdir() if p.name.endswith(".json")]
     assert files
     for path in files:
         value = json.loads(path.read_text())
         assert value[1] == big
-    restarted = start_program(tmp_path)
-    programs.append(restarted)
+    restarted = launcher.start(tmp_path)
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     assert f"({len(files)} keys loaded)" in restarted.banner
 
 
-def test_ctrl_c_stops_cleanly(tmp_path: Path, programs: list[Program]) -> None:
+@pytest.mark.skipif(WINDOWS, reason="creating symbolic links needs extra rights on Windows")
+async def test_binary_started_through_a_symlink_keeps_cache_beside_itself(
+    binary_launcher: Launcher, tmp_path: Path
+) -> None:
+    """A symbolic link to the executable still puts .cache next to the real file."""
+    launcher = binary_launcher
+    assert launcher.home is not None
+    link_dir = tmp_path / "bin"
+    link_dir.mkdir()
+    link = link_dir / "objstore"
+    link.symlink_to(Path(launcher.command[0]))
+    program = Launcher("binary", [str(link)], launcher.home, launcher.started).start(tmp_path)
+    assert f"Cache      {launcher.home / '.cache'} (0 keys loaded)" in program.banner
+
+
+@pytest.mark.skipif(WINDOWS, reason="Ctrl+C cannot be sent to one process group on Windows")
+def test_ctrl_c_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     """SIGINT (Ctrl+C) stops the server with exit code 0 and no traceback."""
-    program = start_program(tmp_path)
-    programs.append(program)
-    code, err = program.stop(signal.SIGINT)
+    program = launcher.start(tmp_path)
+    code, err = program.stop(interrupt=True)
     assert code == 0
     assert "Traceback" not in err
 
 
-def test_help_lists_every_setting(tmp_path: Path) -> None:
+def test_version_is_stamped(launcher: Launcher, tmp_path: Path) -> None:
+    """--version prints the package version."""
+    from objstore import __version__
+
+    result = launcher.run(tmp_path, "--version")
+    assert (result.returncode, result.stdout) == (0, f"objstore {__version__}\n")
+
+
+def test_help_lists_every_setting(launcher: Launcher, tmp_path: Path) -> None:
     """--help names every flag and its environment variable."""
-    result = run_program(tmp_path, "--help")
+    result = launcher.run(tmp_path, "--help")
     assert result.returncode == 0
     for flag, variable in [
         ("--port", "PORT"),
