@@ -45,6 +45,6 @@ class Config:
     ping_interval: float | None = 20.0
     #: Seconds to wait for a pong before closing the connection.
     ping_timeout: float | None = 20.0
-    #: Compress messages with permessage-deflate. Off: it multiplies the CPU cost
-    #: of every broadcast, since each connection compresses its own copy.
-    compression: bool = False
+    #: Seconds a subscriber that reads nothing may block its socket before it is
+    #: closed (code 1008). Until then it only costs one pending update per key.
+    stall_timeout: float = 60.0

@@ -114,7 +114,7 @@ async def route(service: StoreService, request: HttpRequest) -> HttpResponse | N
         failure = await result
         if failure is not None:
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(failure))
-        return HttpResponse(HTTPStatus.OK, update)
+        return HttpResponse(HTTPStatus.OK, update.payload)
     if path == "/test":
         if request.method != "GET":
             return _method_not_allowed(request, "GET")

@@ -1,8 +1,9 @@
 """Who is subscribed to which key, and delivery of updates to them.
 
 Owns the subscription table. A subscriber is anything with a ``deliver``
-method; the hub knows nothing of sockets, JSON or storage, so the same hub
-serves WebSocket connections today and other transports later.
+method; the hub knows nothing of sockets or storage, so the same hub serves
+WebSocket connections today and other transports later. An update is encoded
+once by its publisher and the same object goes to every subscriber.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Protocol
 
+from .protocol import Update
+
 __all__ = ["Hub", "Subscriber"]
 
 
 class Subscriber(Hashable, Protocol):
     """Receives updates of the keys it subscribed to."""
 
-    def deliver(self, key: str, frame: bytes) -> None:
-        """Queue *frame*, an encoded update of *key*, for sending; must not block."""
+    def deliver(self, update: Update) -> None:
+        """Queue *update* for sending; must neither block nor change subscriptions."""
 
 
 class Hub:
@@ -53,13 +56,13 @@ class Hub:
             if not subscribers:
                 del self._by_key[key]
 
-    def publish(self, key: str, frame: bytes) -> int:
-        """Deliver *frame* to every subscriber of *key*; return how many there were."""
-        subscribers = self._by_key.get(key)
+    def publish(self, update: Update) -> int:
+        """Deliver *update* to every subscriber of its key; return how many there were."""
+        subscribers = self._by_key.get(update.key)
         if not subscribers:
             return 0
         for subscriber in subscribers:
-            subscriber.deliver(key, frame)
+            subscriber.deliver(update)
         return len(subscribers)
 
     def subscribers(self, key: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from . import jsonvalues
 from .errors import ClientError, InvalidMessage, InvalidValue, describe
 from .keys import validate_key
+from .wsframes import text_frame
 
 __all__ = [
     "ACTIONS",
@@ -26,6 +27,7 @@ __all__ = [
     "Set",
     "Subscribe",
     "Unsubscribe",
+    "Update",
     "encode_error",
     "encode_key",
     "encode_update",
@@ -70,6 +72,29 @@ class Get:
 
 
 Command = Subscribe | Unsubscribe | Set | Get
+
+
+class Update:
+    """A new value of a key, encoded once for every subscriber whatever its transport.
+
+    ``payload`` is ``{"key": K, "value": V}`` as JSON bytes; ``ws_frame`` is the
+    same as a WebSocket text frame, made on first use and then shared.
+    """
+
+    __slots__ = ("_ws_frame", "key", "payload")
+
+    def __init__(self, key: str, value: bytes | None) -> None:
+        self.key = key
+        self.payload = encode_update(key, value)
+        self._ws_frame: bytes | None = None
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The payload as one WebSocket text frame."""
+        frame = self._ws_frame
+        if frame is None:
+            frame = self._ws_frame = text_frame(self.payload)
+        return frame
 
 
 def _decode_object(text: str, what: str) -> dict[str, Any]:

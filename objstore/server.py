@@ -11,47 +11,27 @@ import asyncio
 import errno
 import logging
 import time
-from functools import partial
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .cachefolder import LoadReport
 from .config import Config
-from .connection import HttpServerConnection
-from .errors import ClientError, StartupError, StorageError
+from .connection import ObjstoreConnection
+from .errors import StartupError
 from .http import HttpRequest, route
 from .hub import Hub
-from .protocol import encode_error, parse_message
+from .outbox import FlushScheduler, Outbox
 from .service import StoreService
+from .session import ClientSession
 from .store import Store
 
-__all__ = ["ObjstoreServer", "WebSocketClient"]
+__all__ = ["ObjstoreServer"]
 
 logger = logging.getLogger("objstore.server")
 
 _ADDRESS_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
-
-
-class WebSocketClient:
-    """A WebSocket connection seen as a subscriber of the hub."""
-
-    __slots__ = ("__weakref__", "connection")
-
-    def __init__(self, connection: ServerConnection) -> None:
-        self.connection = connection
-
-    def deliver(self, key: str, frame: bytes) -> None:
-        """Write *frame* without waiting; connections that are closing are skipped."""
-        broadcast((self.connection,), frame, text=True)
-
-    def report_write(self, key: str, result: asyncio.Future[StorageError | None]) -> None:
-        """Tell the client when its set could not be saved to disk."""
-        failure = result.result()
-        if failure is not None:
-            broadcast((self.connection,), encode_error(str(failure)), text=True)
 
 
 class ObjstoreServer:
@@ -64,6 +44,7 @@ class ObjstoreServer:
         self.service = StoreService(self.store, self.hub)
         self._server: Server | None = None
         self.load_report = LoadReport()
+        self._flush_scheduler: FlushScheduler | None = None
 
     @property
     def port(self) -> int:
@@ -75,10 +56,15 @@ class ObjstoreServer:
     async def start(self) -> None:
         """Load the store and start listening. Raises StartupError with what to do."""
         self.load_report = await asyncio.to_thread(self.store.open)
+        self._flush_scheduler = FlushScheduler(asyncio.get_running_loop().call_soon)
         connection_class = type(
             "ConfiguredConnection",
-            (HttpServerConnection,),
-            {"max_body_size": self.config.max_size},
+            (ObjstoreConnection,),
+            {
+                "max_body_size": self.config.max_size,
+                "stall_timeout": self.config.stall_timeout,
+                "session_factory": self._new_session,
+            },
         )
         try:
             self._server = await serve(
@@ -87,7 +73,9 @@ class ObjstoreServer:
                 self.config.port,
                 process_request=self._process_request,
                 create_connection=connection_class,
-                compression="deflate" if self.config.compression else None,
+                # Off: frames are shared by all subscribers, and compressing would
+                # cost a deflate per connection per update.
+                compression=None,
                 max_size=self.config.max_size,
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_timeout,
@@ -116,7 +104,7 @@ class ObjstoreServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        assert isinstance(connection, HttpServerConnection)
+        assert isinstance(connection, ObjstoreConnection)
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         answer = await route(
             self.service,
@@ -141,40 +129,29 @@ class ObjstoreServer:
         )
         return Response(answer.status.value, answer.status.phrase, headers, answer.body)
 
+    def _new_session(self, connection: ObjstoreConnection) -> ClientSession:
+        assert self._flush_scheduler is not None
+        outbox = Outbox(connection, self._flush_scheduler)
+        return ClientSession(self.service, outbox, _address(connection))
+
     async def _handle_connection(self, connection: ServerConnection) -> None:
-        client = WebSocketClient(connection)
+        # Messages are handled by the connection as they arrive (see
+        # objstore.connection); this task only lives as long as the connection.
+        assert isinstance(connection, ObjstoreConnection)
+        session = connection.client_session()
         started = time.monotonic()
-        messages = 0
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            logger.debug("%s connected", _address(connection))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s connected", session.address)
         try:
-            async for frame in connection:
-                messages += 1
-                if debug:
-                    logger.debug("%s sent %r", _address(connection), frame[:500])
-                try:
-                    command = parse_message(frame)
-                except ClientError as exc:
-                    logger.debug("rejected message from %s: %s", connection.remote_address, exc)
-                    await connection.send(encode_error(exc), text=True)
-                    continue
-                reply, written = self.service.execute(client, command)
-                if written is not None:
-                    written.add_done_callback(partial(client.report_write, command.key))
-                if reply is not None:
-                    await connection.send(reply, text=True)
-        except ConnectionClosed:
-            pass
+            await connection.wait_closed()
         finally:
-            self.hub.drop(client)
-            close = connection.close_code
+            session.close()
             logger.info(
                 "%s disconnected after %.1f s and %d messages (close code %s%s)",
-                _address(connection),
+                session.address,
                 time.monotonic() - started,
-                messages,
-                close,
+                session.messages,
+                connection.close_code,
                 f", {connection.close_reason}" if connection.close_reason else "",
             )
 

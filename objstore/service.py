@@ -9,7 +9,7 @@ whichever way it arrives. Knows nothing of sockets or HTTP.
 from __future__ import annotations
 
 from .hub import Hub, Subscriber
-from .protocol import Command, Get, Set, Subscribe, Unsubscribe, encode_update
+from .protocol import Command, Get, Set, Subscribe, Unsubscribe, Update, encode_update
 from .store import Store
 from .writer import WriteResult
 
@@ -27,14 +27,14 @@ class StoreService:
         """The reply to a get: ``{"key": K, "value": V}``, with ``null`` for a missing key."""
         return encode_update(key, self.store.get(key))
 
-    def set(self, key: str, value: bytes) -> tuple[bytes, WriteResult]:
-        """Store, persist and publish *value*; return the encoded update and the write's future.
+    def set(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
+        """Store, persist and publish *value*; return the update and the write's future.
 
         The update is encoded once and the same bytes go to every subscriber.
         """
         result = self.store.set(key, value)
-        update = encode_update(key, value)
-        self.hub.publish(key, update)
+        update = Update(key, value)
+        self.hub.publish(update)
         return update, result
 
     def subscribe(self, subscriber: Subscriber, key: str) -> bytes | None:

@@ -23,7 +23,6 @@ def test_defaults() -> None:
         "info",
     )
     assert config.cache_dir == Path.cwd() / ".cache"
-    assert config.compression is False
 
 
 def test_environment_fills_the_config() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from objstore.hub import Hub
+from objstore.protocol import Update
 
 
 class Recorder:
@@ -11,8 +12,12 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[tuple[str, bytes]] = []
 
-    def deliver(self, key: str, frame: bytes) -> None:
-        self.frames.append((key, frame))
+    def deliver(self, update: Update) -> None:
+        self.frames.append((update.key, update.payload))
+
+
+def update(key: str, value: bytes) -> Update:
+    return Update(key, value)
 
 
 def test_publish_reaches_subscribers_of_the_key_only() -> None:
@@ -20,8 +25,8 @@ def test_publish_reaches_subscribers_of_the_key_only() -> None:
     hub, a, b = Hub(), Recorder(), Recorder()
     hub.subscribe(a, "k")
     hub.subscribe(b, "other")
-    assert hub.publish("k", b"1") == 1
-    assert a.frames == [("k", b"1")]
+    assert hub.publish(update("k", b"1")) == 1
+    assert a.frames == [("k", b'{"key":"k","value":1}')]
     assert b.frames == []
 
 
@@ -30,8 +35,8 @@ def test_subscribing_twice_delivers_once() -> None:
     hub, a = Hub(), Recorder()
     hub.subscribe(a, "k")
     hub.subscribe(a, "k")
-    hub.publish("k", b"1")
-    assert a.frames == [("k", b"1")]
+    hub.publish(update("k", b"1"))
+    assert a.frames == [("k", b'{"key":"k","value":1}')]
 
 
 def test_unsubscribe_removes_empty_entries() -> None:
@@ -42,7 +47,7 @@ def test_unsubscribe_removes_empty_entries() -> None:
     hub.unsubscribe(a, "never")  # harmless
     assert hub.subscribers("k") == 0
     assert hub.subscriber_count == 0
-    assert hub.publish("k", b"1") == 0
+    assert hub.publish(update("k", b"1")) == 0
 
 
 def test_drop_removes_every_subscription() -> None:
@@ -55,5 +60,5 @@ def test_drop_removes_every_subscription() -> None:
     assert hub.keys_of(a) == frozenset()
     assert hub.subscribers("x") == 1
     assert hub.subscribers("y") == 0
-    hub.publish("x", b"2")
-    assert (a.frames, b.frames) == ([], [("x", b"2")])
+    hub.publish(update("x", b"2"))
+    assert (a.frames, b.frames) == ([], [("x", b'{"key":"x","value":2}')])

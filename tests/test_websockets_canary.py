@@ -15,7 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 from websockets.streams import StreamReader
 
-from objstore.connection import HttpServerConnection, strip_body_headers
+from objstore.connection import ObjstoreConnection, strip_body_headers
 
 
 def _parse(data: bytes) -> Request:
@@ -43,8 +43,8 @@ def test_serve_accepts_create_connection() -> None:
 def test_data_received_is_the_entry_of_request_bytes() -> None:
     """Connection.data_received still feeds every received byte to the sans-I/O protocol."""
     assert "self.protocol.receive_data(data)" in inspect.getsource(Connection.data_received)
-    assert issubclass(HttpServerConnection, ServerConnection)
-    assert "data_received" in vars(HttpServerConnection)
+    assert issubclass(ObjstoreConnection, ServerConnection)
+    assert "data_received" in vars(ObjstoreConnection)
 
 
 def test_request_with_body_is_still_refused_by_websockets() -> None:

@@ -1,0 +1,122 @@
+"""What each connection has yet to send: batched per loop turn, latest value per key when slow.
+
+Owns the outgoing side of one subscriber, sans I/O. While the connection keeps
+up, frames are collected during one turn of the event loop and written
+together (one system call for many updates) in the order they were produced.
+Once its socket is congested, at most one update per key is held (the latest
+replaces the older), so a subscriber that stops reading costs bounded memory;
+when the socket drains, the held frames are written and it is up to date.
+Replies (to get, subscribe, errors) are never dropped. Knows nothing of
+asyncio or websockets: writing and scheduling are injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["FrameWriter", "Outbox", "FlushScheduler"]
+
+
+class FrameWriter(Protocol):
+    """Where an outbox writes its frames: the connection's transport."""
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Write *frames* (complete WebSocket frames) in order, without blocking."""
+
+
+class _Reply:
+    """A unique key for a reply held while congested: replies are never conflated."""
+
+    __slots__ = ()
+
+
+class Outbox:
+    """The frames one connection has yet to send."""
+
+    __slots__ = ("_batch", "_held", "_mark_dirty", "_writer")
+
+    def __init__(self, writer: FrameWriter, mark_dirty: Callable[[Outbox], None]) -> None:
+        self._writer = writer
+        self._mark_dirty = mark_dirty
+        self._batch: list[bytes] = []
+        #: Frames held while congested, by key (or by a unique token for a reply).
+        self._held: dict[object, bytes] | None = None
+
+    @property
+    def congested(self) -> bool:
+        """True while the socket is not accepting more data."""
+        return self._held is not None
+
+    @property
+    def held(self) -> int:
+        """Number of frames held back while congested."""
+        return 0 if self._held is None else len(self._held)
+
+    def update(self, key: str, frame: bytes) -> None:
+        """Queue an update of *key*; while congested it replaces any held update of *key*."""
+        held = self._held
+        if held is not None:
+            held[key] = frame
+            return
+        batch = self._batch
+        if not batch:
+            self._mark_dirty(self)
+        batch.append(frame)
+
+    def reply(self, frame: bytes) -> None:
+        """Queue a reply; it is sent after everything queued before it, and never dropped."""
+        held = self._held
+        if held is not None:
+            held[_Reply()] = frame
+            return
+        batch = self._batch
+        if not batch:
+            self._mark_dirty(self)
+        batch.append(frame)
+
+    def flush(self) -> None:
+        """Write the frames collected in this turn of the loop."""
+        batch = self._batch
+        if batch:
+            self._batch = []
+            self._writer.write_frames(batch)
+
+    def pause(self) -> None:
+        """The socket is congested: hold frames from now on, one update per key."""
+        if self._held is None:
+            self._held = {}
+
+    def resume(self) -> None:
+        """The socket drained: write what was held, latest values only."""
+        held = self._held
+        self._held = None
+        if held:
+            self.flush()
+            self._writer.write_frames(list(held.values()))
+
+
+class FlushScheduler:
+    """Flushes every outbox that has frames once per turn of the event loop.
+
+    One callback per turn for all connections, rather than one per connection.
+    """
+
+    __slots__ = ("_call_soon", "_dirty")
+
+    def __init__(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
+        self._call_soon = call_soon
+        self._dirty: list[Outbox] = []
+
+    def __call__(self, outbox: Outbox) -> None:
+        """Mark *outbox* as having frames to write at the end of this turn."""
+        if not self._dirty:
+            self._call_soon(self.flush)
+        self._dirty.append(outbox)
+
+    def flush(self) -> None:
+        """Write the frames of every marked outbox."""
+        dirty = self._dirty
+        self._dirty = []
+        for outbox in dirty:
+            outbox.flush()

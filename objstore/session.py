@@ -1,0 +1,64 @@
+"""One WebSocket client: its messages in, its replies and updates out through its outbox.
+
+Owns what happens to a client's message between the socket and the service:
+parse, execute, queue the reply; and the client's side of subscriptions
+(updates it is sent, write failures it is told of). Knows nothing of
+websockets: the connection hands in message payloads and provides the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .errors import ClientError, StorageError
+from .outbox import Outbox
+from .protocol import Update, encode_error, parse_message
+from .service import StoreService
+from .wsframes import text_frame
+
+__all__ = ["ClientSession"]
+
+logger = logging.getLogger("objstore.session")
+
+
+class ClientSession:
+    """A connected client, as the hub's subscriber and the service's caller."""
+
+    __slots__ = ("__weakref__", "address", "messages", "outbox", "service")
+
+    def __init__(self, service: StoreService, outbox: Outbox, address: str) -> None:
+        self.service = service
+        self.outbox = outbox
+        self.address = address
+        self.messages = 0
+
+    def deliver(self, update: Update) -> None:
+        """Queue an update of a key this client subscribed to."""
+        self.outbox.update(update.key, update.ws_frame)
+
+    def receive(self, message: str | bytes) -> None:
+        """Handle one message: execute it and queue its reply, or an error reply."""
+        self.messages += 1
+        try:
+            command = parse_message(message)
+        except ClientError as exc:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s sent %r: %s", self.address, message[:500], exc)
+            self.outbox.reply(text_frame(encode_error(exc)))
+            return
+        reply, written = self.service.execute(self, command)
+        if written is not None:
+            written.add_done_callback(self._report_write)
+        if reply is not None:
+            self.outbox.reply(text_frame(reply))
+
+    def _report_write(self, result: asyncio.Future[StorageError | None]) -> None:
+        """Tell the client when a value it set could not be saved to disk."""
+        failure = result.result()
+        if failure is not None:
+            self.outbox.reply(text_frame(encode_error(str(failure))))
+
+    def close(self) -> None:
+        """Forget every subscription; the connection is gone."""
+        self.service.hub.drop(self)
