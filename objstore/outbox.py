@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["FrameWriter", "Outbox", "FlushScheduler"]
+__all__ = ["FlushScheduler", "FrameWriter", "Outbox"]
 
 
 class FrameWriter(Protocol):

@@ -1,0 +1,94 @@
+"""The outbox and the frame encoder, sans I/O: recorded writes, no sockets, no loop."""
+
+from __future__ import annotations
+
+import struct
+
+from objstore.outbox import FlushScheduler, Outbox
+from objstore.wsframes import text_frame
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.writes: list[list[bytes]] = []
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        self.writes.append(list(frames))
+
+
+def make() -> tuple[Outbox, Writer, list[Outbox]]:
+    writer, dirty = Writer(), []
+    return Outbox(writer, dirty.append), writer, dirty
+
+
+def test_frames_of_one_turn_are_written_together_in_order() -> None:
+    """Updates and replies queued in one turn go out in one write, in order."""
+    outbox, writer, dirty = make()
+    outbox.update("a", b"1")
+    outbox.reply(b"r")
+    outbox.update("a", b"2")
+    assert dirty == [outbox]  # marked once
+    outbox.flush()
+    assert writer.writes == [[b"1", b"r", b"2"]]
+
+
+def test_flush_without_frames_writes_nothing() -> None:
+    """An empty outbox does not write."""
+    outbox, writer, _ = make()
+    outbox.flush()
+    assert writer.writes == []
+
+
+def test_congested_outbox_keeps_only_the_latest_update_per_key() -> None:
+    """While congested, a newer update of a key replaces the held one."""
+    outbox, writer, _ = make()
+    outbox.pause()
+    for n in range(1000):
+        outbox.update("a", str(n).encode())
+    outbox.update("b", b"only")
+    assert outbox.held == 2
+    outbox.resume()
+    assert writer.writes == [[b"999", b"only"]]
+    assert outbox.congested is False
+
+
+def test_replies_are_never_dropped_while_congested() -> None:
+    """Replies held while congested are all written on resume, in order."""
+    outbox, writer, _ = make()
+    outbox.pause()
+    outbox.reply(b"r1")
+    outbox.reply(b"r2")
+    outbox.resume()
+    assert writer.writes == [[b"r1", b"r2"]]
+
+
+def test_batch_of_the_turn_is_written_before_held_frames() -> None:
+    """Frames queued before congestion go out before those held during it."""
+    outbox, writer, _ = make()
+    outbox.update("a", b"before")
+    outbox.pause()
+    outbox.update("a", b"during")
+    outbox.resume()
+    assert writer.writes == [[b"before"], [b"during"]]
+
+
+def test_scheduler_flushes_every_marked_outbox_once_per_turn() -> None:
+    """One scheduled callback flushes all outboxes that got frames."""
+    callbacks: list[object] = []
+    scheduler = FlushScheduler(callbacks.append)
+    writers = [Writer(), Writer()]
+    outboxes = [Outbox(writer, scheduler) for writer in writers]
+    for outbox in outboxes:
+        outbox.update("k", b"x")
+        outbox.update("k", b"y")
+    assert callbacks == [scheduler.flush]
+    scheduler.flush()
+    assert [w.writes for w in writers] == [[[b"x", b"y"]], [[b"x", b"y"]]]
+
+
+def test_text_frame_lengths() -> None:
+    """Frames use the 7-bit, 16-bit and 64-bit length forms at their boundaries."""
+    assert text_frame(b"hi") == b"\x81\x02hi"
+    assert text_frame(b"x" * 125)[:2] == b"\x81\x7d"
+    assert text_frame(b"x" * 126)[:4] == b"\x81\x7e" + struct.pack("!H", 126)
+    assert text_frame(b"x" * 65536)[:10] == b"\x81\x7f" + struct.pack("!Q", 65536)
