@@ -17,7 +17,7 @@ class Writer:
 
 
 def make() -> tuple[Outbox, Writer, list[Outbox]]:
-    writer, dirty = Writer(), []
+    writer, dirty = Writer(), list[Outbox]()
     return Outbox(writer, dirty.append), writer, dirty
 
 
