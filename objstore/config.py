@@ -48,3 +48,6 @@ class Config:
     #: Seconds a subscriber that reads nothing may block its socket before it is
     #: closed (code 1008). Until then it only costs one pending update per key.
     stall_timeout: float = 60.0
+    #: Seconds an HTTP connection may stay idle between requests (keep-alive), or
+    #: take to send one, before it is closed.
+    http_timeout: float = 10.0

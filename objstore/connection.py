@@ -1,97 +1,74 @@
-"""The websockets ``ServerConnection`` subclass: request bodies, and the fast message path.
+"""The websockets ``ServerConnection`` subclass: kept-alive HTTP, and the fast message path.
 
 Everything objstore relies on beyond the documented API of websockets lives
 in this module, and ``tests/test_websockets_canary.py`` fails loudly when an
 upgrade of websockets changes it. What it relies on:
 
-* websockets 17 refuses a request with a body before ``process_request`` runs
-  (``Request.parse`` rejects a non-zero Content-Length and any
-  Transfer-Encoding), so ``POST /set`` cannot reach the router as it is;
-* ``ServerConnection.data_received`` (the asyncio protocol callback) is where
-  the bytes of the request enter websockets;
-* ``ServerConnection.process_event`` receives every parsed frame, and
-  ``Connection.pause_writing``/``resume_writing`` are the transport's flow
-  control callbacks, which also maintain ``Connection.paused``.
+* ``ServerConnection`` is the asyncio protocol of the connection: its
+  ``connection_made`` starts websockets' handling (the handshake task), and
+  ``data_received``, ``eof_received`` and ``connection_lost`` feed it;
+* ``ServerConnection.process_event`` receives every parsed frame after the
+  handshake request;
+* ``Connection.pause_writing``/``resume_writing`` are the transport's flow
+  control callbacks, and maintain ``Connection.paused``;
+* ``connection.protocol.state`` tells whether frames may still be written.
 
-Request bodies: this class reads the request head itself; when it announces a
-body, it takes the body off the stream, removes the body headers from the head,
-and only then hands the head to websockets. The body is then available to
-``process_request`` as :attr:`ObjstoreConnection.request_body`. Requests
-without a body, WebSocket upgrades among them, pass through untouched after
-their head, at the cost of one search for the end of the head.
+HTTP: websockets answers one HTTP request per connection, then closes it, and
+refuses request bodies. So a connection starts in HTTP mode, where this class
+reads requests itself (:mod:`objstore.http11`), answers them through the one
+router (:func:`objstore.http.route`) and keeps the connection alive. Only when
+a request asks for a WebSocket upgrade is websockets started on the connection
+(``connection_made``), with the bytes received so far; from then on it is a
+plain websockets connection whose handshake calls ``process_request``.
 
 Messages: data frames are handled as they are parsed, in the callback that
 received them, instead of travelling through websockets' message queue and a
-task per connection; this cuts the cost of a message by several times.
-Outgoing frames are written to the transport directly by the connection's
-:class:`~objstore.outbox.Outbox`: server frames are unmasked, so one encoded
-frame serves every subscriber, and frames of one loop turn go out in one
-write. Control frames (ping, pong, close) stay with websockets.
+task per connection. Outgoing frames are written to the transport directly by
+the connection's :class:`~objstore.outbox.Outbox`: server frames are unmasked,
+so one encoded frame serves every subscriber, and frames of one loop turn go
+out in one write. Control frames (ping, pong, close) stay with websockets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import re
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
 
-from .errors import ClientError, InvalidMessage, LengthRequired, PayloadTooLarge
+from .http import HttpRequest, HttpResponse
+from .http11 import BadRequest, Request, RequestReader, serialize_response
+from .protocol import encode_error
 from .session import ClientSession
 
-__all__ = ["ObjstoreConnection", "strip_body_headers"]
+__all__ = ["HttpHandler", "ObjstoreConnection"]
 
-#: A request head longer than this is passed to websockets, which rejects it.
-_MAX_HEAD = 64 * 1024
-_HEAD_END = b"\r\n\r\n"
-_BODY_HEADER = re.compile(rb"^(content-length|transfer-encoding|expect)[ \t]*:(.*)$", re.I)
+logger = logging.getLogger("objstore.http")
 
-
-class _State(enum.Enum):
-    HEAD = "head"  # reading the request head
-    BODY = "body"  # reading a body of known length
-    DISCARD = "discard"  # the body is read or refused; ignore what follows
-    PASS = "pass"  # no body: everything goes to websockets
-
-
-def strip_body_headers(head: bytes) -> tuple[bytes, dict[bytes, list[bytes]]]:
-    """Split the body-framing headers off a request head.
-
-    Returns the head without ``Content-Length``, ``Transfer-Encoding`` and
-    ``Expect`` lines, and those headers' values by lowercase name.
-    """
-    kept: list[bytes] = []
-    found: dict[bytes, list[bytes]] = {}
-    for line in head[: -len(_HEAD_END)].split(b"\r\n"):
-        match = _BODY_HEADER.match(line)
-        if match:
-            found.setdefault(match.group(1).lower(), []).append(match.group(2).strip())
-        else:
-            kept.append(line)
-    return b"\r\n".join(kept) + _HEAD_END, found
-
-
-def _content_length(values: list[bytes]) -> int:
-    if len(set(values)) != 1 or not values[0].isdigit():
-        shown = b", ".join(values).decode("latin-1")
-        raise InvalidMessage(f"invalid Content-Length header: {shown!r}")
-    return int(values[0])
+#: Answers a plain HTTP request: an answer now, or an awaitable of one.
+HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
 
 
 class ObjstoreConnection(ServerConnection):
-    """A server connection that reads HTTP bodies and handles messages as they arrive."""
+    """One client connection: kept-alive HTTP until it asks for a WebSocket, then messages."""
 
     #: Largest body accepted; set by the server from its config.
     max_body_size = 16 * 1024 * 1024
     #: Seconds a congested connection may go without draining before it is closed.
     stall_timeout = 60.0
+    #: Seconds an HTTP connection may stay idle, or take to send a request.
+    http_timeout = 10.0
     #: Makes the session of a connection once it is open; set by the server.
     session_factory: Callable[[ObjstoreConnection], ClientSession]
+    #: Answers plain HTTP requests; set by the server.
+    http_handler: HttpHandler
+    #: Connections in HTTP mode, so that the server can close them when it stops.
+    http_connections: set[ObjstoreConnection]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,87 +77,170 @@ class ObjstoreConnection(ServerConnection):
         self._fragmented_text = False
         self._stall: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._state = _State.HEAD
-        self._buffer = bytearray()
-        self._remaining = 0
-        self._head = b""
-        #: The body of the request, once read; empty when it had none.
-        self.request_body = b""
-        #: Why the body was refused, if it was; the router answers with it.
-        self.body_error: ClientError | None = None
+        # HTTP mode, until a request asks for a WebSocket.
+        self._http: RequestReader | None = RequestReader(self.max_body_size)
+        self._http_busy = False
+        self._http_close_when_idle = False
+        self._http_deadline = 0.0
+        self._http_timer: asyncio.TimerHandle | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._websocket = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # websockets is started only for a WebSocket upgrade; see _upgrade().
+        self.transport = transport  # type: ignore[assignment]
+        self.http_connections.add(self)
+        self._http_deadline = self.loop.time() + self.http_timeout
+        self._http_timer = self.loop.call_later(self.http_timeout, self._http_timed_out)
 
     def data_received(self, data: bytes) -> None:
-        state = self._state
-        if state is _State.PASS:
-            super().data_received(data)
-        elif state is _State.HEAD:
-            self._read_head(data)
-        elif state is _State.BODY:
-            self._read_body(data)
-        # DISCARD: websockets answers and closes; what a client sends meanwhile is dropped.
+        reader = self._http
+        if reader is None:
+            if self._websocket:
+                super().data_received(data)
+            return  # an HTTP connection being closed: drop what comes
+        reader.feed(data)
+        self._http_deadline = self.loop.time() + self.http_timeout
+        self._serve_http()
 
-    def eof_received(self) -> None:
-        if self._state is _State.HEAD and self._buffer:
-            # An incomplete head: let websockets see it and give up as usual.
-            super().data_received(bytes(self._buffer))
-            self._buffer.clear()
-        super().eof_received()
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows a bool
+        if self._websocket:
+            return super().eof_received()
+        if self._http_busy:
+            # The client is done sending; answer its last request, then close.
+            self._http_close_when_idle = True
+            return True
+        return None  # close the transport; connection_lost follows
 
-    def _read_head(self, data: bytes) -> None:
-        self._buffer += data
-        end = self._buffer.find(_HEAD_END)
-        if end < 0:
-            if len(self._buffer) > _MAX_HEAD:
-                self._pass_through()
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self._websocket:
+            super().connection_lost(exc)
             return
-        end += len(_HEAD_END)
-        stripped, found = strip_body_headers(bytes(self._buffer[:end]))
+        self._end_http()
+        if self._http_task is not None:
+            self._http_task.cancel()
+
+    def close_if_http(self) -> None:
+        """Close an HTTP-mode connection, at once if idle, else after its response."""
+        if self._http is None:
+            return
+        if self._http_busy:
+            self._http_close_when_idle = True
+        else:
+            self.transport.close()
+
+    # -- HTTP mode ---------------------------------------------------------------------
+
+    def _serve_http(self) -> None:
+        reader = self._http
+        while reader is not None and not self._http_busy:
+            try:
+                request = reader.next_request()
+            except BadRequest as exc:
+                self._http_write(exc.status, encode_error(str(exc)), "application/json", [], False)
+                self._http_finish(keep_alive=False)
+                return
+            if request is None:
+                if reader.continue_expected:
+                    reader.continue_expected = False
+                    # curl waits for this before sending bodies over 1 KiB.
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
+            if request.is_upgrade:
+                self._upgrade(request)
+                return
+            self._answer(request)
+            reader = self._http
+
+    def _answer(self, request: Request) -> None:
+        answer = self.http_handler(
+            HttpRequest(request.method, request.target, False, request.body)
+        )
+        keep_alive = request.keep_alive and not self._http_close_when_idle
+        if isinstance(answer, HttpResponse) or answer is None:
+            self._respond(answer, keep_alive)
+            return
+        # Answered later (POST /set waits for the disk): hold further requests.
+        self._http_busy = True
+        self.transport.pause_reading()
+        self._http_task = self.loop.create_task(self._respond_later(answer, keep_alive))
+
+    async def _respond_later(self, answer: Awaitable[HttpResponse], keep_alive: bool) -> None:
         try:
-            length = self._body_length(found)
-        except ClientError as exc:
-            self.body_error = exc
-            self._state = _State.DISCARD
-            self._buffer.clear()
-            super().data_received(stripped)
-            return
-        if length == 0:
-            # No body: the common case, WebSocket upgrades included.
-            self._pass_through()
-            return
-        rest = bytes(self._buffer[end:])
-        self._buffer.clear()
-        self._head = stripped
-        if found.get(b"expect", [b""])[0].lower() == b"100-continue":
-            # curl waits for this before sending bodies over 1 KiB.
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._remaining = length
-        self._state = _State.BODY
-        self._read_body(rest)
-
-    def _body_length(self, found: dict[bytes, list[bytes]]) -> int:
-        if b"transfer-encoding" in found:
-            raise LengthRequired(
-                "invalid body: chunked transfer encoding is not supported; "
-                "send the body with a Content-Length header"
+            response = await answer
+        except Exception:
+            logger.exception("HTTP request failed")
+            response = HttpResponse(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                encode_error("internal error; see the server log"),
             )
-        length = _content_length(found.get(b"content-length", [b"0"]))
-        if length > self.max_body_size:
-            raise PayloadTooLarge(
-                f"body too large: {length} bytes, over the limit of {self.max_body_size}"
+        self._http_busy = False
+        self._http_task = None
+        if self._http is None:
+            return  # the connection was lost meanwhile
+        self.transport.resume_reading()
+        self._respond(response, keep_alive and not self._http_close_when_idle)
+        self._serve_http()
+
+    def _respond(self, response: HttpResponse | None, keep_alive: bool) -> None:
+        if response is None:  # a WebSocket path without an upgrade request
+            response = HttpResponse(
+                HTTPStatus.UPGRADE_REQUIRED,
+                encode_error("this is the WebSocket endpoint; connect with a WebSocket"),
             )
-        return length
+        self._http_write(
+            response.status, response.body, response.content_type, response.headers, keep_alive
+        )
+        self._http_finish(keep_alive)
 
-    def _read_body(self, data: bytes) -> None:
-        if data:
-            self._buffer += data[: self._remaining]
-            self._remaining -= min(len(data), self._remaining)
-        if self._remaining == 0:
-            self.request_body = bytes(self._buffer)
-            self._buffer.clear()
-            self._state = _State.DISCARD
-            super().data_received(self._head)
+    def _http_write(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+    ) -> None:
+        self.transport.write(serialize_response(status, body, content_type, headers, keep_alive))
 
-    # -- the WebSocket side ------------------------------------------------------------
+    def _http_finish(self, keep_alive: bool) -> None:
+        if keep_alive and not self._http_close_when_idle:
+            self._http_deadline = self.loop.time() + self.http_timeout
+            return
+        self._end_http()
+        self.transport.close()
+
+    def _http_timed_out(self) -> None:
+        self._http_timer = None
+        if self._http is None:
+            return
+        remaining = self._http_deadline - self.loop.time()
+        if remaining > 0 or self._http_busy:
+            self._http_timer = self.loop.call_later(max(remaining, 1.0), self._http_timed_out)
+            return
+        self._end_http()
+        self.transport.close()
+
+    def _end_http(self) -> None:
+        self._http = None
+        self.http_connections.discard(self)
+        if self._http_timer is not None:
+            self._http_timer.cancel()
+            self._http_timer = None
+
+    def _upgrade(self, request: Request) -> None:
+        """Hand the connection to websockets, with every byte received so far."""
+        self._end_http()
+        self._websocket = True
+        super().connection_made(self.transport)
+        super().data_received(request.raw)
+
+    # -- WebSocket mode ----------------------------------------------------------------
 
     def client_session(self) -> ClientSession:
         """The session of this connection, made on first use."""
@@ -233,7 +293,7 @@ class ObjstoreConnection(ServerConnection):
         super().pause_writing()
         if self.session is not None:
             self.session.outbox.pause()
-        if self.protocol.state is OPEN:
+        if self._websocket and self.protocol.state is OPEN:
             # While it cannot take our data, take none of its requests either.
             self.transport.pause_reading()
             self._stall = self.loop.call_later(self.stall_timeout, self._stalled)
@@ -257,17 +317,3 @@ class ObjstoreConnection(ServerConnection):
     def _close_soon(self, code: CloseCode, reason: str) -> None:
         if self._closing is None:
             self._closing = self.loop.create_task(self.close(code, reason))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
-        super().connection_lost(exc)
-
-    # -- request bodies ----------------------------------------------------------------
-
-    def _pass_through(self) -> None:
-        self._state = _State.PASS
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        super().data_received(data)

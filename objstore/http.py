@@ -9,6 +9,7 @@ Knows nothing of websockets; the one routing function serves every transport.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
@@ -16,8 +17,9 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from .errors import ClientError, InvalidKey
 from .keys import validate_key
-from .protocol import encode_error, parse_set_body
+from .protocol import Update, encode_error, parse_set_body
 from .service import StoreService
+from .writer import WriteResult
 
 __all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "route", "test_page"]
 
@@ -37,8 +39,6 @@ class HttpRequest:
     target: str
     is_upgrade: bool = False
     body: bytes = b""
-    #: Set when the body could not be read (too large, chunked); answered as is.
-    body_error: ClientError | None = None
 
 
 @dataclass(slots=True)
@@ -84,15 +84,17 @@ def _key_from_path(raw: str) -> str:
     return validate_key(key)
 
 
-async def route(service: StoreService, request: HttpRequest) -> HttpResponse | None:
-    """Answer *request*, or return None to let the WebSocket handshake go on."""
+def route(
+    service: StoreService, request: HttpRequest
+) -> HttpResponse | Awaitable[HttpResponse] | None:
+    """Answer *request*, or return None to let the WebSocket handshake go on.
+
+    The answer is ready at once, except for ``POST /set``, which is answered
+    once the value is on disk: then an awaitable of the answer is returned.
+    """
     path = urlsplit(request.target).path
-    if path in WEBSOCKET_PATHS and (request.is_upgrade or path == "/ws"):
-        # /ws without an upgrade header is answered by websockets with 426.
+    if path in WEBSOCKET_PATHS and request.is_upgrade:
         return None
-    if request.body_error is not None:
-        error = request.body_error
-        return _error(HTTPStatus(error.http_status), error)
     if path.startswith("/get/"):
         if request.method != "GET":
             return _method_not_allowed(request, "GET")
@@ -111,16 +113,24 @@ async def route(service: StoreService, request: HttpRequest) -> HttpResponse | N
         update, result = service.set(command.key, command.value)
         # Like the original, answer once the value is on disk, so that a 200
         # means the value survives a restart.
-        failure = await result
-        if failure is not None:
-            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(failure))
-        return HttpResponse(HTTPStatus.OK, update.payload)
+        return _when_written(update, result)
     if path == "/test":
         if request.method != "GET":
             return _method_not_allowed(request, "GET")
         return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
+    if path == "/ws":
+        return _error(
+            HTTPStatus.UPGRADE_REQUIRED, "this is the WebSocket endpoint; connect with a WebSocket"
+        )
     if path == "/" and request.method == "GET":
         response = HttpResponse(HTTPStatus.FOUND, b"", "text/plain; charset=utf-8")
         response.headers.append(("Location", "/test"))
         return response
     return _error(HTTPStatus.NOT_FOUND, f"not found: {json.dumps(path)}; {_ROUTES_HINT}")
+
+
+async def _when_written(update: Update, result: WriteResult) -> HttpResponse:
+    failure = await result
+    if failure is not None:
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(failure))
+    return HttpResponse(HTTPStatus.OK, update.payload)

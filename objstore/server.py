@@ -11,6 +11,7 @@ import asyncio
 import errno
 import logging
 import time
+from functools import partial
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -20,7 +21,7 @@ from .cachefolder import LoadReport
 from .config import Config
 from .connection import ObjstoreConnection
 from .errors import StartupError
-from .http import HttpRequest, route
+from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
 from .outbox import FlushScheduler, Outbox
 from .service import StoreService
@@ -45,6 +46,7 @@ class ObjstoreServer:
         self._server: Server | None = None
         self.load_report = LoadReport()
         self._flush_scheduler: FlushScheduler | None = None
+        self._http_connections: set[ObjstoreConnection] = set()
 
     @property
     def port(self) -> int:
@@ -63,7 +65,10 @@ class ObjstoreServer:
             {
                 "max_body_size": self.config.max_size,
                 "stall_timeout": self.config.stall_timeout,
+                "http_timeout": self.config.http_timeout,
                 "session_factory": self._new_session,
+                "http_handler": partial(route, self.service),
+                "http_connections": self._http_connections,
             },
         )
         try:
@@ -97,6 +102,8 @@ class ObjstoreServer:
     async def stop(self) -> None:
         """Close connections with 1001 (going away), finish pending writes, stop."""
         if self._server is not None:
+            for connection in list(self._http_connections):
+                connection.close_if_http()
             self._server.close()
             await self._server.wait_closed()
         await self.store.close()
@@ -104,20 +111,13 @@ class ObjstoreServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        assert isinstance(connection, ObjstoreConnection)
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        answer = await route(
-            self.service,
-            HttpRequest(
-                request.method,
-                request.path,
-                upgrade,
-                connection.request_body,
-                connection.body_error,
-            ),
-        )
+        # Only WebSocket upgrades reach websockets (see objstore.connection); the
+        # router still decides which paths accept them.
+        answer = route(self.service, HttpRequest(request.method, request.path, True))
         if answer is None:
             return None
+        if not isinstance(answer, HttpResponse):
+            answer = await answer
         headers = Headers(
             [
                 ("Content-Type", answer.content_type),

@@ -52,10 +52,10 @@ async def http_request(
     body: bytes | str | None = None,
     headers: dict[str, str] | None = None,
 ) -> HttpAnswer:
-    """Make one HTTP/1.1 request and return the parsed answer (the server closes after it)."""
+    """Make one HTTP/1.1 request with ``Connection: close`` and return the parsed answer."""
     if isinstance(body, str):
         body = body.encode()
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     if body is not None and not any(n.lower() == "content-length" for n in headers or {}):

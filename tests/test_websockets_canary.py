@@ -1,66 +1,64 @@
 """Canaries for what objstore.connection relies on beyond websockets' documented API.
 
-If one of these fails after upgrading websockets, read objstore/connection.py:
-the way request bodies are read must be revisited before shipping.
+If one of these fails after upgrading websockets, read objstore/connection.py
+before shipping: the way connections start, receive frames and apply flow
+control must be checked against the new version.
 """
 
 from __future__ import annotations
 
 import inspect
 
-import pytest
 import websockets
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Request
-from websockets.streams import StreamReader
+from websockets.protocol import Protocol
 
-from objstore.connection import ObjstoreConnection, strip_body_headers
+from objstore.connection import ObjstoreConnection
 
 
-def _parse(data: bytes) -> Request:
-    reader = StreamReader()
-    reader.feed_data(data)
-    parser = Request.parse(reader.read_line)
-    try:
-        next(parser)
-    except StopIteration as done:
-        request: Request = done.value
-        return request
-    raise AssertionError("request head not parsed")
+def source(function: object) -> str:
+    return inspect.getsource(function)  # type: ignore[arg-type]
 
 
 def test_websockets_major_version_is_the_one_checked() -> None:
-    """The body-reading connection was written against websockets 17."""
+    """The connection subclass was written against websockets 17."""
     assert websockets.version.version.split(".")[0] == "17"
 
 
 def test_serve_accepts_create_connection() -> None:
     """serve() still takes a ServerConnection subclass as create_connection."""
     assert "create_connection" in inspect.signature(serve).parameters
-
-
-def test_data_received_is_the_entry_of_request_bytes() -> None:
-    """Connection.data_received still feeds every received byte to the sans-I/O protocol."""
-    assert "self.protocol.receive_data(data)" in inspect.getsource(Connection.data_received)
     assert issubclass(ObjstoreConnection, ServerConnection)
-    assert "data_received" in vars(ObjstoreConnection)
 
 
-def test_request_with_body_is_still_refused_by_websockets() -> None:
-    """websockets still rejects a Content-Length, which is why bodies are read beforehand."""
-    head = b"POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
-    # If this fails, websockets reads bodies itself: connection.py may be simplified.
-    with pytest.raises(ValueError, match="unsupported request body"):
-        _parse(head)
+def test_connection_made_starts_websockets() -> None:
+    """connection_made still sets up the connection and starts the handshake task,
+    so deferring it keeps websockets out of plain HTTP connections."""
+    assert "self.recv_messages = Assembler(" in source(Connection.connection_made)
+    assert "self.server.handler(self)" in source(ServerConnection.connection_made)
 
 
-def test_stripped_head_is_accepted_by_websockets() -> None:
-    """The head left after removing body headers parses, method and path intact."""
-    head = (
-        b"POST /set?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-    )
-    stripped, found = strip_body_headers(head)
-    request = _parse(stripped)
-    assert (request.method, request.path) == ("POST", "/set?x=1")
-    assert found == {b"content-length": [b"5"], b"expect": [b"100-continue"]}
+def test_data_received_feeds_the_protocol() -> None:
+    """Connection.data_received still feeds every received byte to the sans-I/O protocol."""
+    assert "self.protocol.receive_data(data)" in source(Connection.data_received)
+
+
+def test_process_event_sees_the_request_then_every_frame() -> None:
+    """ServerConnection.process_event takes the request first, then passes frames on,
+    and data frames would otherwise go to the message queue objstore bypasses."""
+    server_side = source(ServerConnection.process_event)
+    assert "self.request = event" in server_side
+    assert "super().process_event(event)" in server_side
+    assert "self.recv_messages.put(event)" in source(Connection.process_event)
+
+
+def test_flow_control_callbacks_track_paused() -> None:
+    """pause_writing/resume_writing still maintain Connection.paused."""
+    assert "self.paused = True" in source(Connection.pause_writing)
+    assert "self.paused = False" in source(Connection.resume_writing)
+
+
+def test_protocol_state_is_public() -> None:
+    """The sans-I/O protocol still exposes its state."""
+    assert isinstance(inspect.getattr_static(Protocol, "state"), property)
