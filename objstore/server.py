@@ -47,6 +47,7 @@ class ObjstoreServer:
         self.load_report = LoadReport()
         self._flush_scheduler: FlushScheduler | None = None
         self._http_connections: set[ObjstoreConnection] = set()
+        self._keepalive: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -82,8 +83,9 @@ class ObjstoreServer:
                 # cost a deflate per connection per update.
                 compression=None,
                 max_size=self.config.max_size,
-                ping_interval=self.config.ping_interval,
-                ping_timeout=self.config.ping_timeout,
+                # One keepalive task for all connections instead of one each.
+                ping_interval=None,
+                ping_timeout=None,
                 server_header=None,
                 logger=logging.getLogger("objstore.websockets"),
             )
@@ -98,9 +100,24 @@ class ObjstoreServer:
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
                 "check --host and --port"
             ) from None
+        if self.config.ping_interval is not None:
+            self._keepalive = asyncio.get_running_loop().create_task(self._send_keepalives())
+
+    async def _send_keepalives(self) -> None:
+        assert self._server is not None
+        assert self.config.ping_interval is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.ping_interval)
+            now = loop.time()
+            for connection in self._server.connections:
+                assert isinstance(connection, ObjstoreConnection)
+                connection.send_keepalive(now, self.config.ping_timeout)
 
     async def stop(self) -> None:
         """Close connections with 1001 (going away), finish pending writes, stop."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         if self._server is not None:
             for connection in list(self._http_connections):
                 connection.close_if_http()
@@ -138,6 +155,7 @@ class ObjstoreServer:
         # Messages are handled by the connection as they arrive (see
         # objstore.connection); this task only lives as long as the connection.
         assert isinstance(connection, ObjstoreConnection)
+        connection.handshake_done()
         session = connection.client_session()
         started = time.monotonic()
         if logger.isEnabledFor(logging.DEBUG):

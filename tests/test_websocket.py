@@ -194,3 +194,32 @@ async def test_server_stop_closes_connections_with_1001(start_server: StartServe
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1001
+
+
+async def test_client_that_never_answers_pings_is_closed(start_server: StartServer) -> None:
+    """A client that answers no keepalive ping is closed with 1011 after the timeout."""
+    server = await start_server(ping_interval=0.2, ping_timeout=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    received = b""
+    async with asyncio.timeout(5):
+        while b"keepalive ping timeout" not in received:  # pings, then a close frame
+            received += await reader.read(100)
+    assert received.startswith(b"\x89\x00")
+    close = received[received.index(b"\x88") :]
+    assert close[2:4] == (1011).to_bytes(2, "big")
+    assert close[4:] == b"keepalive ping timeout"
+    writer.close()
+
+
+async def test_client_that_answers_pings_stays_connected(start_server: StartServer) -> None:
+    """A client that answers pings is kept open across many keepalive intervals."""
+    server = await start_server(ping_interval=0.1, ping_timeout=0.1)
+    async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        await asyncio.sleep(0.8)
+        await ws.send(msg(action="get", key="k"))
+        assert await recv_json(ws) == {"key": "k", "value": None}

@@ -8,6 +8,7 @@ control must be checked against the new version.
 from __future__ import annotations
 
 import inspect
+import re
 
 import websockets
 from websockets.asyncio.connection import Connection
@@ -62,3 +63,17 @@ def test_flow_control_callbacks_track_paused() -> None:
 def test_protocol_state_is_public() -> None:
     """The sans-I/O protocol still exposes its state."""
     assert isinstance(inspect.getattr_static(Protocol, "state"), property)
+
+
+def test_message_queue_is_only_used_where_objstore_expects() -> None:
+    """recv_messages is used by recv(), the data path objstore replaces, and
+    connection_lost, which the shared stand-in supports by closing."""
+    uses = sorted(set(re.findall(r"self\.recv_messages\.(\w+)", source(Connection))))
+    assert uses == ["close", "get", "get_iter", "put"]
+    assert "self.recv_messages.get" in source(Connection.recv)
+    assert "self.recv_messages.close()" in source(Connection.connection_lost)
+
+
+def test_keepalive_is_per_connection_and_optional() -> None:
+    """websockets' keepalive is a task per connection, off when ping_interval is None."""
+    assert "if self.ping_interval is not None" in source(Connection.start_keepalive)
