@@ -144,7 +144,7 @@ class CacheFolder:
 
     def _load_one(self, report: LoadReport, key: str, name: str) -> bool:
         try:
-            text = (self.path / name).read_bytes().decode("utf-8")
+            text = _read(os.path.join(self.path, name)).decode("utf-8")
             report.values[key] = jsonvalues.encode(jsonvalues.decode(text))
         except (OSError, UnicodeDecodeError, ValueError, ClientError) as exc:
             self._set_aside(report, name, f"{type(exc).__name__}: {exc}")
@@ -209,6 +209,18 @@ def _replace(source: str | Path, target: Path) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.01 * (attempt + 1))
+
+
+def _read(path: str) -> bytes:
+    """The whole content of a file, with less overhead than pathlib (100,000 files at start)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _remove_quietly(path: str | Path) -> bool:

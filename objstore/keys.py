@@ -80,6 +80,7 @@ _WINDOWS_DEVICES: Final = frozenset(
     + [f"COM{digit}" for digit in range(10)]
     + [f"LPT{digit}" for digit in range(10)]
 )
+_PLAIN_RE: Final = re.compile(r"[a-z0-9_-][a-z0-9_.-]*")
 _ENCODED_RE: Final = re.compile(r"(?:[a-z0-9_.-]|%[0-9A-F]{2})+")
 _HASHED_RE: Final = re.compile(r"(?P<prefix>[^~]*)~[0-9a-f]{64}\.json")
 
@@ -172,6 +173,14 @@ def parse_file_name(name: str) -> ParsedName:
     if not name.endswith(_SUFFIX) or name.startswith("."):
         return _OTHER
     stem = name[: -len(_SUFFIX)]
+    if (
+        len(stem) <= _MAX_STEM_CHARS
+        and _PLAIN_RE.fullmatch(stem) is not None
+        and stem.partition(".")[0].upper() not in _WINDOWS_DEVICES
+    ):
+        # The common case, a key of plain characters that is its own stem:
+        # canonical without decoding and encoding it again.
+        return ParsedName("canonical", stem)
     if _HASH_MARK in stem and is_hashed(name):
         return _HASHED
     key = _decode_stem(stem)
