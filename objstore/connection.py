@@ -132,6 +132,13 @@ class ObjstoreConnection(ServerConnection):
         # nearly 30, and past 30 CPython gives each instance a dict of its own
         # instead of sharing the attribute names (1.5 KB more per connection).
         self.ours = _State(RequestReader(self.max_body_size))
+        # Set now, in the same order for every instance, so that CPython keeps
+        # sharing the attribute table (set later, it copied it: 1.6 KB each).
+        self.transport = None  # type: ignore[assignment]
+        self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
+        # websockets keeps a deque here (760 bytes even when empty); it only
+        # appends, removes and iterates, which a list does in 56.
+        self.drain_waiters = []  # type: ignore[assignment]
 
     @property
     def session(self) -> ClientSession | None:
