@@ -27,6 +27,9 @@ __all__ = ["CacheFolder", "LoadReport"]
 logger = logging.getLogger("objstore.cache")
 
 _TEMP_SUFFIX = ".tmp"
+_SPARE_SUFFIX = ".spare"
+_OLD_SUFFIX = ".old"
+_REWRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
 _SET_ASIDE_SUFFIX = ".corrupt"
 
 
@@ -78,9 +81,9 @@ class CacheFolder:
     def write(self, key: str, data: bytes) -> None:
         """Replace the file of *key* with *data* atomically.
 
-        The data goes to a unique temporary file in the same folder, which then
-        replaces the old file in one ``os.replace``: a crash at any moment leaves
-        the old file or the new one, never a torn one. Raises
+        The data goes to another file in the same folder, which then replaces
+        the old file in one ``os.replace``: a crash at any moment leaves the old
+        file or the new one, never a torn one. Raises
         :class:`~objstore.errors.StorageError`.
         """
         name = file_name(key)
@@ -89,21 +92,48 @@ class CacheFolder:
                 sidecar = self.path / sidecar_name(name)
                 if not sidecar.exists():
                     self._write_atomically(sidecar.name, key.encode("utf-8"))
-            self._write_atomically(name, data + b"\n")
+            self._write_recycling(name, data + b"\n")
         except OSError as exc:
             raise StorageError(
                 f"could not save key {describe(key)} to {self.path / name}: {exc.strerror or exc}"
             ) from exc
 
+    def _write_recycling(self, name: str, data: bytes) -> None:
+        """Write atomically, reusing the previous file's inode for the next write.
+
+        Creating a file per write and deleting the replaced one makes the file
+        system allocate and free an inode each time, which was a third of the
+        server's CPU time under a game-like load. Instead each key keeps a
+        spare, ``.{name}.spare``: the value is written into the spare, the
+        current file gets a second name (``.{name}.old``, a hard link), the
+        spare replaces the current file, and the old file becomes the next
+        spare. Every step leaves the key's file whole; ``.old`` files left by a
+        crash are removed at startup. Where hard links are not supported
+        (FAT drives), the spare is simply not kept.
+        """
+        path = os.path.join(self.path, name)
+        spare = os.path.join(self.path, f".{name}{_SPARE_SUFFIX}")
+        old = os.path.join(self.path, f".{name}{_OLD_SUFFIX}")
+        _write_file(os.open(spare, _REWRITE_FLAGS, 0o666), data)
+        try:
+            os.link(path, old)
+            kept = True
+        except FileNotFoundError:  # the key's first file
+            kept = False
+        except FileExistsError:  # left by a crash between two of these steps
+            os.unlink(old)
+            os.link(path, old)
+            kept = True
+        except OSError:  # no hard links on this file system
+            kept = False
+        _replace(spare, path)
+        if kept:
+            _replace(old, spare)
+
     def _write_atomically(self, name: str, data: bytes) -> None:
         fd, temp = self._create_temp(name)
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            _write_file(fd, data)
             _replace(temp, os.path.join(self.path, name))
         except BaseException:
             _remove_quietly(temp)
@@ -132,7 +162,7 @@ class CacheFolder:
         present = set(names)
         legacy: list[tuple[str, str]] = []
         for name in names:
-            if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
+            if name.startswith(".") and name.endswith((_TEMP_SUFFIX, _OLD_SUFFIX)):
                 # Left by a crash between writing a temporary file and renaming it.
                 if _remove_quietly(self.path / name):
                     report.temp_files_removed += 1
@@ -219,6 +249,16 @@ def _replace(source: str | Path, target: str | Path) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.01 * (attempt + 1))
+
+
+def _write_file(fd: int, data: bytes) -> None:
+    """Write all of *data* to the open file *fd*, then close it."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _read(path: str) -> bytes:

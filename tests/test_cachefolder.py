@@ -44,12 +44,37 @@ def test_write_then_load(folder: CacheFolder) -> None:
     assert folder.load().values == {"a b": b'{"x":1}'}
 
 
-def test_write_replaces_and_leaves_no_temp_file(folder: CacheFolder) -> None:
-    """A second write replaces the first and leaves only the key's file."""
+def test_write_replaces_and_keeps_one_spare(folder: CacheFolder) -> None:
+    """A second write replaces the first; the replaced file is kept as the next spare."""
     folder.write("k", b"1")
     folder.write("k", b"2")
-    assert [p.name for p in folder.path.iterdir()] == ["k.json"]
+    assert sorted(p.name for p in folder.path.iterdir()) == [".k.json.spare", "k.json"]
     assert (folder.path / "k.json").read_bytes() == b"2\n"
+    assert folder.load().values == {"k": b"2"}
+
+
+def test_writes_reuse_two_inodes(folder: CacheFolder) -> None:
+    """Repeated writes of a key alternate between two files instead of creating new ones."""
+    inodes = set()
+    for n in range(6):
+        folder.write("k", str(n).encode())
+        inodes.add((folder.path / "k.json").stat().st_ino)
+    assert len(inodes) == 2
+    assert (folder.path / "k.json").read_bytes() == b"5\n"
+
+
+def test_crash_between_link_and_rename_keeps_the_old_value(folder: CacheFolder) -> None:
+    """The state a crash leaves mid-write (old linked, new in the spare) loads the old value
+    and the leftover link is removed."""
+    folder.write("k", b"1")
+    (folder.path / ".k.json.spare").write_bytes(b"2\n")
+    os.link(folder.path / "k.json", folder.path / ".k.json.old")
+    report = folder.load()
+    assert report.values == {"k": b"1"}
+    assert report.temp_files_removed == 1
+    assert not (folder.path / ".k.json.old").exists()
+    folder.write("k", b"3")
+    assert folder.load().values == {"k": b"3"}
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
