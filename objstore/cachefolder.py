@@ -29,7 +29,7 @@ logger = logging.getLogger("objstore.cache")
 _TEMP_SUFFIX = ".tmp"
 _SPARE_SUFFIX = ".spare"
 _OLD_SUFFIX = ".old"
-_REWRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+_REWRITE_FLAGS = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
 _SET_ASIDE_SUFFIX = ".corrupt"
 
 
@@ -114,7 +114,16 @@ class CacheFolder:
         path = os.path.join(self.path, name)
         spare = os.path.join(self.path, f".{name}{_SPARE_SUFFIX}")
         old = os.path.join(self.path, f".{name}{_OLD_SUFFIX}")
-        _write_file(os.open(spare, _REWRITE_FLAGS, 0o666), data)
+        fd = os.open(spare, _REWRITE_FLAGS, 0o666)
+        try:
+            # Overwrite, then cut to length: truncating to zero first would make
+            # ext4 flush the file when it is closed (its replace-by-truncate
+            # safeguard), which costs a disk write per set.
+            os.ftruncate(fd, len(data))
+        except BaseException:
+            os.close(fd)
+            raise
+        _write_file(fd, data)
         try:
             os.link(path, old)
             kept = True
