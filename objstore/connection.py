@@ -51,6 +51,7 @@ __all__ = ["HttpHandler", "ObjstoreConnection"]
 
 logger = logging.getLogger("objstore.http")
 
+_WEBSOCKETS_LOGGER = logging.getLogger("objstore.websockets")
 _PING = b"\x89\x00"  # a ping frame with an empty payload
 _NO_HEADERS = Headers()
 
@@ -76,6 +77,7 @@ class _State:
     """objstore's own state of a connection."""
 
     __slots__ = (
+        "closed",
         "closing",
         "fragmented_text",
         "fragments",
@@ -106,6 +108,7 @@ class _State:
         self.fragmented_text = False
         self.stall: asyncio.TimerHandle | None = None
         self.closing: asyncio.Task[None] | None = None
+        self.closed: asyncio.Future[None] | None = None
         #: When the keepalive ping still unanswered was sent (loop time).
         self.ping_sent: float | None = None
 
@@ -132,6 +135,9 @@ class ObjstoreConnection(ServerConnection):
         # nearly 30, and past 30 CPython gives each instance a dict of its own
         # instead of sharing the attribute names (1.5 KB more per connection).
         self.ours = _State(RequestReader(self.max_body_size))
+        # websockets wraps its logger in an adapter per connection; the plain
+        # logger does as well without one more object each.
+        self.logger = self.protocol.logger = _WEBSOCKETS_LOGGER
         # Set now, in the same order for every instance, so that CPython keeps
         # sharing the attribute table (set later, it copied it: 1.6 KB each).
         self.transport = None  # type: ignore[assignment]
@@ -179,6 +185,10 @@ class ObjstoreConnection(ServerConnection):
             self.ours.stall = None
         if self.ours.websocket:
             super().connection_lost(exc)
+            if self.ours.session is not None:
+                self.ours.session.close(self.close_code, self.close_reason or "")
+            if self.ours.closed is not None:
+                self.ours.closed.set_result(None)
             return
         self._end_http()
         if self.ours.http_task is not None:
@@ -300,11 +310,21 @@ class ObjstoreConnection(ServerConnection):
         self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
         super().data_received(request.raw)
 
-    def handshake_done(self) -> None:
-        """Let go of what only the handshake needed: the request and response headers."""
+    def opened(self) -> asyncio.Future[None]:
+        """The handshake is done: make the session; the future resolves when the connection ends.
+
+        Also lets go of what only the handshake needed, the request and response
+        headers.
+        """
         self.response = None
+        self.request_rcvd = None  # type: ignore[assignment]  # awaited by the handshake only
         if self.request is not None:
             self.request.headers = _NO_HEADERS
+        session = self.client_session()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s connected", session.address)
+        closed = self.ours.closed = self.loop.create_future()
+        return closed
 
     # -- WebSocket mode ----------------------------------------------------------------
 

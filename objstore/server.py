@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import time
+from collections.abc import Awaitable
 from functools import partial
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -151,27 +151,13 @@ class ObjstoreServer:
         outbox = Outbox(connection, self._flush_scheduler)
         return ClientSession(self.service, outbox, _address(connection))
 
-    async def _handle_connection(self, connection: ServerConnection) -> None:
-        # Messages are handled by the connection as they arrive (see
-        # objstore.connection); this task only lives as long as the connection.
+    def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:
+        # Messages are handled by the connection as they arrive, and its session
+        # is closed when it is lost (see objstore.connection). websockets only
+        # needs something to await for as long as the connection lives: a
+        # future costs less than a coroutine per connection.
         assert isinstance(connection, ObjstoreConnection)
-        connection.handshake_done()
-        session = connection.client_session()
-        started = time.monotonic()
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s connected", session.address)
-        try:
-            await connection.wait_closed()
-        finally:
-            session.close()
-            logger.info(
-                "%s disconnected after %.1f s and %d messages (close code %s%s)",
-                session.address,
-                time.monotonic() - started,
-                session.messages,
-                connection.close_code,
-                f", {connection.close_reason}" if connection.close_reason else "",
-            )
+        return connection.opened()
 
 
 def _address(connection: ServerConnection) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .errors import ClientError, StorageError
 from .outbox import Outbox
@@ -25,13 +26,14 @@ logger = logging.getLogger("objstore.session")
 class ClientSession:
     """A connected client, as the hub's subscriber and the service's caller."""
 
-    __slots__ = ("__weakref__", "address", "messages", "outbox", "service")
+    __slots__ = ("__weakref__", "address", "messages", "opened", "outbox", "service")
 
     def __init__(self, service: StoreService, outbox: Outbox, address: str) -> None:
         self.service = service
         self.outbox = outbox
         self.address = address
         self.messages = 0
+        self.opened = time.monotonic()
 
     def deliver(self, update: Update) -> None:
         """Queue an update of a key this client subscribed to."""
@@ -59,6 +61,14 @@ class ClientSession:
         if failure is not None:
             self.outbox.reply(text_frame(encode_error(str(failure))))
 
-    def close(self) -> None:
-        """Forget every subscription; the connection is gone."""
+    def close(self, code: int | None, reason: str) -> None:
+        """Forget every subscription and log the connection's one line; it is gone."""
         self.service.hub.drop(self)
+        logger.info(
+            "%s disconnected after %.1f s and %d messages (close code %s%s)",
+            self.address,
+            time.monotonic() - self.opened,
+            self.messages,
+            code,
+            f", {reason}" if reason else "",
+        )
