@@ -40,6 +40,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request as HandshakeRequest
 from websockets.protocol import OPEN, Event
 
 from .http import HttpRequest, HttpResponse
@@ -53,7 +54,7 @@ logger = logging.getLogger("objstore.http")
 
 _WEBSOCKETS_LOGGER = logging.getLogger("objstore.websockets")
 _PING = b"\x89\x00"  # a ping frame with an empty payload
-_NO_HEADERS = Headers()
+_HANDSHAKE_DONE = HandshakeRequest("/", Headers())
 
 
 class _NoMessages:
@@ -318,8 +319,8 @@ class ObjstoreConnection(ServerConnection):
         """
         self.response = None
         self.request_rcvd = None  # type: ignore[assignment]  # awaited by the handshake only
-        if self.request is not None:
-            self.request.headers = _NO_HEADERS
+        # Keep a request (its presence says the handshake is over), but a shared one.
+        self.request = _HANDSHAKE_DONE
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)

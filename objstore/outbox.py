@@ -39,7 +39,7 @@ class Outbox:
     def __init__(self, writer: FrameWriter, mark_dirty: Callable[[Outbox], None]) -> None:
         self._writer = writer
         self._mark_dirty = mark_dirty
-        self._batch: list[bytes] = []
+        self._batch: list[bytes] | None = None  # no list while idle
         #: Frames held while congested, by key (or by a unique token for a reply).
         self._held: dict[object, bytes] | None = None
 
@@ -60,9 +60,11 @@ class Outbox:
             held[key] = frame
             return
         batch = self._batch
-        if not batch:
+        if batch is None:
+            self._batch = [frame]
             self._mark_dirty(self)
-        batch.append(frame)
+        else:
+            batch.append(frame)
 
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
@@ -71,15 +73,17 @@ class Outbox:
             held[_Reply()] = frame
             return
         batch = self._batch
-        if not batch:
+        if batch is None:
+            self._batch = [frame]
             self._mark_dirty(self)
-        batch.append(frame)
+        else:
+            batch.append(frame)
 
     def flush(self) -> None:
         """Write the frames collected in this turn of the loop."""
         batch = self._batch
-        if batch:
-            self._batch = []
+        if batch is not None:
+            self._batch = None
             self._writer.write_frames(batch)
 
     def pause(self) -> None:

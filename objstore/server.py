@@ -149,7 +149,7 @@ class ObjstoreServer:
     def _new_session(self, connection: ObjstoreConnection) -> ClientSession:
         assert self._flush_scheduler is not None
         outbox = Outbox(connection, self._flush_scheduler)
-        return ClientSession(self.service, outbox, _address(connection))
+        return ClientSession(self.service, outbox, connection.remote_address)
 
     def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:
         # Messages are handled by the connection as they arrive, and its session
@@ -158,11 +158,3 @@ class ObjstoreServer:
         # future costs less than a coroutine per connection.
         assert isinstance(connection, ObjstoreConnection)
         return connection.opened()
-
-
-def _address(connection: ServerConnection) -> str:
-    address = connection.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address)

@@ -26,14 +26,24 @@ logger = logging.getLogger("objstore.session")
 class ClientSession:
     """A connected client, as the hub's subscriber and the service's caller."""
 
-    __slots__ = ("__weakref__", "address", "messages", "opened", "outbox", "service")
+    __slots__ = ("__weakref__", "messages", "opened", "outbox", "peer", "service")
 
-    def __init__(self, service: StoreService, outbox: Outbox, address: str) -> None:
+    def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
         self.outbox = outbox
-        self.address = address
+        #: The client's address as the socket gives it, formatted only for logs.
+        self.peer = peer
         self.messages = 0
         self.opened = time.monotonic()
+
+    @property
+    def address(self) -> str:
+        """The client's address, ``host:port``, for logs."""
+        peer = self.peer
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = str(peer[0])
+            return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        return str(peer)
 
     def deliver(self, update: Update) -> None:
         """Queue an update of a key this client subscribed to."""
