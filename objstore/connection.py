@@ -319,8 +319,8 @@ class ObjstoreConnection(ServerConnection):
         """
         self.response = None
         self.request_rcvd = None  # type: ignore[assignment]  # awaited by the handshake only
-        # Keep a request (its presence says the handshake is over), but a shared one.
-        self.request = _HANDSHAKE_DONE
+        if self.request is not None:
+            self.request.headers = _HANDSHAKE_DONE.headers
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)
