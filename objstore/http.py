@@ -92,7 +92,7 @@ def route(
     The answer is ready at once, except for ``POST /set``, which is answered
     once the value is on disk: then an awaitable of the answer is returned.
     """
-    path = urlsplit(request.target).path
+    path = request.target.partition("?")[0]
     if path in WEBSOCKET_PATHS and request.is_upgrade:
         return None
     if path.startswith("/get/"):

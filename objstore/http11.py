@@ -62,21 +62,22 @@ class Request:
 
 
 def _parse_head(head: bytes) -> Request:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
+    request_line, _, header_block = head.partition(b"\r\n")
+    parts = request_line.split(b" ")
     if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _METHOD_CHARS:
         raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid HTTP request line")
     method, target, version = parts
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+    if version not in {b"HTTP/1.1", b"HTTP/1.0"}:
         raise BadRequest(
             HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.1 and HTTP/1.0 are supported"
         )
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid HTTP header line")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+    if header_block:
+        for line in header_block.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name[-1] in b" \t" or name[0] in b" \t":
+                raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid HTTP header line")
+            headers[name.lower().decode("latin-1")] = value.strip().decode("latin-1")
     try:
         target_text = target.decode("ascii")
     except UnicodeDecodeError:
@@ -166,6 +167,9 @@ class RequestReader:
         return length
 
 
+_status_lines: dict[tuple[HTTPStatus, str, bool], bytes] = {}
+
+
 def serialize_response(
     status: HTTPStatus,
     body: bytes,
@@ -174,13 +178,18 @@ def serialize_response(
     keep_alive: bool,
 ) -> bytes:
     """The bytes of a complete HTTP/1.1 response."""
-    lines = [
-        f"HTTP/1.1 {status.value} {status.phrase}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "Cache-Control: no-store",
-    ]
-    lines += [f"{name}: {value}" for name, value in headers]
-    if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    start = _status_lines.get((status, content_type, keep_alive))
+    if start is None:
+        # Made once per status, type and keep-alive: most answers are one of a few.
+        lines = [
+            f"HTTP/1.1 {status.value} {status.phrase}",
+            f"Content-Type: {content_type}",
+            "Cache-Control: no-store",
+        ]
+        if not keep_alive:
+            lines.append("Connection: close")
+        start = _status_lines[(status, content_type, keep_alive)] = (
+            "\r\n".join(lines) + "\r\nContent-Length: "
+        ).encode("latin-1")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
+    return b"%s%d\r\n%s\r\n%s" % (start, len(body), extra, body)

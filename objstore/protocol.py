@@ -155,9 +155,12 @@ def parse_set_body(body: bytes) -> Set:
     return _set_from(_decode_object(text, "body"), "body")
 
 
+_encode_string = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one per call
+
+
 def encode_key(key: str) -> bytes:
     """Encode a key as a JSON string, once, for reuse in many replies."""
-    return json.dumps(key, ensure_ascii=False).encode("utf-8")
+    return _encode_string(key).encode("utf-8")
 
 
 def encode_update(key: str | bytes, value: bytes | None) -> bytes:

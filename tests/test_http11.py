@@ -125,6 +125,6 @@ def test_serialize_response() -> None:
     """A response has status line, type, length, no-store, extra headers and the body."""
     data = serialize_response(HTTPStatus.OK, b"{}", "application/json", [("Allow", "GET")], False)
     assert data == (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-        b"Cache-Control: no-store\r\nAllow: GET\r\nConnection: close\r\n\r\n{}"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+        b"Connection: close\r\nContent-Length: 2\r\nAllow: GET\r\n\r\n{}"
     )
