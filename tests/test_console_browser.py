@@ -1,0 +1,198 @@
+"""The /test console in a real browser: headless Chromium driven by Playwright.
+
+The browser is Debian's ``chromium`` (``.ci/run`` installs it when missing);
+nothing here downloads one. Without a browser these tests skip, except under CI,
+where they fail. The server runs as ``python -m objstore``, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from websockets.sync.client import connect
+
+from .helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "no Chromium on this machine (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run the browser tests")
+    pytest.skip(message)
+
+
+class Server:
+    """``python -m objstore`` on a fixed port, so that it can be restarted on the same one."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.port = free_port()
+        self.cache_dir = cache_dir
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "objstore", "--port", str(self.port)],
+            env={**env, "CACHE_DIR": str(self.cache_dir)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("Press Ctrl+C"):
+                return
+        raise AssertionError("the server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # by process id
+            self.process.wait(timeout=20)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set(self, key: str, value: object) -> None:
+        with connect(f"ws://127.0.0.1:{self.port}/ws") as ws:
+            ws.send(json.dumps({"action": "set", "key": key, "value": value}))
+            ws.send(json.dumps({"action": "get", "key": key}))
+            ws.recv(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = find_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    server = Server(tmp_path / "cache")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(f"{server.url}/test")
+    expect(page.locator("#status")).to_have_text("connected")
+    yield page
+    context.close()
+
+
+def subscribe(page: Page, key: str) -> Locator:
+    page.fill("#key", key)
+    page.click("#subscribe")
+    row = page.locator(f'#subscriptions tr[data-key="{key}"]')
+    expect(row).to_have_count(1)
+    return row
+
+
+def test_page_connects_to_its_own_server(page: Page, server: Server) -> None:
+    """The page connects to the server it came from and says so."""
+    expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{server.port}/ws")
+
+
+def test_set_from_the_page_shows_in_its_subscription(page: Page) -> None:
+    """Subscribe, then set a value from the page: the table shows it."""
+    row = subscribe(page, "demo")
+    page.fill("#value", '{"level": 3, "name": "Zoë"}')
+    page.click("#set")
+    expect(row.locator(".value")).to_contain_text('"level": 3')
+    expect(row.locator(".value")).to_contain_text('"name": "Zoë"')
+
+
+def test_set_from_another_client_updates_the_page(page: Page, server: Server) -> None:
+    """A value set by another WebSocket client appears in the page's table."""
+    row = subscribe(page, "live")
+    server.set("live", {"x": 42})
+    expect(row.locator(".value")).to_contain_text('"x": 42')
+    expect(page.locator("#log .received").last).to_contain_text('"x":42')
+
+
+def test_invalid_json_is_refused_before_sending(page: Page, server: Server) -> None:
+    """Invalid JSON is flagged as it is typed, set is disabled, and nothing is sent."""
+    page.fill("#key", "never")
+    page.fill("#value", '{"oops": }')
+    expect(page.locator("#value-error")).to_contain_text("Invalid JSON")
+    expect(page.locator("#value")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#set")).to_be_disabled()
+    page.fill("#value", '{"fixed": true}')
+    expect(page.locator("#value-error")).to_have_text("")
+    expect(page.locator("#set")).to_be_enabled()
+    with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        ws.send(json.dumps({"action": "get", "key": "never"}))
+        assert json.loads(ws.recv(timeout=5)) == {"key": "never", "value": None}
+
+
+def test_get_once_shows_the_value(page: Page, server: Server) -> None:
+    """Get shows the current value without subscribing."""
+    server.set("score", [1, 2, 3])
+    page.fill("#key", "score")
+    page.click("#get")
+    expect(page.locator("#get-result")).to_contain_text("1")
+    assert json.loads(page.inner_text("#get-result")) == [1, 2, 3]
+    expect(page.locator('#subscriptions tr[data-key="score"]')).to_have_count(0)
+
+
+def test_reconnects_and_resubscribes_after_a_restart(page: Page, server: Server) -> None:
+    """When the server restarts, the page reconnects and its subscriptions still work."""
+    row = subscribe(page, "persisted")
+    server.stop()
+    expect(page.locator("#status")).not_to_have_text("connected")
+    server.start()
+    expect(page.locator("#status")).to_have_text("connected", timeout=20_000)
+    time.sleep(0.3)  # let the page resubscribe
+    server.set("persisted", "after restart")
+    expect(row.locator(".value")).to_contain_text("after restart")
+
+
+def test_screenshot_of_a_known_state(page: Page, server: Server) -> None:
+    """Saves test-artifacts/console.png: two subscriptions with values, a get, a log."""
+    for key, value in (("player-position", {"x": 100, "y": 200}), ("score", 42)):
+        server.set(key, value)
+        row = subscribe(page, key)
+        expect(row.locator(".value")).not_to_contain_text("no value yet")
+    page.fill("#key", "score")
+    page.click("#get")
+    expect(page.locator("#get-result")).to_contain_text("42")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
+    assert (ARTIFACTS / "console.png").stat().st_size > 10_000
