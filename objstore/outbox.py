@@ -58,20 +58,18 @@ class Outbox:
         held = self._held
         if held is not None:
             held[key] = frame
-            return
-        batch = self._batch
-        if batch is None:
-            self._batch = [frame]
-            self._mark_dirty(self)
         else:
-            batch.append(frame)
+            self._queue(frame)
 
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
         held = self._held
         if held is not None:
             held[_Reply()] = frame
-            return
+        else:
+            self._queue(frame)
+
+    def _queue(self, frame: bytes) -> None:
         batch = self._batch
         if batch is None:
             self._batch = [frame]
