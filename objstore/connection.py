@@ -69,6 +69,11 @@ class _NoMessages:
 
 
 _NO_MESSAGES = _NoMessages()
+#: Shared stand-ins for per-connection containers objstore leaves empty: websockets
+#: fills pending_pings only in ping(), which objstore does not call, and reads
+#: extensions, of which none are negotiated.
+_NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+_NO_EXTENSIONS: list[Any] = []
 
 #: Answers a plain HTTP request: an answer now, or an awaitable of one.
 HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
@@ -78,7 +83,6 @@ class _State:
     """objstore's own state of a connection."""
 
     __slots__ = (
-        "closed",
         "closing",
         "fragmented_text",
         "fragments",
@@ -109,7 +113,6 @@ class _State:
         self.fragmented_text = False
         self.stall: asyncio.TimerHandle | None = None
         self.closing: asyncio.Task[None] | None = None
-        self.closed: asyncio.Future[None] | None = None
         #: When the keepalive ping still unanswered was sent (loop time).
         self.ping_sent: float | None = None
 
@@ -185,11 +188,11 @@ class ObjstoreConnection(ServerConnection):
             self.ours.stall.cancel()
             self.ours.stall = None
         if self.ours.websocket:
+            if self.connection_lost_waiter.cancelled():
+                self.connection_lost_waiter = self.loop.create_future()
             super().connection_lost(exc)
             if self.ours.session is not None:
                 self.ours.session.close(self.close_code, self.close_reason or "")
-            if self.ours.closed is not None:
-                self.ours.closed.set_result(None)
             return
         self._end_http()
         if self.ours.http_task is not None:
@@ -324,8 +327,13 @@ class ObjstoreConnection(ServerConnection):
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)
-        closed = self.ours.closed = self.loop.create_future()
-        return closed
+        self.pending_pings = _NO_PINGS  # objstore pings without it (see send_keepalive)
+        self.protocol.extensions = _NO_EXTENSIONS  # none are negotiated: compression is off
+        # websockets resolves this when the connection is lost. Awaiting it
+        # directly (rather than a future of our own, or through shield) keeps
+        # one object less per connection; connection_lost() below copes with
+        # the one case that could cancel it, a task cancelled at shutdown.
+        return self.connection_lost_waiter
 
     # -- WebSocket mode ----------------------------------------------------------------
 

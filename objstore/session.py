@@ -26,13 +26,15 @@ logger = logging.getLogger("objstore.session")
 class ClientSession:
     """A connected client, as the hub's subscriber and the service's caller."""
 
-    __slots__ = ("__weakref__", "messages", "opened", "outbox", "peer", "service")
+    __slots__ = ("__weakref__", "messages", "opened", "outbox", "peer", "service", "subscribed")
 
     def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
         self.outbox = outbox
         #: The client's address as the socket gives it, formatted only for logs.
         self.peer = peer
+        #: The keys it is subscribed to, kept by the hub.
+        self.subscribed: list[str] | None = None
         self.messages = 0
         self.opened = time.monotonic()
 

@@ -11,6 +11,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.frames: list[tuple[str, bytes]] = []
+        self.subscribed: list[str] | None = None
 
     def deliver(self, update: Update) -> None:
         self.frames.append((update.key, update.payload))
