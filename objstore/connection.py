@@ -40,7 +40,6 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Request as HandshakeRequest
 from websockets.protocol import OPEN, Event
 
 from .http import HttpRequest, HttpResponse
@@ -54,7 +53,7 @@ logger = logging.getLogger("objstore.http")
 
 _WEBSOCKETS_LOGGER = logging.getLogger("objstore.websockets")
 _PING = b"\x89\x00"  # a ping frame with an empty payload
-_HANDSHAKE_DONE = HandshakeRequest("/", Headers())
+_NO_HEADERS = Headers()
 
 
 class _NoMessages:
@@ -325,7 +324,7 @@ class ObjstoreConnection(ServerConnection):
         if self.request is not None:
             # Empty its headers in place. (Replacing the request itself by a
             # shared one measured 2.6 KiB more per connection, oddly.)
-            self.request.headers = _HANDSHAKE_DONE.headers
+            self.request.headers = _NO_HEADERS
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)
