@@ -116,3 +116,14 @@ def test_console_shared_with_a_terminal_is_not_owned() -> None:
 def test_no_console_is_not_owned() -> None:
     """Without a console (a service, or not Windows) there is nothing to keep open."""
     assert owns_console_window(0, frozen=True) is False
+
+
+def test_event_loop_is_uvloop_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop is used when it can be imported, and OBJSTORE_LOOP=asyncio turns it off."""
+    from objstore.cli import _loop_factory
+
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not available on this system")
+    monkeypatch.delenv("OBJSTORE_LOOP", raising=False)
+    assert _loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("OBJSTORE_LOOP", "asyncio")
+    assert _loop_factory() is None
