@@ -151,9 +151,8 @@ def main() -> None:
         )
         if args.reference:
             ref_env = {**env, "QUIET": "1", "CACHE_DIR": str(Path(work) / "ref-cache")}
-            measure(
-                "reference (Bun)", ["sh", str(args.reference)], args.reference, ref_env, Path(work)
-            )
+            reference = args.reference.resolve()  # the servers start in a temporary folder
+            measure("reference (Bun)", ["sh", str(reference)], reference, ref_env, Path(work))
 
 
 if __name__ == "__main__":
