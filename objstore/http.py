@@ -110,7 +110,7 @@ def route(
             command = parse_set_body(request.body)
         except ClientError as exc:
             return _error(HTTPStatus(exc.http_status), exc)
-        update, result = service.set(command.key, command.value)
+        update, result = service.set_and_wait(command.key, command.value)
         # Like the original, answer once the value is on disk, so that a 200
         # means the value survives a restart.
         return _when_written(update, result)

@@ -81,12 +81,22 @@ class Update:
     same as a WebSocket text frame, made on first use and then shared.
     """
 
-    __slots__ = ("_ws_frame", "key", "payload")
+    __slots__ = ("_payload", "_value", "_ws_frame", "key")
 
     def __init__(self, key: str, value: bytes | None) -> None:
         self.key = key
-        self.payload = encode_update(key, value)
+        self._value = value
+        # Encoded on first use: a set nobody subscribed to encodes nothing.
+        self._payload: bytes | None = None
         self._ws_frame: bytes | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """``{"key": K, "value": V}`` as JSON bytes."""
+        payload = self._payload
+        if payload is None:
+            payload = self._payload = encode_update(self.key, self._value)
+        return payload
 
     @property
     def ws_frame(self) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .hub import Hub, Subscriber
 from .protocol import Command, Get, Set, Subscribe, Unsubscribe, Update, encode_update
 from .store import Store
-from .writer import WriteResult
+from .writer import FailureCallback, WriteResult
 
 __all__ = ["StoreService"]
 
@@ -27,12 +27,20 @@ class StoreService:
         """The reply to a get: ``{"key": K, "value": V}``, with ``null`` for a missing key."""
         return encode_update(key, self.store.get(key))
 
-    def set(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
-        """Store, persist and publish *value*; return the update and the write's future.
+    def set(self, key: str, value: bytes, on_failure: FailureCallback | None = None) -> Update:
+        """Store, persist and publish *value*; return the update.
 
-        The update is encoded once and the same bytes go to every subscriber.
+        The update is encoded once and the same bytes go to every subscriber;
+        *on_failure* hears of a failed file write.
         """
-        result = self.store.set(key, value)
+        self.store.set(key, value, on_failure)
+        update = Update(key, value)
+        self.hub.publish(update)
+        return update
+
+    def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
+        """Like :meth:`set`, and return a future of the file write too."""
+        result = self.store.set_and_wait(key, value)
         update = Update(key, value)
         self.hub.publish(update)
         return update, result
@@ -48,20 +56,25 @@ class StoreService:
         self.hub.unsubscribe(subscriber, key)
 
     def execute(
-        self, subscriber: Subscriber, command: Command
-    ) -> tuple[bytes | None, WriteResult | None]:
-        """Apply *command* from *subscriber*; return its direct reply and, for a set, the write.
+        self,
+        subscriber: Subscriber,
+        command: Command,
+        on_failure: FailureCallback | None = None,
+    ) -> bytes | None:
+        """Apply *command* from *subscriber*; return its direct reply, if it has one.
 
         A set has no direct reply, as in the original: the setter hears of it
-        through its own subscription, if it has one.
+        through its own subscription, if it has one, and through *on_failure*
+        if its value cannot be written to disk.
         """
         if isinstance(command, Set):
-            return None, self.set(command.key, command.value)[1]
+            self.set(command.key, command.value, on_failure)
+            return None
         if isinstance(command, Get):
-            return self.get(command.key), None
+            return self.get(command.key)
         if isinstance(command, Subscribe):
-            return self.subscribe(subscriber, command.key), None
+            return self.subscribe(subscriber, command.key)
         if isinstance(command, Unsubscribe):
             self.unsubscribe(subscriber, command.key)
-            return None, None
+            return None
         raise AssertionError(f"unknown command {command!r}")  # pragma: no cover

@@ -8,7 +8,6 @@ websockets: the connection hands in message payloads and provides the outbox.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -26,7 +25,16 @@ logger = logging.getLogger("objstore.session")
 class ClientSession:
     """A connected client, as the hub's subscriber and the service's caller."""
 
-    __slots__ = ("__weakref__", "messages", "opened", "outbox", "peer", "service", "subscribed")
+    __slots__ = (
+        "__weakref__",
+        "messages",
+        "opened",
+        "outbox",
+        "peer",
+        "report_failure",
+        "service",
+        "subscribed",
+    )
 
     def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
@@ -37,6 +45,8 @@ class ClientSession:
         self.subscribed: list[str] | None = None
         self.messages = 0
         self.opened = time.monotonic()
+        # Bound once: passed with every set.
+        self.report_failure = self.write_failed
 
     @property
     def address(self) -> str:
@@ -61,17 +71,13 @@ class ClientSession:
                 logger.debug("%s sent %r: %s", self.address, message[:500], exc)
             self.outbox.reply(text_frame(encode_error(exc)))
             return
-        reply, written = self.service.execute(self, command)
-        if written is not None:
-            written.add_done_callback(self._report_write)
+        reply = self.service.execute(self, command, self.report_failure)
         if reply is not None:
             self.outbox.reply(text_frame(reply))
 
-    def _report_write(self, result: asyncio.Future[StorageError | None]) -> None:
-        """Tell the client when a value it set could not be saved to disk."""
-        failure = result.result()
-        if failure is not None:
-            self.outbox.reply(text_frame(encode_error(str(failure))))
+    def write_failed(self, error: StorageError) -> None:
+        """Tell the client that a value it set could not be saved to disk."""
+        self.outbox.reply(text_frame(encode_error(str(error))))
 
     def close(self, code: int | None, reason: str) -> None:
         """Forget every subscription and log the connection's one line; it is gone."""

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from .cachefolder import CacheFolder, LoadReport
-from .writer import WriteBehind, WriteResult
+from .writer import FailureCallback, WriteBehind, WriteResult
 
 __all__ = ["Store"]
 
@@ -37,14 +37,19 @@ class Store:
         """The value of *key* as compact JSON, or None if it was never set."""
         return self._values.get(key)
 
-    def set(self, key: str, value: bytes) -> WriteResult:
+    def set(self, key: str, value: bytes, on_failure: FailureCallback | None = None) -> None:
         """Store *value* (compact JSON) under *key* and schedule its file write.
 
-        The new value is visible at once; the returned future says when it is
-        on disk, or why it could not be written.
+        The new value is visible at once; *on_failure* hears of a failed write.
         """
         self._values[key] = value
-        return self._writer.write(key, value)
+        self._writer.write(key, value, on_failure)
+
+    def set_and_wait(self, key: str, value: bytes) -> WriteResult:
+        """Like :meth:`set`, and return a future that says when the value is on disk,
+        or why it could not be written."""
+        self._values[key] = value
+        return self._writer.write_and_wait(key, value)
 
     def __len__(self) -> int:
         return len(self._values)

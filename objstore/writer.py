@@ -15,50 +15,80 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .cachefolder import CacheFolder
 from .errors import StorageError
 
-__all__ = ["WriteBehind"]
+__all__ = ["FailureCallback", "WriteBehind", "WriteResult"]
 
 logger = logging.getLogger("objstore.cache")
 
 #: The outcome of a write: None when the file holds the value, else the error.
 WriteResult = asyncio.Future[StorageError | None]
+#: Told, with the error (already logged), when a value it set could not be written.
+FailureCallback = Callable[[StorageError], None]
+
+
+class _Pending:
+    """A write waiting to start: the latest data of a key and who wants to know."""
+
+    __slots__ = ("data", "on_failure", "waiters")
+
+    def __init__(self, data: bytes, on_failure: FailureCallback | None) -> None:
+        self.data = data
+        self.on_failure = on_failure
+        self.waiters: list[WriteResult] | None = None
 
 
 class WriteBehind:
     """Schedules atomic file writes on a worker thread, coalescing repeated keys.
 
     Ordering holds per key: a write never overtakes an earlier one of the same
-    key, and the last value set is the last one written.
+    key, and the last value set is the last one written. A set costs a dict
+    entry, no future: only callers that wait (``POST /set``) get one.
     """
 
     def __init__(self, folder: CacheFolder) -> None:
         self._folder = folder
-        self._pending: dict[str, tuple[bytes, WriteResult]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         # One thread: batches are written in order, so per-key order holds.
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="objstore-writer", initializer=_yield_to_the_loop
         )
 
-    def write(self, key: str, data: bytes) -> WriteResult:
-        """Schedule *data* to become the file of *key*; return a future of the outcome.
+    def write(self, key: str, data: bytes, on_failure: FailureCallback | None = None) -> None:
+        """Schedule *data* to become the file of *key*.
 
-        The future never raises: it resolves to None once the value is on disk,
-        or to the :class:`~objstore.errors.StorageError` that prevented it, which
-        has already been logged. Sets coalesced into one write share its future.
+        If the write fails, the error is logged and *on_failure* is called with
+        it. A later write of the same key that comes before this one started
+        replaces it (and its *on_failure*): only the latest value is written.
         """
         entry = self._pending.get(key)
         if entry is None:
-            result: WriteResult = asyncio.get_running_loop().create_future()
+            self._pending[key] = _Pending(data, on_failure)
+            if self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._drain())
         else:
-            result = entry[1]
-        self._pending[key] = (data, result)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+            entry.data = data
+            entry.on_failure = on_failure
+
+    def write_and_wait(self, key: str, data: bytes) -> WriteResult:
+        """Like :meth:`write`, and return a future of the outcome.
+
+        The future never raises: it resolves to None once the value (or a later
+        one of the same key) is on disk, or to the :class:`~objstore.errors.StorageError`
+        that prevented it.
+        """
+        self.write(key, data)
+        entry = self._pending[key]
+        result: WriteResult = asyncio.get_running_loop().create_future()
+        if entry.waiters is None:
+            entry.waiters = [result]
+        else:
+            entry.waiters.append(result)
         return result
 
     @property
@@ -81,11 +111,15 @@ class WriteBehind:
         try:
             while self._pending:
                 batch, self._pending = self._pending, {}
-                items = [(key, data) for key, (data, _) in batch.items()]
+                items = [(key, entry.data) for key, entry in batch.items()]
                 errors = await loop.run_in_executor(self._executor, self._write_batch, items)
-                for key, (_, result) in batch.items():
-                    if not result.done():
-                        result.set_result(errors.get(key))
+                for key, entry in batch.items():
+                    error = errors.get(key)
+                    if error is not None and entry.on_failure is not None:
+                        entry.on_failure(error)
+                    for result in entry.waiters or ():
+                        if not result.done():
+                            result.set_result(error)
         finally:
             self._task = None
 

@@ -146,27 +146,38 @@ def test_other_files_are_ignored(folder: CacheFolder) -> None:
 async def test_writer_coalesces_repeated_sets(folder: CacheFolder) -> None:
     """Sets of one key made while a write is in flight end as the latest value on disk."""
     writer = WriteBehind(folder)
-    results = [writer.write("k", str(n).encode()) for n in range(100)]
+    for n in range(100):
+        writer.write("k", str(n).encode())
+    waited = writer.write_and_wait("k", b"100")
     await writer.flush()
-    assert (folder.path / "k.json").read_bytes() == b"99\n"
-    assert all(result.done() and result.result() is None for result in results)
+    assert (folder.path / "k.json").read_bytes() == b"100\n"
+    assert waited.done()
+    assert waited.result() is None
     await writer.close()
 
 
 async def test_writer_starts_without_a_timer(folder: CacheFolder) -> None:
     """A single set is on disk as soon as its write future resolves."""
     writer = WriteBehind(folder)
-    assert await asyncio.wait_for(writer.write("k", b"1"), 5) is None
+    assert await asyncio.wait_for(writer.write_and_wait("k", b"1"), 5) is None
     assert (folder.path / "k.json").read_bytes() == b"1\n"
     await writer.close()
 
 
 async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> None:
-    """A failed write resolves its future to the StorageError; later writes still run."""
+    """A failed write resolves its future to the StorageError and calls the failure
+    callback of the latest setter; later writes still run."""
     writer = WriteBehind(folder)
     shutil.rmtree(folder.path)
-    failure = await writer.write("k", b"1")
+    told: list[StorageError] = []
+    writer.write("k", b"1", told.append)
+    failure = await writer.write_and_wait("k", b"2")
     assert isinstance(failure, StorageError)
+    assert told == []  # the later set replaced the first one, and its callback
+    writer.write("j", b"3", told.append)
+    await writer.flush()
+    assert len(told) == 1
+    assert str(told[0]).startswith('could not save key "j" to ')
     folder.path.mkdir()
-    assert await writer.write("k", b"2") is None
+    assert await writer.write_and_wait("k", b"4") is None
     await writer.close()
