@@ -16,9 +16,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMessage",
     "InvalidValue",
-    "LengthRequired",
     "ObjstoreError",
-    "PayloadTooLarge",
     "StartupError",
     "StorageError",
     "describe",
@@ -46,18 +44,6 @@ class InvalidKey(ClientError):
 
 class InvalidValue(ClientError):
     """A value that is missing or cannot be stored as JSON."""
-
-
-class PayloadTooLarge(ClientError):
-    """A request body or message over the configured size limit."""
-
-    http_status = 413
-
-
-class LengthRequired(ClientError):
-    """A request body sent without a Content-Length (chunked transfer encoding)."""
-
-    http_status = 411
 
 
 class StorageError(ObjstoreError):

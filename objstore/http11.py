@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from .errors import ClientError
+
 __all__ = [
     "MAX_HEAD_SIZE",
     "BadRequest",
@@ -26,7 +28,7 @@ _HEAD_END = b"\r\n\r\n"
 _METHOD_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-class BadRequest(Exception):
+class BadRequest(ClientError):
     """A request that cannot be read; answered with *status* and the connection closed."""
 
     def __init__(self, status: HTTPStatus, message: str) -> None:
