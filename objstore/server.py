@@ -1,8 +1,9 @@
 """The server: websockets wired to the store, the hub and the HTTP routes; its lifecycle.
 
-Owns the listening socket, the per-connection loop and startup and shutdown.
-This and :mod:`objstore.connection` are the only modules that import
-websockets; the protocol, the store and the routes know nothing of it.
+Owns the listening socket, the wiring of each connection to its session, the
+keepalive pings and startup and shutdown. This and :mod:`objstore.connection`
+are the only modules that import websockets; the protocol, the store and the
+routes know nothing of it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from .session import ClientSession
 from .store import Store
 
 __all__ = ["ObjstoreServer"]
-
-logger = logging.getLogger("objstore.server")
 
 _ADDRESS_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
 
