@@ -141,6 +141,8 @@ class ObjstoreConnection(ServerConnection):
         # websockets wraps its logger in an adapter per connection; the plain
         # logger does as well without one more object each.
         self.logger = self.protocol.logger = _WEBSOCKETS_LOGGER
+        # A random UUID per connection that nothing reads: 100 bytes each.
+        self.id = self.protocol.id = None  # type: ignore[assignment]
         # Set now, in the same order for every instance, so that CPython keeps
         # sharing the attribute table (set later, it copied it: 1.6 KB each).
         self.transport = None  # type: ignore[assignment]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import sys
 from collections.abc import Awaitable
 from functools import partial
 
@@ -148,7 +149,11 @@ class ObjstoreServer:
     def _new_session(self, connection: ObjstoreConnection) -> ClientSession:
         assert self._flush_scheduler is not None
         outbox = Outbox(connection, self._flush_scheduler)
-        return ClientSession(self.service, outbox, connection.remote_address)
+        peer = connection.remote_address
+        if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+            # Clients mostly share a few hosts: one string each, not one per connection.
+            peer = (sys.intern(peer[0]), *peer[1:])
+        return ClientSession(self.service, outbox, peer)
 
     def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:
         # Messages are handled by the connection as they arrive, and its session
