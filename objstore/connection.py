@@ -323,10 +323,12 @@ class ObjstoreConnection(ServerConnection):
         """
         self.response = None
         self.request_rcvd = None  # type: ignore[assignment]  # awaited by the handshake only
-        if self.request is not None:
-            # Empty its headers in place. (Replacing the request itself by a
-            # shared one measured 2.6 KiB more per connection, oddly.)
-            self.request.headers = _NO_HEADERS
+        request = self.request
+        if request is not None:
+            # Empty it in place, sharing constant strings. (Replacing the request
+            # itself by a shared one measured 2 KiB more per connection, oddly.)
+            request.headers = _NO_HEADERS
+            request.path, request.method, request.protocol = "/ws", "GET", "HTTP/1.1"
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)
