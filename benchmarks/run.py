@@ -443,6 +443,11 @@ def measure_phase(
     return result, start, end
 
 
+def log_fields(errors: tuple[int, str]) -> dict[str, Any]:
+    """The server-log part of every scenario's result: how many errors, and the last."""
+    return {"server_log_errors": errors[0], "server_log_last_error": errors[1]}
+
+
 def per_op_us(cpu_s: float, ops: float) -> float | None:
     return cpu_s * 1e6 / ops if ops else None
 
@@ -475,8 +480,7 @@ def scenario_fanout(
         "cpu_s_schedstat": result.get("server_cpu_s_schedstat"),
         "loadgen_cpu_fraction": result.get("loadgen_cpu_fraction"),
         "loadgen": result,
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
@@ -502,8 +506,7 @@ def scenario_game(
         "cpu_s_schedstat": result.get("server_cpu_s_schedstat"),
         "loadgen_cpu_fraction": result.get("loadgen_cpu_fraction"),
         "loadgen": result,
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
@@ -585,8 +588,7 @@ def scenario_persist(
         "elapsed_s": result["elapsed"],
         "loadgen_cpu_fraction": result.get("loadgen_cpu_fraction"),
         "loadgen": result,
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
@@ -682,8 +684,7 @@ def scenario_http(
         **result,
         "cpu_us_per_request": per_op_us(cpu, requests),
         "cpu_s": cpu,
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
@@ -735,8 +736,7 @@ def scenario_idle(
         "rss_after_kib": after,
         "connections": n,
         "closed_early": (final or {}).get("closed_early"),
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
@@ -761,8 +761,7 @@ def scenario_startup(
         "keys_ok": ok,
         "files": files,
         "checked": {last: found.get(last), "k0": found.get("k0")},
-        "server_log_errors": errors[0],
-        "server_log_last_error": errors[1],
+        **log_fields(errors),
     }
 
 
