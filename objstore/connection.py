@@ -172,7 +172,10 @@ class ObjstoreConnection(ServerConnection):
                 super().data_received(data)
             return  # an HTTP connection being closed: drop what comes
         reader.feed(data)
-        self.ours.http_deadline = self.loop.time() + self.http_timeout
+        if reader.reading_body:
+            # A body in progress earns more time; a head trickling in does not,
+            # so a client cannot hold a connection by sending a byte at a time.
+            self.ours.http_deadline = self.loop.time() + self.http_timeout
         self._serve_http()
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows a bool

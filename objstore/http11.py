@@ -105,6 +105,11 @@ class RequestReader:
         self._buffer += data
 
     @property
+    def reading_body(self) -> bool:
+        """True once a request's head is read and its body is still arriving."""
+        return self._head is not None
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a request."""
         return len(self._buffer)

@@ -160,3 +160,26 @@ async def test_websocket_clients_still_work_beside_http(server: ObjstoreServer) 
         await read_response(reader)
         assert await recv_json(ws) == {"key": "mix", "value": "via http"}
     writer.close()
+
+
+async def test_head_sent_a_byte_at_a_time_is_cut_off(start_server: StartServer) -> None:
+    """Trickling a request head does not keep a connection open past the HTTP timeout."""
+    server = await start_server(http_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = b"GET /get/k HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    started = asyncio.get_running_loop().time()
+    closed = False
+    for byte in head:
+        writer.write(bytes([byte]))
+        await asyncio.sleep(0.05)
+        if reader.at_eof() or writer.is_closing():
+            closed = True
+            break
+        try:
+            await asyncio.wait_for(reader.read(1), 0.001)
+        except TimeoutError:
+            continue
+        closed = True
+        break
+    assert closed
+    assert asyncio.get_running_loop().time() - started < 3
