@@ -239,7 +239,9 @@ class ObjstoreConnection(ServerConnection):
             HttpRequest(request.method, request.target, False, request.body)
         )
         keep_alive = request.keep_alive and not self.ours.http_close_when_idle
-        if isinstance(answer, HttpResponse) or answer is None:
+        # The router answers None only to upgrade requests, which never come here.
+        assert answer is not None
+        if isinstance(answer, HttpResponse):
             self._respond(answer, keep_alive)
             return
         # Answered later (POST /set waits for the disk): hold further requests.
@@ -264,12 +266,7 @@ class ObjstoreConnection(ServerConnection):
         self._respond(response, keep_alive and not self.ours.http_close_when_idle)
         self._serve_http()
 
-    def _respond(self, response: HttpResponse | None, keep_alive: bool) -> None:
-        if response is None:  # a WebSocket path without an upgrade request
-            response = HttpResponse(
-                HTTPStatus.UPGRADE_REQUIRED,
-                encode_error("this is the WebSocket endpoint; connect with a WebSocket"),
-            )
+    def _respond(self, response: HttpResponse, keep_alive: bool) -> None:
         self._http_write(
             response.status, response.body, response.content_type, response.headers, keep_alive
         )

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from .errors import ClientError, InvalidKey
 from .keys import validate_key
@@ -55,11 +55,10 @@ def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:
     return HttpResponse(status, encode_error(error))
 
 
-def _method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
+def _method_not_allowed(request: HttpRequest, path: str, allowed: str) -> HttpResponse:
     response = _error(
         HTTPStatus.METHOD_NOT_ALLOWED,
-        f"method {request.method} is not allowed on {urlsplit(request.target).path}; "
-        f"use {allowed}",
+        f"method {request.method} is not allowed on {path}; use {allowed}",
     )
     response.headers.append(("Allow", allowed))
     return response
@@ -97,7 +96,7 @@ def route(
         return None
     if path.startswith("/get/"):
         if request.method != "GET":
-            return _method_not_allowed(request, "GET")
+            return _method_not_allowed(request, path, "GET")
         try:
             key = _key_from_path(path[len("/get/") :])
         except ClientError as exc:
@@ -105,7 +104,7 @@ def route(
         return HttpResponse(HTTPStatus.OK, service.get(key))
     if path == "/set":
         if request.method != "POST":
-            return _method_not_allowed(request, "POST")
+            return _method_not_allowed(request, path, "POST")
         try:
             command = parse_set_body(request.body)
         except ClientError as exc:
@@ -116,7 +115,7 @@ def route(
         return _when_written(update, result)
     if path == "/test":
         if request.method != "GET":
-            return _method_not_allowed(request, "GET")
+            return _method_not_allowed(request, path, "GET")
         return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
     if path == "/ws":
         return _error(

@@ -34,16 +34,17 @@ class StoreService:
         *on_failure* hears of a failed file write.
         """
         self.store.set(key, value, on_failure)
-        update = Update(key, value)
-        self.hub.publish(update)
-        return update
+        return self._publish(key, value)
 
     def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
         """Like :meth:`set`, and return a future of the file write too."""
         result = self.store.set_and_wait(key, value)
+        return self._publish(key, value), result
+
+    def _publish(self, key: str, value: bytes) -> Update:
         update = Update(key, value)
         self.hub.publish(update)
-        return update, result
+        return update
 
     def subscribe(self, subscriber: Subscriber, key: str) -> bytes | None:
         """Subscribe; return the current value as an update, or None when the key has none."""
