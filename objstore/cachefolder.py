@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +63,7 @@ class CacheFolder:
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(
-                dir=self.path, prefix=".write-check.", suffix=_TEMP_SUFFIX
-            )
+            fd, probe = self._create_temp("write-check")
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
