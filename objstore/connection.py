@@ -11,7 +11,11 @@ upgrade of websockets changes it. What it relies on:
   handshake request;
 * ``Connection.pause_writing``/``resume_writing`` are the transport's flow
   control callbacks, and maintain ``Connection.paused``;
-* ``connection.protocol.state`` tells whether frames may still be written.
+* ``connection.protocol.state`` tells whether frames may still be written;
+  ``protocol.current_size`` is None unless a fragmented message is open, and
+  ``protocol.max_message_size`` is the ``max_size`` the server was given;
+* websockets' parser reads frames from wherever the bytes it was last fed
+  stopped, so feeding it whole frames only keeps it at a frame boundary.
 
 HTTP: websockets answers one HTTP request per connection, then closes it, and
 refuses request bodies. So a connection starts in HTTP mode, where this class
@@ -21,12 +25,16 @@ a request asks for a WebSocket upgrade is websockets started on the connection
 (``connection_made``), with the bytes received so far; from then on it is a
 plain websockets connection whose handshake calls ``process_request``.
 
-Messages: data frames are handled as they are parsed, in the callback that
-received them, instead of travelling through websockets' message queue and a
-task per connection. Outgoing frames are written to the transport directly by
-the connection's :class:`~objstore.outbox.Outbox`: server frames are unmasked,
-so one encoded frame serves every subscriber, and frames of one loop turn go
-out in one write. Control frames (ping, pong, close) stay with websockets.
+Messages: whole text and binary frames, which is what clients send nearly
+always, are taken apart here (:mod:`objstore.wsframes`) and handled in the
+callback that received them, instead of going through websockets' parser, its
+message queue and a task per connection. Every other frame (ping, pong,
+close, fragments, anything malformed) is handed to websockets whole, which
+answers, assembles or fails the connection as it always does. Outgoing
+frames are written to the transport directly by the connection's
+:class:`~objstore.outbox.Outbox`: server frames are unmasked, so one encoded
+frame serves every subscriber, and frames of one loop turn go out in one
+write. Control frames (ping, pong, close) stay with websockets.
 """
 
 from __future__ import annotations
@@ -40,12 +48,18 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import OPEN, Event
+from websockets.protocol import CONNECTING, OPEN, Event
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from .http import HttpRequest, HttpResponse
 from .http11 import BadRequest, Request, RequestReader, serialize_response
 from .protocol import encode_error
 from .session import ClientSession
+from .wsframes import SIMPLE_BINARY, SIMPLE_TEXT, frame_extent, is_masked
 
 __all__ = ["HttpHandler", "ObjstoreConnection"]
 
@@ -74,6 +88,12 @@ _NO_MESSAGES = _NoMessages()
 _NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
 _NO_EXTENSIONS: list[Any] = []
 
+# Who reads the frames of an upgraded connection (_State.framing):
+_FRAMES_HELD = 0  # nobody yet: the handshake is not done, frames wait for it
+_FRAMES_OURS = 1  # this module, handing websockets every frame it does not take whole
+_FRAMES_WEBSOCKETS = 2  # websockets alone: the connection is closing
+_SIMPLE_FIRST_BYTES = frozenset((SIMPLE_TEXT, SIMPLE_BINARY))
+
 #: Answers a plain HTTP request: an answer now, or an awaitable of one.
 HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
 
@@ -85,6 +105,8 @@ class _State:
         "closing",
         "fragmented_text",
         "fragments",
+        "frames",
+        "framing",
         "http",
         "http_busy",
         "http_close_when_idle",
@@ -107,6 +129,10 @@ class _State:
         self.http_task: asyncio.Task[None] | None = None
         # WebSocket mode.
         self.websocket = False
+        self.framing = _FRAMES_HELD
+        #: Received bytes not handled yet: the start of a frame, or frames
+        #: that came before the handshake was done.
+        self.frames: bytes | None = None
         self.session: ClientSession | None = None
         self.fragments: list[bytes] | None = None
         self.fragmented_text = False
@@ -169,7 +195,7 @@ class ObjstoreConnection(ServerConnection):
         reader = self.ours.http
         if reader is None:
             if self.ours.websocket:
-                super().data_received(data)
+                self._receive_frames(data)
             return  # an HTTP connection being closed: drop what comes
         reader.feed(data)
         if reader.reading_body:
@@ -311,6 +337,10 @@ class ObjstoreConnection(ServerConnection):
         """Hand the connection to websockets, with every byte received so far."""
         self._end_http()
         self.ours.websocket = True
+        # Frames that came with the request wait for the handshake to finish:
+        # websockets is fed the request alone, so that its parser starts on a
+        # frame boundary once the connection is open.
+        self.ours.frames = request.after or None
         super().connection_made(self.transport)
         self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
         super().data_received(request.raw)
@@ -334,6 +364,10 @@ class ObjstoreConnection(ServerConnection):
             logger.debug("%s connected", session.address)
         self.pending_pings = _NO_PINGS  # objstore pings without it (see send_keepalive)
         self.protocol.extensions = _NO_EXTENSIONS  # none are negotiated: compression is off
+        self.ours.framing = _FRAMES_OURS
+        if self.ours.frames is not None:
+            self.transport.resume_reading()
+            self.loop.call_soon(self._receive_frames, b"")
         # websockets resolves this when the connection is lost. Awaiting it
         # directly (rather than a future of our own, or through shield) keeps
         # one object less per connection; connection_lost() below copes with
@@ -375,6 +409,58 @@ class ObjstoreConnection(ServerConnection):
             if opcode is Opcode.PONG:
                 self.ours.ping_sent = None
             super().process_event(event)  # ping, pong, close
+
+    def _receive_frames(self, data: bytes) -> None:
+        """Handle bytes received on an upgraded connection.
+
+        Whole masked text and binary frames within the size limit are unmasked
+        and handled here. Any other frame goes to websockets once it has fully
+        arrived, so websockets only ever parses whole frames; a header that
+        websockets will refuse (unmasked, over the size limit) goes at once,
+        with everything after it, and websockets fails the connection.
+        """
+        ours = self.ours
+        held = ours.frames
+        if held is not None:
+            data = held + data
+            ours.frames = None
+        protocol = self.protocol
+        if ours.framing != _FRAMES_OURS:
+            if ours.framing == _FRAMES_HELD and protocol.state is CONNECTING:
+                ours.frames = data
+                self.transport.pause_reading()  # until opened()
+            else:
+                super().data_received(data)
+            return
+        limit = protocol.max_message_size
+        size = len(data)
+        pos = 0
+        while pos < size and protocol.state is OPEN:
+            extent = frame_extent(data, pos)
+            if extent is None:
+                break  # the header is still arriving
+            start, length = extent
+            if (limit is not None and length > limit) or not is_masked(data, pos):
+                break
+            end = start + length
+            if end > size:
+                ours.frames = data[pos:]  # the payload is still arriving
+                return
+            first = data[pos]
+            if first in _SIMPLE_FIRST_BYTES and protocol.current_size is None:
+                message = apply_mask(data[start:end], data[start - 4 : start])
+                pos = end
+                self._receive(message, first == SIMPLE_TEXT)
+            else:
+                frame = data[pos:end]
+                pos = end
+                super().data_received(frame)
+        if pos < size:
+            if protocol.state is OPEN and frame_extent(data, pos) is None:
+                ours.frames = data[pos:]
+            else:
+                ours.framing = _FRAMES_WEBSOCKETS
+                super().data_received(data[pos:])
 
     def _receive(self, data: bytes, text: bool) -> None:
         message: str | bytes = data

@@ -46,8 +46,10 @@ class Request:
     #: Header names in lowercase; a repeated header keeps its last value.
     headers: dict[str, str]
     body: bytes = b""
-    #: The raw head and everything received after it, for a WebSocket upgrade.
+    #: The raw head, for a WebSocket upgrade (which websockets reads again).
     raw: bytes = field(default=b"", repr=False)
+    #: Everything received after the head of a WebSocket upgrade: its first frames.
+    after: bytes = field(default=b"", repr=False)
 
     @property
     def keep_alive(self) -> bool:
@@ -133,7 +135,8 @@ class RequestReader:
                 return None
             request = _parse_head(bytes(buffer[:end]))
             if request.is_upgrade:
-                request.raw = bytes(buffer)
+                request.raw = bytes(buffer[: end + len(_HEAD_END)])
+                request.after = bytes(buffer[end + len(_HEAD_END) :])
                 buffer.clear()
                 return request
             del buffer[: end + len(_HEAD_END)]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from .protocol import Update
+
 __all__ = ["FlushScheduler", "FrameWriter", "Outbox"]
 
 
@@ -53,29 +55,35 @@ class Outbox:
         """Number of frames held back while congested."""
         return 0 if self._held is None else len(self._held)
 
-    def update(self, key: str, frame: bytes) -> None:
-        """Queue an update of *key*; while congested it replaces any held update of *key*."""
+    def deliver(self, update: Update) -> None:
+        """Queue *update*; while congested it replaces any held update of its key.
+
+        The hot path of every publish, called once per subscriber: kept to one
+        call, without helpers.
+        """
         held = self._held
-        if held is not None:
-            held[key] = frame
+        if held is None:
+            batch = self._batch
+            if batch is None:
+                self._batch = [update.ws_frame]
+                self._mark_dirty(self)
+            else:
+                batch.append(update.ws_frame)
         else:
-            self._queue(frame)
+            held[update.key] = update.ws_frame
 
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
         held = self._held
-        if held is not None:
+        if held is None:
+            batch = self._batch
+            if batch is None:
+                self._batch = [frame]
+                self._mark_dirty(self)
+            else:
+                batch.append(frame)
+        else:
             held[_Reply()] = frame
-        else:
-            self._queue(frame)
-
-    def _queue(self, frame: bytes) -> None:
-        batch = self._batch
-        if batch is None:
-            self._batch = [frame]
-            self._mark_dirty(self)
-        else:
-            batch.append(frame)
 
     def flush(self) -> None:
         """Write the frames collected in this turn of the loop."""

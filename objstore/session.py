@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from .errors import ClientError, StorageError
 from .outbox import Outbox
@@ -27,6 +28,7 @@ class ClientSession:
 
     __slots__ = (
         "__weakref__",
+        "deliver",
         "messages",
         "opened",
         "outbox",
@@ -39,6 +41,9 @@ class ClientSession:
     def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
         self.outbox = outbox
+        #: Queues an update of a key this client subscribed to: the hub calls
+        #: the outbox directly, one call per subscriber and update.
+        self.deliver: Callable[[Update], None] = outbox.deliver
         #: The client's address as the socket gives it, formatted only for logs.
         self.peer = peer
         #: The keys it is subscribed to, kept by the hub.
@@ -56,10 +61,6 @@ class ClientSession:
             host = str(peer[0])
             return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
         return str(peer)
-
-    def deliver(self, update: Update) -> None:
-        """Queue an update of a key this client subscribed to."""
-        self.outbox.update(update.key, update.ws_frame)
 
     def receive(self, message: str | bytes) -> None:
         """Handle one message: execute it and queue its reply, or an error reply."""

@@ -57,14 +57,15 @@ def test_keep_alive_rules() -> None:
 
 
 def test_upgrade_request_is_returned_with_its_raw_bytes() -> None:
-    """A WebSocket upgrade comes back whole, with what followed it, for websockets."""
-    data = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x81\x00"
+    """A WebSocket upgrade comes back with its raw head, for websockets, and what followed it."""
+    head = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
     reader = RequestReader(10)
-    reader.feed(data)
+    reader.feed(head + b"\x81\x00")
     request = reader.next_request()
     assert request is not None
     assert request.is_upgrade
-    assert request.raw == data
+    assert request.raw == head
+    assert request.after == b"\x81\x00"
     assert reader.buffered == 0
 
 

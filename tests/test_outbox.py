@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from objstore.outbox import FlushScheduler, Outbox
+from objstore.protocol import Update
 from objstore.wsframes import text_frame
 
 
@@ -16,6 +17,15 @@ class Writer:
         self.writes.append(list(frames))
 
 
+def update(key: str, value: bytes) -> Update:
+    return Update(key, value)
+
+
+def frame(key: str, value: bytes) -> bytes:
+    """The frame the outbox writes for an update."""
+    return text_frame(b'{"key":"%s","value":%s}' % (key.encode(), value))
+
+
 def make() -> tuple[Outbox, Writer, list[Outbox]]:
     writer, dirty = Writer(), list[Outbox]()
     return Outbox(writer, dirty.append), writer, dirty
@@ -24,12 +34,12 @@ def make() -> tuple[Outbox, Writer, list[Outbox]]:
 def test_frames_of_one_turn_are_written_together_in_order() -> None:
     """Updates and replies queued in one turn go out in one write, in order."""
     outbox, writer, dirty = make()
-    outbox.update("a", b"1")
+    outbox.deliver(update("a", b"1"))
     outbox.reply(b"r")
-    outbox.update("a", b"2")
+    outbox.deliver(update("a", b"2"))
     assert dirty == [outbox]  # marked once
     outbox.flush()
-    assert writer.writes == [[b"1", b"r", b"2"]]
+    assert writer.writes == [[frame("a", b"1"), b"r", frame("a", b"2")]]
 
 
 def test_flush_without_frames_writes_nothing() -> None:
@@ -44,11 +54,11 @@ def test_congested_outbox_keeps_only_the_latest_update_per_key() -> None:
     outbox, writer, _ = make()
     outbox.pause()
     for n in range(1000):
-        outbox.update("a", str(n).encode())
-    outbox.update("b", b"only")
+        outbox.deliver(update("a", str(n).encode()))
+    outbox.deliver(update("b", b"1"))
     assert outbox.held == 2
     outbox.resume()
-    assert writer.writes == [[b"999", b"only"]]
+    assert writer.writes == [[frame("a", b"999"), frame("b", b"1")]]
     assert outbox.congested is False
 
 
@@ -65,11 +75,11 @@ def test_replies_are_never_dropped_while_congested() -> None:
 def test_batch_of_the_turn_is_written_before_held_frames() -> None:
     """Frames queued before congestion go out before those held during it."""
     outbox, writer, _ = make()
-    outbox.update("a", b"before")
+    outbox.deliver(update("a", b"1"))
     outbox.pause()
-    outbox.update("a", b"during")
+    outbox.deliver(update("a", b"2"))
     outbox.resume()
-    assert writer.writes == [[b"before"], [b"during"]]
+    assert writer.writes == [[frame("a", b"1")], [frame("a", b"2")]]
 
 
 def test_scheduler_flushes_every_marked_outbox_once_per_turn() -> None:
@@ -79,11 +89,12 @@ def test_scheduler_flushes_every_marked_outbox_once_per_turn() -> None:
     writers = [Writer(), Writer()]
     outboxes = [Outbox(writer, scheduler) for writer in writers]
     for outbox in outboxes:
-        outbox.update("k", b"x")
-        outbox.update("k", b"y")
+        outbox.deliver(update("k", b"1"))
+        outbox.deliver(update("k", b"2"))
     assert callbacks == [scheduler.flush]
     scheduler.flush()
-    assert [w.writes for w in writers] == [[[b"x", b"y"]], [[b"x", b"y"]]]
+    both = [frame("k", b"1"), frame("k", b"2")]
+    assert [w.writes for w in writers] == [[both], [both]]
 
 
 def test_text_frame_lengths() -> None:
