@@ -19,7 +19,9 @@ from pathlib import Path
 
 from . import jsonvalues
 from .errors import ClientError, StartupError, StorageError, describe
+from .fdlimit import current_open_file_limit
 from .keys import file_name, is_hashed, parse_file_name, sidecar_name, validate_key
+from .swapwrite import SwapWriter, name_exchange
 
 __all__ = ["CacheFolder", "LoadReport"]
 
@@ -30,6 +32,7 @@ _SPARE_SUFFIX = ".spare"
 _OLD_SUFFIX = ".old"
 _REWRITE_FLAGS = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
 _SET_ASIDE_SUFFIX = ".corrupt"
+_MAX_KEPT_OPEN = 1024
 
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -53,8 +56,21 @@ class LoadReport:
 class CacheFolder:
     """A folder of ``{file name}.json`` files, one per key, each holding the value itself."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, swap_names: bool = True) -> None:
+        """*swap_names* False writes every file the way of systems without a name exchange."""
         self.path = path
+        exchange = name_exchange() if swap_names else None
+        #: Rewrites hot keys by swapping names, where the system can (see swapwrite).
+        self._swapper = (
+            None
+            if exchange is None
+            else SwapWriter(str(path), _spare_name, exchange, _files_kept_open())
+        )
+
+    def close(self) -> None:
+        """Close the files kept open for fast rewrites; writes after this reopen them."""
+        if self._swapper is not None:
+            self._swapper.close()
 
     def prepare(self) -> None:
         """Create the folder if missing and check that files can be written in it.
@@ -89,7 +105,10 @@ class CacheFolder:
                 sidecar = self.path / sidecar_name(name)
                 if not sidecar.exists():
                     self._write_atomically(sidecar.name, key.encode("utf-8"))
-            self._write_recycling(name, data + b"\n")
+            data += b"\n"
+            swapper = self._swapper
+            if swapper is None or not swapper.rewrite(name, data):
+                self._write_recycling(name, data)
         except OSError as exc:
             raise StorageError(
                 f"could not save key {describe(key)} to {self.path / name}: {exc.strerror or exc}"
@@ -97,6 +116,9 @@ class CacheFolder:
 
     def _write_recycling(self, name: str, data: bytes) -> None:
         """Write atomically, reusing the previous file's inode for the next write.
+
+        The way of systems without a name exchange, and of a key's first write
+        everywhere (a swap needs two files).
 
         Creating a file per write and deleting the replaced one makes the file
         system allocate and free an inode each time, which was a third of the
@@ -109,7 +131,7 @@ class CacheFolder:
         (FAT drives), the spare is simply not kept.
         """
         path = os.path.join(self.path, name)
-        spare = os.path.join(self.path, f".{name}{_SPARE_SUFFIX}")
+        spare = os.path.join(self.path, _spare_name(name))
         old = os.path.join(self.path, f".{name}{_OLD_SUFFIX}")
         fd = os.open(spare, _REWRITE_FLAGS, 0o666)
         try:
@@ -241,6 +263,20 @@ class CacheFolder:
             return
         logger.warning("cannot load %s (%s); renamed it to %s", name, reason, target)
         report.set_aside.append((name, target))
+
+
+def _spare_name(name: str) -> str:
+    """The spare kept beside a key's file, to be written next (hidden, never loaded)."""
+    return f".{name}{_SPARE_SUFFIX}"
+
+
+def _files_kept_open() -> int:
+    """How many keys may keep their two files open: 1,024, fewer under a low open-file limit.
+
+    A sixteenth of the limit at most, so that files never take the room of clients.
+    """
+    limit = current_open_file_limit()
+    return _MAX_KEPT_OPEN if limit is None else min(_MAX_KEPT_OPEN, limit // 16)
 
 
 def _replace(source: str | Path, target: str | Path) -> None:

@@ -21,6 +21,7 @@ from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
 from .console import pause_if_double_clicked
 from .errors import StartupError
+from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
 from .server import ObjstoreServer
 
 __all__ = ["OK", "STARTUP_FAILURE", "USAGE_ERROR", "main", "parse_config", "run"]
@@ -170,8 +171,23 @@ def _report_load(server: ObjstoreServer) -> None:
         )
 
 
+def _raise_open_file_limit() -> None:
+    limit = raise_open_file_limit()
+    if limit.after != limit.before:
+        logger.info("open-file limit raised from %s to %s", limit.before, limit.after)
+    if not limit.enough:
+        logger.warning(
+            "the system allows only %s open files, so fewer than %s clients can connect at "
+            "once; raise the limit (ulimit -n %d) before starting objstore for more",
+            limit.after,
+            limit.after,
+            WANTED_OPEN_FILES,
+        )
+
+
 async def run(config: Config) -> None:
     """Run a server until SIGINT or SIGTERM (Ctrl+C or Ctrl+Break on Windows), then stop it."""
+    _raise_open_file_limit()
     server = ObjstoreServer(config)
     await server.start()
     _report_load(server)

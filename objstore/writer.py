@@ -105,6 +105,7 @@ class WriteBehind:
         """Finish pending writes and stop the worker thread."""
         await self.flush()
         self._executor.shutdown(wait=True)
+        self._folder.close()
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from objstore.keys import file_name, sidecar_name
 from objstore.writer import WriteBehind
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> CacheFolder:
-    cache = CacheFolder(tmp_path / "cache")
+@pytest.fixture(params=["swap", "recycle"])
+def folder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CacheFolder]:
+    """A cache folder writing by name exchange where the system has it, and one that never does."""
+    cache = CacheFolder(tmp_path / "cache", swap_names=request.param == "swap")
     cache.prepare()
-    return cache
+    yield cache
+    cache.close()
 
 
 def test_prepare_creates_the_folder(tmp_path: Path) -> None:
@@ -91,6 +94,15 @@ def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
     shutil.rmtree(folder.path)
     with pytest.raises(StorageError, match=r'^could not save key "k" to '):
         folder.write("k", b"1")
+
+
+def test_write_failure_after_earlier_writes_is_a_storage_error(folder: CacheFolder) -> None:
+    """A folder removed while the key's files are kept open still fails the write."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    shutil.rmtree(folder.path)
+    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
+        folder.write("k", b"3")
 
 
 def test_hashed_name_keeps_its_key_in_a_sidecar(folder: CacheFolder) -> None:

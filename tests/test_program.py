@@ -94,10 +94,25 @@ class Launcher:
             timeout=30,
         )
 
-    def start(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> Program:
-        """Start objstore on a free port in *cwd* and wait for its banner."""
+    def start(
+        self,
+        cwd: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        open_files: tuple[int, int | str] | None = None,
+    ) -> Program:
+        """Start objstore on a free port in *cwd* and wait for its banner.
+
+        *open_files* sets the (soft, hard) open-file limit it starts with (not on Windows).
+        """
+        command = [*self.command, "--port", "0", *args]
+        if open_files is not None:
+            # The shell sets the limits, then becomes objstore (same process id).
+            soft, hard = open_files
+            limits = f"ulimit -Sn {soft} && ulimit -Hn {hard}"
+            command = ["sh", "-c", f'{limits} && exec "$@"', "sh", *command]
         process = subprocess.Popen(
-            [*self.command, "--port", "0", *args],
+            command,
             cwd=cwd,
             env=self.env(env),
             stdout=subprocess.PIPE,
@@ -222,6 +237,34 @@ async def test_serves_persists_and_stops_cleanly(launcher: Launcher, tmp_path: P
     assert "(51 keys loaded)" in restarted.banner
     answer = await http_request(restarted.port, "GET", "/get/k7")
     assert answer.json() == {"key": "k7", "value": 457}
+
+
+@pytest.mark.skipif(WINDOWS, reason="Windows has no open-file limit to raise")
+def test_open_file_limit_is_raised_at_start(launcher: Launcher, tmp_path: Path) -> None:
+    """Started with a soft limit of 256 open files, it raises it towards the hard limit."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 20_000:
+        pytest.skip(f"this machine's hard limit ({hard}) leaves nothing to show")
+    hard_text = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    program = launcher.start(tmp_path, "--log-level", "info", open_files=(256, hard_text))
+    code, err = program.stop()
+    assert code == 0, err
+    raised = re.search(r"open-file limit raised from 256 to (\d+)", err)
+    assert raised, err
+    assert int(raised.group(1)) >= 16_384
+    assert "fewer than" not in err
+
+
+@pytest.mark.skipif(WINDOWS, reason="Windows has no open-file limit to raise")
+def test_low_open_file_limit_is_reported(launcher: Launcher, tmp_path: Path) -> None:
+    """When the hard limit is low, it says how many clients can connect and how to fix it."""
+    program = launcher.start(tmp_path, open_files=(512, 512))
+    code, err = program.stop()
+    assert code == 0, err
+    assert "the system allows only 512 open files, so fewer than 512 clients" in err
+    assert "ulimit -n 16384" in err
 
 
 async def test_cache_dir_from_environment(launcher: Launcher, tmp_path: Path) -> None:
