@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +194,24 @@ async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> N
     folder.path.mkdir()
     assert await writer.write_and_wait("k", b"4") is None
     await writer.close()
+
+
+async def test_writer_thread_starts_on_first_write_and_stops_on_close(
+    folder: CacheFolder,
+) -> None:
+    """No thread until something is written; close writes what is pending and ends it."""
+
+    def writer_threads() -> int:
+        return sum(thread.name == "objstore-writer" for thread in threading.enumerate())
+
+    before = writer_threads()
+    writer = WriteBehind(folder)
+    assert writer_threads() == before
+    for n in range(200):
+        writer.write(f"k{n % 20}", str(n).encode())
+    assert writer_threads() == before + 1
+    await writer.close()
+    assert writer_threads() == before
+    assert {key: int(value) for key, value in folder.load().values.items()} == {
+        f"k{n}": 180 + n for n in range(20)
+    }
