@@ -11,10 +11,12 @@ import inspect
 import re
 
 import websockets
+import websockets.frames
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.protocol import Protocol
+from websockets.protocol import SERVER, Protocol
 
+from objstore import connection
 from objstore.connection import ObjstoreConnection
 
 
@@ -77,3 +79,19 @@ def test_message_queue_is_only_used_where_objstore_expects() -> None:
 def test_keepalive_is_per_connection_and_optional() -> None:
     """websockets' keepalive is a task per connection, off when ping_interval is None."""
     assert "if self.ping_interval is not None" in source(Connection.start_keepalive)
+
+
+def test_fragmented_message_state_and_size_limit_are_where_expected() -> None:
+    """The protocol keeps current_size (None between messages) and max_message_size, which
+    the connection reads to decide which frames it may take apart itself."""
+    protocol = Protocol(SERVER, max_size=1234)
+    assert protocol.current_size is None
+    assert protocol.max_message_size == 1234
+    assert "self.current_size = len(frame.data)" in source(Protocol.recv_frame)
+
+
+def test_frames_are_unmasked_by_the_helper_websockets_uses() -> None:
+    """apply_mask, from the C speedups where built, is the function websockets unmasks with."""
+    ours = getattr(connection, "apply_mask")  # noqa: B009  # not exported
+    assert getattr(websockets.frames, "apply_mask") is ours  # noqa: B009
+    assert ours(b"\x01\x02\x03\x04\x05", b"\x01\x02\x03\x04") == b"\x00\x00\x00\x00\x04"
