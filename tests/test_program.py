@@ -313,6 +313,33 @@ def test_bad_port_is_a_usage_error(launcher: Launcher, tmp_path: Path) -> None:
     assert "--port must be a whole number from 0 to 65535, got 'abc'" in result.stderr
 
 
+def _server_pid(process: subprocess.Popen[str]) -> int:
+    """The server's process id: the one-file executable's bootloader starts it as its child."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    return int(children[0]) if children else process.pid
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+async def test_hot_keys_are_rewritten_by_swapping_names(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A key written again and again keeps its file and spare open and swaps them: the fast
+    path works in this build (its system call is reached through ctypes)."""
+    program = launcher.start(tmp_path)
+    for n in range(4):
+        answer = await http_request(
+            program.port, "POST", "/set", f'{{"key": "hot", "value": {n}}}'
+        )
+        assert answer.status == 200
+    cache = launcher.default_cache(tmp_path)
+    fds = Path(f"/proc/{_server_pid(program.process)}/fd")
+    open_files = {os.path.basename(os.readlink(fd)) for fd in fds.iterdir()}
+    assert {"hot.json", ".hot.json.spare"} <= open_files
+    assert (cache / "hot.json").read_text() == "3\n"
+    code, err = program.stop()
+    assert code == 0, err
+
+
 async def test_kill_9_during_a_burst_leaves_only_valid_files(
     launcher: Launcher, tmp_path: Path
 ) -> None:
