@@ -191,7 +191,6 @@ async def run(config: Config) -> None:
     server = ObjstoreServer(config)
     await server.start()
     _report_load(server)
-    print(_banner(server), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = [signal.SIGINT, signal.SIGTERM]
@@ -202,6 +201,8 @@ async def run(config: Config) -> None:
     else:
         for number in signals:
             loop.add_signal_handler(number, stop.set)
+    # Only now: whoever waits for the banner may stop the server at once.
+    print(_banner(server), flush=True)
     try:
         await stop.wait()
     finally:
