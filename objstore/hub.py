@@ -8,12 +8,12 @@ once by its publisher and the same object goes to every subscriber.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from .protocol import Update
 
-__all__ = ["Hub", "Subscriber"]
+__all__ = ["FanOut", "Hub", "Subscriber", "deliver_each"]
 
 
 class Subscriber(Hashable, Protocol):
@@ -28,12 +28,27 @@ class Subscriber(Hashable, Protocol):
         """Queue *update* for sending; must neither block nor change subscriptions."""
 
 
-class Hub:
-    """A subscription table: keys to subscribers and subscribers to keys."""
+#: Delivers one update to every subscriber of its key.
+FanOut = Callable[[set[Subscriber], Update], None]
 
-    def __init__(self) -> None:
+
+def deliver_each(subscribers: set[Subscriber], update: Update) -> None:
+    """The plain fan-out: each subscriber's ``deliver``."""
+    for subscriber in subscribers:
+        subscriber.deliver(update)
+
+
+class Hub:
+    """A subscription table: keys to subscribers and subscribers to keys.
+
+    *fan_out* delivers an update to the subscribers of its key; a transport
+    whose subscribers are all of one kind can pass a loop written for them.
+    """
+
+    def __init__(self, fan_out: FanOut = deliver_each) -> None:
         self._by_key: dict[str, set[Subscriber]] = {}
         self._subscriber_count = 0
+        self._fan_out = fan_out
 
     def subscribe(self, subscriber: Subscriber, key: str) -> None:
         """Deliver later updates of *key* to *subscriber*; subscribing twice is harmless."""
@@ -81,8 +96,7 @@ class Hub:
         subscribers = self._by_key.get(update.key)
         if not subscribers:
             return 0
-        for subscriber in subscribers:
-            subscriber.deliver(update)
+        self._fan_out(subscribers, update)
         return len(subscribers)
 
     def subscribers(self, key: str) -> int:

@@ -6,18 +6,23 @@ together (one system call for many updates) in the order they were produced.
 Once its socket is congested, at most one update per key is held (the latest
 replaces the older), so a subscriber that stops reading costs bounded memory;
 when the socket drains, the held frames are written and it is up to date.
-Replies (to get, subscribe, errors) are never dropped. Knows nothing of
-asyncio or websockets: writing and scheduling are injected.
+Replies (to get, subscribe, errors) are never dropped. An outbox is also
+its connection's subscriber in the :class:`~objstore.hub.Hub`, and
+:func:`deliver_to_all` is the hub's loop over them. Knows nothing of asyncio
+or websockets: writing and scheduling are injected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .protocol import Update
 
-__all__ = ["FlushScheduler", "FrameWriter", "Outbox"]
+if TYPE_CHECKING:
+    from .hub import Subscriber
+
+__all__ = ["FlushScheduler", "FrameWriter", "Outbox", "deliver_to_all"]
 
 
 class FrameWriter(Protocol):
@@ -34,9 +39,9 @@ class _Reply:
 
 
 class Outbox:
-    """The frames one connection has yet to send."""
+    """The frames one connection has yet to send; its subscriber in the hub."""
 
-    __slots__ = ("_batch", "_held", "_mark_dirty", "_writer")
+    __slots__ = ("_batch", "_held", "_mark_dirty", "_writer", "subscribed")
 
     def __init__(self, writer: FrameWriter, mark_dirty: Callable[[Outbox], None]) -> None:
         self._writer = writer
@@ -44,6 +49,8 @@ class Outbox:
         self._batch: list[bytes] | None = None  # no list while idle
         #: Frames held while congested, by key (or by a unique token for a reply).
         self._held: dict[object, bytes] | None = None
+        #: The keys its connection is subscribed to, kept by the hub.
+        self.subscribed: list[str] | None = None
 
     @property
     def congested(self) -> bool:
@@ -104,6 +111,28 @@ class Outbox:
         if held:
             self.flush()
             self._writer.write_frames(list(held.values()))
+
+
+def deliver_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
+    """Queue *update* on every outbox of *subscribers*: the hub's loop over them.
+
+    :meth:`Outbox.deliver` once per outbox, written out in the loop: a call per
+    subscriber and update was a fifth of the server's time when 50 clients
+    each see 1,500 updates a second. The subscribers must all be outboxes.
+    """
+    frame = update.ws_frame
+    key = update.key
+    for outbox in cast("Iterable[Outbox]", subscribers):
+        held = outbox._held
+        if held is None:
+            batch = outbox._batch
+            if batch is None:
+                outbox._batch = [frame]
+                outbox._mark_dirty(outbox)
+            else:
+                batch.append(frame)
+        else:
+            held[key] = frame
 
 
 class FlushScheduler:

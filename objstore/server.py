@@ -25,7 +25,7 @@ from .connection import ObjstoreConnection
 from .errors import StartupError
 from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
-from .outbox import FlushScheduler, Outbox
+from .outbox import FlushScheduler, Outbox, deliver_to_all
 from .service import StoreService
 from .session import ClientSession
 from .store import Store
@@ -41,7 +41,7 @@ class ObjstoreServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = Store(config.cache_dir)
-        self.hub = Hub()
+        self.hub = Hub(fan_out=deliver_to_all)
         self.service = StoreService(self.store, self.hub)
         self._server: Server | None = None
         self.load_report = LoadReport()

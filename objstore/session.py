@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from .errors import ClientError, StorageError
 from .outbox import Outbox
-from .protocol import Update, encode_error, parse_message
+from .protocol import encode_error, parse_message
 from .service import StoreService
 from .wsframes import text_frame
 
@@ -24,30 +23,22 @@ logger = logging.getLogger("objstore.session")
 
 
 class ClientSession:
-    """A connected client, as the hub's subscriber and the service's caller."""
+    """A connected client, as the service's caller; its outbox is the hub's subscriber."""
 
     __slots__ = (
-        "__weakref__",
-        "deliver",
         "messages",
         "opened",
         "outbox",
         "peer",
         "report_failure",
         "service",
-        "subscribed",
     )
 
     def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
         self.outbox = outbox
-        #: Queues an update of a key this client subscribed to: the hub calls
-        #: the outbox directly, one call per subscriber and update.
-        self.deliver: Callable[[Update], None] = outbox.deliver
         #: The client's address as the socket gives it, formatted only for logs.
         self.peer = peer
-        #: The keys it is subscribed to, kept by the hub.
-        self.subscribed: list[str] | None = None
         self.messages = 0
         self.opened = time.monotonic()
         # Bound once: passed with every set.
@@ -72,7 +63,8 @@ class ClientSession:
                 logger.debug("%s sent %r: %s", self.address, message[:500], exc)
             self.outbox.reply(text_frame(encode_error(exc)))
             return
-        reply = self.service.execute(self, command, self.report_failure)
+        # The outbox is the client's subscriber: the hub delivers to it directly.
+        reply = self.service.execute(self.outbox, command, self.report_failure)
         if reply is not None:
             self.outbox.reply(text_frame(reply))
 
@@ -82,7 +74,7 @@ class ClientSession:
 
     def close(self, code: int | None, reason: str) -> None:
         """Forget every subscription and log the connection's one line; it is gone."""
-        self.service.hub.drop(self)
+        self.service.hub.drop(self.outbox)
         logger.info(
             "%s disconnected after %.1f s and %d messages (close code %s%s)",
             self.address,

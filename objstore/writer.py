@@ -33,6 +33,7 @@ WriteResult = asyncio.Future[StorageError | None]
 #: Told, with the error (already logged), when a value it set could not be written.
 FailureCallback = Callable[[StorageError], None]
 
+
 class _Pending:
     """A write waiting to start: the latest data of a key and who wants to know."""
 

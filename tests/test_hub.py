@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from objstore.hub import Hub
+from objstore.hub import Hub, Subscriber
 from objstore.protocol import Update
 
 
@@ -63,3 +63,16 @@ def test_drop_removes_every_subscription() -> None:
     assert hub.subscribers("y") == 0
     hub.publish(update("x", b"2"))
     assert (a.frames, b.frames) == ([], [("x", b'{"key":"x","value":2}')])
+
+
+def test_fan_out_is_given_the_subscribers_of_the_key_once_per_publish() -> None:
+    """A hub made with its own fan-out hands it each update and that key's subscribers."""
+    calls: list[tuple[set[Subscriber], Update]] = []
+    hub, a, b = Hub(fan_out=lambda subs, u: calls.append((set(subs), u))), Recorder(), Recorder()
+    hub.subscribe(a, "k")
+    hub.subscribe(b, "k")
+    hub.subscribe(b, "other")
+    sent = update("k", b"1")
+    assert hub.publish(sent) == 2
+    assert calls == [({a, b}, sent)]
+    assert a.frames == b.frames == []  # delivery is the fan-out's

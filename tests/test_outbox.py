@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from objstore.outbox import FlushScheduler, Outbox
+from objstore.outbox import FlushScheduler, Outbox, deliver_to_all
 from objstore.protocol import Update
 from objstore.wsframes import text_frame
 
@@ -103,3 +103,18 @@ def test_text_frame_lengths() -> None:
     assert text_frame(b"x" * 125)[:2] == b"\x81\x7d"
     assert text_frame(b"x" * 126)[:4] == b"\x81\x7e" + struct.pack("!H", 126)
     assert text_frame(b"x" * 65536)[:10] == b"\x81\x7f" + struct.pack("!Q", 65536)
+
+
+def test_deliver_to_all_queues_like_deliver_on_each_outbox() -> None:
+    """The hub's loop batches on outboxes that keep up and conflates on congested ones."""
+    dirty: list[Outbox] = []
+    writers = [Writer(), Writer()]
+    keeping_up, congested = (Outbox(writer, dirty.append) for writer in writers)
+    congested.pause()
+    for n in range(3):
+        deliver_to_all({keeping_up, congested}, update("k", str(n).encode()))
+    assert dirty == [keeping_up]  # marked once, on its first frame
+    keeping_up.flush()
+    congested.resume()
+    assert writers[0].writes == [[frame("k", b"0"), frame("k", b"1"), frame("k", b"2")]]
+    assert writers[1].writes == [[frame("k", b"2")]]
