@@ -63,21 +63,8 @@ class Outbox:
         return 0 if self._held is None else len(self._held)
 
     def deliver(self, update: Update) -> None:
-        """Queue *update*; while congested it replaces any held update of its key.
-
-        The hot path of every publish, called once per subscriber: kept to one
-        call, without helpers.
-        """
-        held = self._held
-        if held is None:
-            batch = self._batch
-            if batch is None:
-                self._batch = [update.ws_frame]
-                self._mark_dirty(self)
-            else:
-                batch.append(update.ws_frame)
-        else:
-            held[update.key] = update.ws_frame
+        """Queue *update*; while congested it replaces any held update of its key."""
+        deliver_to_all((self,), update)
 
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
