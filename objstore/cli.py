@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, jsonvalues
 from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
 from .console import pause_if_double_clicked
 from .errors import StartupError
@@ -193,6 +193,11 @@ async def run(config: Config) -> None:
     _report_load(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logger.info(
+        "event loop: %s; JSON: %s",
+        "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
+        jsonvalues.BACKEND,
+    )
     signals = [signal.SIGINT, signal.SIGTERM]
     if sys.platform == "win32":
         signals.append(signal.SIGBREAK)

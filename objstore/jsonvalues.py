@@ -4,16 +4,39 @@ Owns the rules every stored value obeys: standard JSON only (no ``NaN`` or
 ``Infinity``), nested at most :data:`MAX_DEPTH` levels, valid Unicode, and kept
 as compact UTF-8 bytes so that each value is encoded once and then reused for
 every reply, broadcast and file. Knows nothing of keys, messages or I/O.
+
+The standard library's ``json`` defines the behaviour (:func:`decode_stdlib`,
+:func:`encode_stdlib`). Where ``orjson`` is installed it does the common case
+about five times faster, and hands everything else to ``json``: any text it
+refuses (so errors read the same), integers too long for 64 bits (which it
+would turn into floats) and values it cannot encode.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from types import ModuleType
 from typing import Any
 
 from .errors import InvalidValue
 
-__all__ = ["MAX_DEPTH", "JSONDecodeError", "decode", "depth_exceeds", "encode"]
+orjson: ModuleType | None
+try:
+    import orjson
+except ImportError:  # pragma: no cover  # the pure-Python path is tested directly
+    orjson = None
+
+__all__ = [
+    "BACKEND",
+    "MAX_DEPTH",
+    "JSONDecodeError",
+    "decode",
+    "decode_stdlib",
+    "depth_exceeds",
+    "encode",
+    "encode_stdlib",
+]
 
 #: Deepest nesting of arrays and objects accepted in a value.
 MAX_DEPTH = 128
@@ -29,7 +52,7 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def decode(text: str) -> Any:
+def decode_stdlib(text: str) -> Any:
     """Parse *text* as strict JSON.
 
     Raises :class:`json.JSONDecodeError` for malformed text and
@@ -64,7 +87,7 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def encode(value: Any) -> bytes:
+def encode_stdlib(value: Any) -> bytes:
     """Encode *value* as compact UTF-8 JSON.
 
     Raises :class:`~objstore.errors.InvalidValue` when the value holds text that
@@ -77,3 +100,39 @@ def encode(value: Any) -> bytes:
         raise InvalidValue(
             "invalid value: not valid Unicode (contains a lone surrogate)"
         ) from None
+
+
+#: A run of digits that may be an integer orjson cannot hold exactly.
+_LONG_DIGITS = re.compile("[0-9]{19}")
+
+if orjson is None:  # pragma: no cover
+    BACKEND = "json"
+    decode = decode_stdlib
+    encode = encode_stdlib
+else:
+    BACKEND = "orjson"
+    _loads = orjson.loads
+    _dumps = orjson.dumps
+    _OrjsonDecodeError = orjson.JSONDecodeError
+
+    def decode(text: str) -> Any:
+        """Parse *text* as strict JSON: as :func:`decode_stdlib`, faster."""
+        if _LONG_DIGITS.search(text) is None:
+            try:
+                value = _loads(text)
+            except _OrjsonDecodeError:
+                pass  # json says what is wrong, in its words
+            else:
+                if text.count("[") + text.count("{") <= MAX_DEPTH or not depth_exceeds(
+                    value, MAX_DEPTH
+                ):
+                    return value
+        return decode_stdlib(text)
+
+    def encode(value: Any) -> bytes:
+        """Encode *value* as compact UTF-8 JSON: as :func:`encode_stdlib`, faster."""
+        try:
+            result: bytes = _dumps(value)
+        except TypeError:  # big integers, lone surrogates: json's rules and errors
+            return encode_stdlib(value)
+        return result

@@ -239,6 +239,15 @@ async def test_serves_persists_and_stops_cleanly(launcher: Launcher, tmp_path: P
     assert answer.json() == {"key": "k7", "value": 457}
 
 
+def test_it_runs_on_uvloop_and_orjson(launcher: Launcher, tmp_path: Path) -> None:
+    """The faster event loop (not on Windows) and JSON library are installed and in use,
+    in the executable too."""
+    program = launcher.start(tmp_path, "--log-level", "info")
+    code, err = program.stop()
+    assert code == 0, err
+    assert f"event loop: {'asyncio' if WINDOWS else 'uvloop'}; JSON: orjson" in err
+
+
 @pytest.mark.skipif(WINDOWS, reason="Windows has no open-file limit to raise")
 def test_open_file_limit_is_raised_at_start(launcher: Launcher, tmp_path: Path) -> None:
     """Started with a soft limit of 256 open files, it raises it towards the hard limit."""
