@@ -136,6 +136,11 @@ class SwapWriter:
                 return False
         else:
             self._pairs.move_to_end(name)
+            if os.fstat(pair.spare_fd).st_nlink == 0:
+                # Its file was replaced behind our back (an editor, a sync tool):
+                # the spare we hold is nameless now. Start afresh.
+                self.forget(name)
+                return False
         size = len(data)
         try:
             written = os.pwrite(pair.spare_fd, data, 0)

@@ -215,3 +215,15 @@ async def test_writer_thread_starts_on_first_write_and_stops_on_close(
     assert {key: int(value) for key, value in folder.load().values.items()} == {
         f"k{n}": 180 + n for n in range(20)
     }
+
+
+def test_file_replaced_by_another_program_gets_the_latest_value(folder: CacheFolder) -> None:
+    """A key's file replaced while the server runs (an editor saving it) does not make later
+    writes land in the replaced file: the latest value is what the file holds."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    (folder.path / "edited").write_bytes(b'"edited"\n')
+    os.replace(folder.path / "edited", folder.path / "k.json")
+    for n in range(3, 7):
+        folder.write("k", str(n).encode())
+        assert (folder.path / "k.json").read_bytes() == f"{n}\n".encode()

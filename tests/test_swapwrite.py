@@ -103,6 +103,23 @@ def test_file_removed_behind_its_back_is_left_to_the_caller(
     assert writer.open_pairs == 0
 
 
+@needs_exchange
+def test_file_replaced_behind_its_back_never_brings_back_old_content(
+    writer: SwapWriter, tmp_path: Path
+) -> None:
+    """A file replaced by another program (written elsewhere, renamed over it) is detected:
+    every later write leaves the latest value, never a stale one."""
+    live = tmp_path / "k"
+    live.write_bytes(b"0")
+    assert writer.rewrite("k", b"1")
+    (tmp_path / "edited").write_bytes(b"edited")
+    os.replace(tmp_path / "edited", live)
+    for value in (b"2", b"3", b"4", b"5"):
+        if not writer.rewrite("k", value):  # handed back: the caller writes it its way
+            (tmp_path / "k").write_bytes(value)
+        assert live.read_bytes() == value
+
+
 def test_file_system_without_exchange_turns_it_off(tmp_path: Path) -> None:
     """An exchange refused as unsupported (FAT, network drives) hands back this write and
     every later one, leaving the file as it was."""
