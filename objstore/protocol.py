@@ -165,12 +165,13 @@ def parse_set_body(body: bytes) -> Set:
     return _set_from(_decode_object(text, "body"), "body")
 
 
-_encode_string = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one per call
-
-
 def encode_key(key: str) -> bytes:
-    """Encode a key as a JSON string, once, for reuse in many replies."""
-    return _encode_string(key).encode("utf-8")
+    """Encode a key as a JSON string, once, for reuse in many replies.
+
+    Keys are valid Unicode (see :func:`~objstore.keys.validate_key`), so this
+    never raises.
+    """
+    return jsonvalues.encode(key)
 
 
 def encode_update(key: str | bytes, value: bytes | None) -> bytes:

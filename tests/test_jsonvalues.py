@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objstore import jsonvalues
-from objstore.errors import InvalidValue
+from objstore.errors import InvalidKey, InvalidValue
+from objstore.keys import validate_key
+from objstore.protocol import encode_key
 
 json_values = st.recursive(
     st.none()
@@ -91,3 +93,13 @@ def test_values_the_fast_encoder_refuses_get_the_standard_errors() -> None:
         jsonvalues.encode_stdlib, {"a": "\udc00"}
     )
     assert jsonvalues.encode([2**100]) == b"[1267650600228229401496703205376]"
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_keys_encode_as_the_standard_library_writes_them(text: str) -> None:
+    """A valid key's JSON string is byte for byte what json writes (no escapes added)."""
+    try:
+        key = validate_key(text)
+    except InvalidKey:
+        return
+    assert encode_key(key) == json.JSONEncoder(ensure_ascii=False).encode(key).encode()
