@@ -201,5 +201,7 @@ def serialize_response(
         start = _status_lines[(status, content_type, keep_alive)] = (
             "\r\n".join(lines) + "\r\nContent-Length: "
         ).encode("latin-1")
+    if not headers:  # nearly every answer
+        return b"%s%d\r\n\r\n%s" % (start, len(body), body)
     extra = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
     return b"%s%d\r\n%s\r\n%s" % (start, len(body), extra, body)
