@@ -426,9 +426,11 @@ class ObjstoreConnection(ServerConnection):
             ours.frames = None
         protocol = self.protocol
         if ours.framing != _FRAMES_OURS:
-            if ours.framing == _FRAMES_HELD and protocol.state is CONNECTING:
+            if ours.framing == _FRAMES_HELD and protocol.state in (CONNECTING, OPEN):
+                # The handshake is not over until opened() (websockets may still
+                # be sending its answer): hold the frames until then.
                 ours.frames = data
-                self.transport.pause_reading()  # until opened()
+                self.transport.pause_reading()
             else:
                 super().data_received(data)
             return
