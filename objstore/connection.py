@@ -22,8 +22,8 @@ refuses request bodies. So a connection starts in HTTP mode, where this class
 reads requests itself (:mod:`objstore.http11`), answers them through the one
 router (:func:`objstore.http.route`) and keeps the connection alive. Only when
 a request asks for a WebSocket upgrade is websockets started on the connection
-(``connection_made``), with the bytes received so far; from then on it is a
-plain websockets connection whose handshake calls ``process_request``.
+(``connection_made``), with the request; from then on it is a websockets
+connection whose handshake calls ``process_request``.
 
 Messages: whole text and binary frames, which is what clients send nearly
 always, are taken apart here (:mod:`objstore.wsframes`) and handled in the
@@ -334,7 +334,7 @@ class ObjstoreConnection(ServerConnection):
             self.ours.http_timer = None
 
     def _upgrade(self, request: Request) -> None:
-        """Hand the connection to websockets, with every byte received so far."""
+        """Hand the connection to websockets, with the request; what came after it waits."""
         self._end_http()
         self.ours.websocket = True
         # Frames that came with the request wait for the handshake to finish:
