@@ -120,6 +120,7 @@ def test_file_replaced_behind_its_back_never_brings_back_old_content(
         assert live.read_bytes() == value
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="never used on Windows (no os.pwrite)")
 def test_file_system_without_exchange_turns_it_off(tmp_path: Path) -> None:
     """An exchange refused as unsupported (FAT, network drives) hands back this write and
     every later one, leaving the file as it was."""
