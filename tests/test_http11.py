@@ -129,3 +129,25 @@ def test_serialize_response() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
         b"Connection: close\r\nContent-Length: 2\r\nAllow: GET\r\n\r\n{}"
     )
+
+
+def test_repeated_heads_give_equal_requests_with_their_own_bodies() -> None:
+    """A head seen before parses to the same request; each keeps its own body."""
+    reader = RequestReader(100)
+    head = b"POST /set HTTP/1.1\r\nContent-Length: 3\r\nX-Test: yes\r\n\r\n"
+    reader.feed(head + b"abc" + head + b"xyz")
+    first, second = reader.next_request(), reader.next_request()
+    assert first is not None
+    assert second is not None
+    assert (first.method, first.target, first.headers) == ("POST", "/set", second.headers)
+    assert second.headers == {"content-length": "3", "x-test": "yes"}
+    assert (first.body, second.body) == (b"abc", b"xyz")
+
+
+def test_a_bad_head_stays_bad_when_sent_again() -> None:
+    """A head that cannot be parsed is refused every time it comes."""
+    for _ in range(2):
+        reader = RequestReader(100)
+        reader.feed(b"GET / HTTP/2.0\r\n\r\n")
+        with pytest.raises(BadRequest, match=r"only HTTP/1\.1 and HTTP/1\.0"):
+            reader.next_request()
