@@ -262,7 +262,14 @@ class ObjstoreConnection(ServerConnection):
 
     def _answer(self, request: Request) -> None:
         answer = self.http_handler(
-            HttpRequest(request.method, request.target, False, request.body)
+            HttpRequest(
+                request.method,
+                request.target,
+                False,
+                request.body,
+                request.headers,
+                self._local_host(),
+            )
         )
         keep_alive = request.keep_alive and not self.ours.http_close_when_idle
         # The router answers None only to upgrade requests, which never come here.
@@ -274,6 +281,10 @@ class ObjstoreConnection(ServerConnection):
         self.ours.http_busy = True
         self.transport.pause_reading()
         self.ours.http_task = self.loop.create_task(self._respond_later(answer, keep_alive))
+
+    def _local_host(self) -> str:
+        sockname = self.transport.get_extra_info("sockname")
+        return str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
 
     async def _respond_later(self, answer: Awaitable[HttpResponse], keep_alive: bool) -> None:
         try:

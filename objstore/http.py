@@ -9,7 +9,7 @@ Knows nothing of websockets; the one routing function serves every transport.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
@@ -39,6 +39,10 @@ class HttpRequest:
     target: str
     is_upgrade: bool = False
     body: bytes = b""
+    #: Header values by lowercase name (a repeated header: its last value).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The address of this server the client connected to (the socket's own address).
+    local_host: str = ""
 
 
 @dataclass(slots=True)

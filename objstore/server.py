@@ -130,7 +130,17 @@ class ObjstoreServer:
     ) -> Response | None:
         # Only WebSocket upgrades reach websockets (see objstore.connection); the
         # router still decides which paths accept them.
-        answer = route(self.service, HttpRequest(request.method, request.path, True))
+        sockname = connection.local_address
+        answer = route(
+            self.service,
+            HttpRequest(
+                request.method,
+                request.path,
+                True,
+                headers={name.lower(): value for name, value in request.headers.raw_items()},
+                local_host=str(sockname[0]) if isinstance(sockname, tuple) and sockname else "",
+            ),
+        )
         if answer is None:
             return None
         if not isinstance(answer, HttpResponse):
