@@ -1,21 +1,7 @@
 """The websockets ``ServerConnection`` subclass: kept-alive HTTP, and the fast message path.
 
 Everything objstore relies on beyond the documented API of websockets lives
-in this module, and ``tests/test_websockets_canary.py`` fails loudly when an
-upgrade of websockets changes it. What it relies on:
-
-* ``ServerConnection`` is the asyncio protocol of the connection: its
-  ``connection_made`` starts websockets' handling (the handshake task), and
-  ``data_received``, ``eof_received`` and ``connection_lost`` feed it;
-* ``ServerConnection.process_event`` receives every parsed frame after the
-  handshake request;
-* ``Connection.pause_writing``/``resume_writing`` are the transport's flow
-  control callbacks, and maintain ``Connection.paused``;
-* ``connection.protocol.state`` tells whether frames may still be written;
-  ``protocol.current_size`` is None unless a fragmented message is open, and
-  ``protocol.max_message_size`` is the ``max_size`` the server was given;
-* websockets' parser reads frames from wherever the bytes it was last fed
-  stopped, so feeding it whole frames only keeps it at a frame boundary.
+in :mod:`objstore.wsinternals`, the base class of this one.
 
 HTTP: websockets answers one HTTP request per connection, then closes it, and
 refuses request bodies. So a connection starts in HTTP mode, where this class
@@ -26,11 +12,21 @@ a request asks for a WebSocket upgrade is websockets started on the connection
 connection whose handshake calls ``process_request``.
 
 Messages: whole text and binary frames, which is what clients send nearly
-always, are taken apart here (:mod:`objstore.wsframes`) and handled in the
+always, are taken apart here (:mod:`objstore.wssplitter`) and handled in the
 callback that received them, instead of going through websockets' parser, its
 message queue and a task per connection. Every other frame (ping, pong,
 close, fragments, anything malformed) is handed to websockets whole, which
-answers, assembles or fails the connection as it always does. Outgoing
+answers, assembles or fails the connection as it always does.
+
+Flow control: a connection stops handling its messages as soon as its
+replies, or the messages of this turn of the loop, pass the turn's budget
+(:class:`~objstore.outbox.FlushScheduler`), and while its socket does not take
+what is written; it stops reading too, and goes on when the socket drains.
+So whatever a client sends, what it costs is bounded: the bytes of one read
+and one incomplete frame (at most ``--max-size``) on the way in; the
+transport's buffer (32 KiB before it says it is full), one turn's budget
+(64 KiB) and the largest reply (a value, at most ``--max-size``) on the way
+out, and while congested one pending update per subscribed key. Outgoing
 frames are written to the transport directly by the connection's
 :class:`~objstore.outbox.Outbox`: server frames are unmasked, so one encoded
 frame serves every subscriber, and frames of one loop turn go out in one
@@ -45,54 +41,26 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import CONNECTING, OPEN, Event
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover  # websockets built without its C extension
-    from websockets.utils import apply_mask
 
 from .http import HttpRequest, HttpResponse
 from .http11 import BadRequest, Request, RequestReader, serialize_response
+from .outbox import TURN_BUDGET, FlushScheduler
 from .protocol import encode_error
 from .session import ClientSession
-from .wsframes import SIMPLE_BINARY, SIMPLE_TEXT, frame_extent, is_masked
+from .wsinternals import WebsocketsConnection
+from .wssplitter import FRAME, MESSAGE_TEXT, REFUSED, FrameSplitter
 
 __all__ = ["HttpHandler", "ObjstoreConnection"]
 
 logger = logging.getLogger("objstore.http")
 
-_WEBSOCKETS_LOGGER = logging.getLogger("objstore.websockets")
 _PING = b"\x89\x00"  # a ping frame with an empty payload
-_NO_HEADERS = Headers()
-
-
-class _NoMessages:
-    """Stands in for websockets' queue of received messages, which objstore bypasses.
-
-    websockets makes one per connection (about 1 KB); a shared stand-in that only
-    accepts being closed keeps that memory for the connections themselves.
-    """
-
-    def close(self) -> None:
-        pass
-
-
-_NO_MESSAGES = _NoMessages()
-#: Shared stand-ins for per-connection containers objstore leaves empty: websockets
-#: fills pending_pings only in ping(), which objstore does not call, and reads
-#: extensions, of which none are negotiated.
-_NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-_NO_EXTENSIONS: list[Any] = []
 
 # Who reads the frames of an upgraded connection (_State.framing):
 _FRAMES_HELD = 0  # nobody yet: the handshake is not done, frames wait for it
 _FRAMES_OURS = 1  # this module, handing websockets every frame it does not take whole
 _FRAMES_WEBSOCKETS = 2  # websockets alone: the connection is closing
-_SIMPLE_FIRST_BYTES = frozenset((SIMPLE_TEXT, SIMPLE_BINARY))
 
 #: Answers a plain HTTP request: an answer now, or an awaitable of one.
 HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
@@ -103,9 +71,10 @@ class _State:
 
     __slots__ = (
         "closing",
+        "deferred",
+        "fragmented_size",
         "fragmented_text",
         "fragments",
-        "frames",
         "framing",
         "http",
         "http_busy",
@@ -115,6 +84,7 @@ class _State:
         "http_timer",
         "ping_sent",
         "session",
+        "splitter",
         "stall",
         "websocket",
     )
@@ -130,19 +100,23 @@ class _State:
         # WebSocket mode.
         self.websocket = False
         self.framing = _FRAMES_HELD
-        #: Received bytes not handled yet: the start of a frame, or frames
-        #: that came before the handshake was done.
-        self.frames: bytes | None = None
+        #: Received bytes not handled yet: the start of a frame, frames that came
+        #: before the handshake was done, or frames held back by flow control.
+        self.splitter: FrameSplitter | None = None
+        #: Frames are held back until the turn's flush, or until the socket drains.
+        self.deferred = False
         self.session: ClientSession | None = None
+        #: A fragmented message in progress: its frames, kind and size so far.
         self.fragments: list[bytes] | None = None
         self.fragmented_text = False
+        self.fragmented_size: int | None = None
         self.stall: asyncio.TimerHandle | None = None
         self.closing: asyncio.Task[None] | None = None
         #: When the keepalive ping still unanswered was sent (loop time).
         self.ping_sent: float | None = None
 
 
-class ObjstoreConnection(ServerConnection):
+class ObjstoreConnection(WebsocketsConnection):
     """One client connection: kept-alive HTTP until it asks for a WebSocket, then messages."""
 
     #: Largest body accepted; set by the server from its config.
@@ -157,6 +131,8 @@ class ObjstoreConnection(ServerConnection):
     http_handler: HttpHandler
     #: Connections in HTTP mode, so that the server can close them when it stops.
     http_connections: set[ObjstoreConnection]
+    #: Flushes outboxes once per turn and keeps the turn's budget; set by the server.
+    turn: FlushScheduler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -164,18 +140,6 @@ class ObjstoreConnection(ServerConnection):
         # nearly 30, and past 30 CPython gives each instance a dict of its own
         # instead of sharing the attribute names (1.5 KB more per connection).
         self.ours = _State(RequestReader(self.max_body_size))
-        # websockets wraps its logger in an adapter per connection; the plain
-        # logger does as well without one more object each.
-        self.logger = self.protocol.logger = _WEBSOCKETS_LOGGER
-        # A random UUID per connection that nothing reads: 100 bytes each.
-        self.id = self.protocol.id = None  # type: ignore[assignment]
-        # Set now, in the same order for every instance, so that CPython keeps
-        # sharing the attribute table (set later, it copied it: 1.6 KB each).
-        self.transport = None  # type: ignore[assignment]
-        self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
-        # websockets keeps a deque here (760 bytes even when empty); it only
-        # appends, removes and iterates, which a list does in 56.
-        self.drain_waiters = []  # type: ignore[assignment]
 
     @property
     def session(self) -> ClientSession | None:
@@ -206,7 +170,8 @@ class ObjstoreConnection(ServerConnection):
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows a bool
         if self.ours.websocket:
-            return super().eof_received()
+            self.websockets_eof()
+            return None
         if self.ours.http_busy:
             # The client is done sending; answer its last request, then close.
             self.ours.http_close_when_idle = True
@@ -218,9 +183,7 @@ class ObjstoreConnection(ServerConnection):
             self.ours.stall.cancel()
             self.ours.stall = None
         if self.ours.websocket:
-            if self.connection_lost_waiter.cancelled():
-                self.connection_lost_waiter = self.loop.create_future()
-            super().connection_lost(exc)
+            self.websockets_lost(exc)
             if self.ours.session is not None:
                 self.ours.session.close(self.close_code, self.close_reason or "")
             return
@@ -351,39 +314,26 @@ class ObjstoreConnection(ServerConnection):
         # Frames that came with the request wait for the handshake to finish:
         # websockets is fed the request alone, so that its parser starts on a
         # frame boundary once the connection is open.
-        self.ours.frames = request.after or None
-        super().connection_made(self.transport)
-        self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
-        super().data_received(request.raw)
+        splitter = self.ours.splitter = FrameSplitter(self.max_message_size)
+        if request.after:
+            splitter.feed(request.after)
+            self.transport.pause_reading()
+        self.start_websockets(request.raw)
 
     def opened(self) -> asyncio.Future[None]:
         """The handshake is done: make the session; the future resolves when the connection ends.
 
-        Also lets go of what only the handshake needed, the request and response
-        headers.
+        Frames that arrived meanwhile are handled right after this turn.
         """
-        self.response = None
-        self.request_rcvd = None  # type: ignore[assignment]  # awaited by the handshake only
-        request = self.request
-        if request is not None:
-            # Empty it in place, sharing constant strings. (Replacing the request
-            # itself by a shared one measured 2 KiB more per connection, oddly.)
-            request.headers = _NO_HEADERS
-            request.path, request.method, request.protocol = "/ws", "GET", "HTTP/1.1"
         session = self.client_session()
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s connected", session.address)
-        self.pending_pings = _NO_PINGS  # objstore pings without it (see send_keepalive)
-        self.protocol.extensions = _NO_EXTENSIONS  # none are negotiated: compression is off
         self.ours.framing = _FRAMES_OURS
-        if self.ours.frames is not None:
-            self.transport.resume_reading()
-            self.loop.call_soon(self._receive_frames, b"")
-        # websockets resolves this when the connection is lost. Awaiting it
-        # directly (rather than a future of our own, or through shield) keeps
-        # one object less per connection; connection_lost() below copes with
-        # the one case that could cancel it, a task cancelled at shutdown.
-        return self.connection_lost_waiter
+        splitter = self.ours.splitter
+        if splitter is not None and splitter.buffered:
+            self.ours.deferred = True
+            self.turn.defer(self._resume_frames)
+        return self.handshake_done()
 
     # -- WebSocket mode ----------------------------------------------------------------
 
@@ -396,86 +346,92 @@ class ObjstoreConnection(ServerConnection):
                 session.outbox.pause()
         return session
 
-    def process_event(self, event: Event) -> None:
-        if self.request is None or not isinstance(event, Frame):
-            super().process_event(event)  # the handshake request
-            return
-        opcode = event.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if event.fin:
-                self._receive(bytes(event.data), opcode is Opcode.TEXT)
+    def data_frame(self, frame: Frame) -> None:
+        # websockets' parser has checked the frame, and that a fragmented
+        # message stays within max_size.
+        ours = self.ours
+        opcode = frame.opcode
+        if opcode is Opcode.CONT:
+            fragments = ours.fragments
+            if fragments is None:  # pragma: no cover  # websockets refuses it first
+                return
+            fragments.append(bytes(frame.data))
+            if frame.fin:
+                ours.fragments = ours.fragmented_size = None
+                self._receive(b"".join(fragments), ours.fragmented_text)
             else:
-                self.ours.fragments = [bytes(event.data)]
-                self.ours.fragmented_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            # websockets' parser has checked that a fragmented message is open
-            # and that the message stays within max_size.
-            fragments = self.ours.fragments
-            if fragments is not None:
-                fragments.append(bytes(event.data))
-                if event.fin:
-                    self.ours.fragments = None
-                    self._receive(b"".join(fragments), self.ours.fragmented_text)
+                ours.fragmented_size = (ours.fragmented_size or 0) + len(frame.data)
+        elif frame.fin:
+            self._receive(bytes(frame.data), opcode is Opcode.TEXT)
         else:
-            if opcode is Opcode.PONG:
-                self.ours.ping_sent = None
-            super().process_event(event)  # ping, pong, close
+            ours.fragments = [bytes(frame.data)]
+            ours.fragmented_text = opcode is Opcode.TEXT
+            ours.fragmented_size = len(frame.data)
+
+    def pong_received(self) -> None:
+        self.ours.ping_sent = None
 
     def _receive_frames(self, data: bytes) -> None:
-        """Handle bytes received on an upgraded connection.
-
-        Whole masked text and binary frames within the size limit are unmasked
-        and handled here. Any other frame goes to websockets once it has fully
-        arrived, so websockets only ever parses whole frames; a header that
-        websockets will refuse (unmasked, over the size limit) goes at once,
-        with everything after it, and websockets fails the connection.
-        """
+        """Take bytes received on an upgraded connection (see :mod:`objstore.wssplitter`)."""
         ours = self.ours
-        held = ours.frames
-        if held is not None:
-            data = held + data
-            ours.frames = None
-        protocol = self.protocol
-        if ours.framing != _FRAMES_OURS:
-            if ours.framing == _FRAMES_HELD and protocol.state in (CONNECTING, OPEN):
+        splitter = ours.splitter
+        if splitter is None or ours.framing == _FRAMES_WEBSOCKETS:
+            self.feed_websockets(data)
+            return
+        splitter.feed(data)
+        if ours.framing == _FRAMES_HELD:
+            if self.is_closing:
+                ours.framing = _FRAMES_WEBSOCKETS
+                self.feed_websockets(splitter.take_all())
+            else:
                 # The handshake is not over until opened() (websockets may still
                 # be sending its answer): hold the frames until then.
-                ours.frames = data
                 self.transport.pause_reading()
-            else:
-                super().data_received(data)
-            return
-        limit = protocol.max_message_size
-        size = len(data)
-        pos = 0
-        while pos < size and protocol.state is OPEN:
-            extent = frame_extent(data, pos)
-            if extent is None:
-                break  # the header is still arriving
-            start, length = extent
-            if (limit is not None and length > limit) or not is_masked(data, pos):
-                break
-            end = start + length
-            if end > size:
-                ours.frames = data[pos:]  # the payload is still arriving
+        elif not ours.deferred:
+            self._handle_frames(splitter)
+
+    def _handle_frames(self, splitter: FrameSplitter) -> None:
+        """Handle the whole frames received, until none is left or flow control says stop."""
+        ours = self.ours
+        turn = self.turn
+        session = self.client_session()
+        outbox = session.outbox
+        while self.is_open:
+            if turn.spent >= TURN_BUDGET or outbox.replied >= TURN_BUDGET or self.paused:
+                # Go on after the flush, or once the socket drains: meanwhile the
+                # outboxes hear that their sockets are full, and conflate.
+                ours.deferred = True
+                self.transport.pause_reading()
+                if not self.paused:
+                    turn.defer(self._resume_frames)
                 return
-            first = data[pos]
-            if first in _SIMPLE_FIRST_BYTES and protocol.current_size is None:
-                message = apply_mask(data[start:end], data[start - 4 : start])
-                pos = end
-                self._receive(message, first == SIMPLE_TEXT)
-            else:
-                frame = data[pos:end]
-                pos = end
-                super().data_received(frame)
-        if pos < size:
-            if protocol.state is OPEN and frame_extent(data, pos) is None:
-                ours.frames = data[pos:]
-            else:
+            item = splitter.next(ours.fragmented_size)
+            if item is None:
+                return
+            kind, data = item
+            if kind == FRAME:
+                self.feed_websockets(data)
+            elif kind == REFUSED:
                 ours.framing = _FRAMES_WEBSOCKETS
-                super().data_received(data[pos:])
+                self.feed_websockets(data)
+                return
+            else:
+                self._receive(data, kind == MESSAGE_TEXT)
+
+    def _resume_frames(self) -> None:
+        """Handle the frames held back, then read again unless held back anew."""
+        ours = self.ours
+        splitter = ours.splitter
+        if not ours.deferred or splitter is None or self.paused:
+            return  # resume_writing calls again once the socket drains
+        ours.deferred = False
+        if ours.framing == _FRAMES_OURS:
+            self._handle_frames(splitter)
+        if not ours.deferred and ours.stall is None and not self.is_closing:
+            self.transport.resume_reading()
 
     def _receive(self, data: bytes, text: bool) -> None:
+        self.turn.spent += len(data)
         message: str | bytes = data
         if text:
             try:
@@ -487,26 +443,30 @@ class ObjstoreConnection(ServerConnection):
 
     def write_frames(self, frames: list[bytes]) -> None:
         """Write complete frames to the socket, unless the connection is closing."""
-        if self.protocol.state is OPEN:
+        if self.is_open:
             self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def pause_writing(self) -> None:
         super().pause_writing()
         if self.session is not None:
             self.session.outbox.pause()
-        if self.ours.websocket and self.protocol.state is OPEN:
+        if self.ours.websocket and self.is_open:
             # While it cannot take our data, take none of its requests either.
             self.transport.pause_reading()
             self.ours.stall = self.loop.call_later(self.stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self.ours.stall is not None:
-            self.ours.stall.cancel()
-            self.ours.stall = None
-            self.transport.resume_reading()
+        ours = self.ours
+        if ours.stall is not None:
+            ours.stall.cancel()
+            ours.stall = None
+            if not ours.deferred:
+                self.transport.resume_reading()
         if self.session is not None:
             self.session.outbox.resume()
+        if ours.deferred:
+            self.turn.defer(self._resume_frames)
 
     def send_keepalive(self, now: float, timeout: float | None) -> None:
         """Send a ping, or close the connection when the last one is unanswered after *timeout*.
@@ -515,8 +475,8 @@ class ObjstoreConnection(ServerConnection):
         task per connection as websockets does (2 KB per connection saved).
         """
         ours = self.ours
-        if self.protocol.state is not OPEN or ours.stall is not None:
-            # A congested connection is not read from; the stall timeout rules.
+        if not self.is_open or ours.stall is not None or ours.deferred:
+            # A connection held back is not read from; the stall timeout rules.
             ours.ping_sent = None
             return
         sent = ours.ping_sent

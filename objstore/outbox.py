@@ -22,7 +22,7 @@ from .protocol import Update
 if TYPE_CHECKING:
     from .hub import Subscriber
 
-__all__ = ["FlushScheduler", "FrameWriter", "Outbox", "deliver_to_all"]
+__all__ = ["TURN_BUDGET", "FlushScheduler", "FrameWriter", "Outbox", "deliver_to_all"]
 
 
 class FrameWriter(Protocol):
@@ -41,7 +41,7 @@ class _Reply:
 class Outbox:
     """The frames one connection has yet to send; its subscriber in the hub."""
 
-    __slots__ = ("_batch", "_held", "_mark_dirty", "_writer", "subscribed")
+    __slots__ = ("_batch", "_held", "_mark_dirty", "_writer", "replied", "subscribed")
 
     def __init__(self, writer: FrameWriter, mark_dirty: Callable[[Outbox], None]) -> None:
         self._writer = writer
@@ -51,6 +51,8 @@ class Outbox:
         self._held: dict[object, bytes] | None = None
         #: The keys its connection is subscribed to, kept by the hub.
         self.subscribed: list[str] | None = None
+        #: Bytes of replies queued since the last flush (see FlushScheduler).
+        self.replied = 0
 
     @property
     def congested(self) -> bool:
@@ -68,6 +70,7 @@ class Outbox:
 
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
+        self.replied += len(frame)
         held = self._held
         if held is None:
             batch = self._batch
@@ -81,6 +84,7 @@ class Outbox:
 
     def flush(self) -> None:
         """Write the frames collected in this turn of the loop."""
+        self.replied = 0
         batch = self._batch
         if batch is not None:
             self._batch = None
@@ -123,27 +127,63 @@ def deliver_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
             held[key] = frame
 
 
+#: Bytes of messages (and of their replies) handled between two flushes, after which
+#: connections hold their further messages until the flush: see FlushScheduler.
+TURN_BUDGET = 64 * 1024
+
+
 class FlushScheduler:
     """Flushes every outbox that has frames once per turn of the event loop.
 
     One callback per turn for all connections, rather than one per connection.
+
+    It also keeps the turn's budget. Frames queued in a turn are written only
+    at its end, so a turn that handles many messages queues all their updates
+    and replies at once: on uvloop, which reads a socket until it is empty in
+    one turn, 4 MB of updates reached each stalled subscriber's transport
+    before it could say it was full. So connections count the bytes of the
+    messages they handle and of the replies they queue in :attr:`spent`; once
+    it passes :data:`TURN_BUDGET` they stop, :meth:`defer` their remaining
+    messages, and go on after the flush, when congested outboxes know it and
+    hold only the latest update per key. What one outbox receives between two
+    flushes is so bounded by the budget plus the largest message.
     """
 
-    __slots__ = ("_call_soon", "_dirty")
+    __slots__ = ("_call_soon", "_deferred", "_dirty", "_scheduled", "spent")
 
     def __init__(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
         self._call_soon = call_soon
         self._dirty: list[Outbox] = []
+        self._deferred: list[Callable[[], None]] = []
+        self._scheduled = False
+        #: Bytes handled since the last flush.
+        self.spent = 0
 
     def __call__(self, outbox: Outbox) -> None:
         """Mark *outbox* as having frames to write at the end of this turn."""
-        if not self._dirty:
+        if not self._scheduled:
+            self._scheduled = True
             self._call_soon(self.flush)
         self._dirty.append(outbox)
 
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Call *callback* right after the next flush (which is scheduled if need be)."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self.flush)
+        self._deferred.append(callback)
+
     def flush(self) -> None:
-        """Write the frames of every marked outbox."""
+        """Write the frames of every marked outbox, then call what was deferred."""
+        self._scheduled = False
+        self.spent = 0
         dirty = self._dirty
-        self._dirty = []
-        for outbox in dirty:
-            outbox.flush()
+        if dirty:
+            self._dirty = []
+            for outbox in dirty:
+                outbox.flush()
+        deferred = self._deferred
+        if deferred:
+            self._deferred = []
+            for callback in deferred:
+                callback()

@@ -70,6 +70,7 @@ class ObjstoreServer:
                 "session_factory": self._new_session,
                 "http_handler": partial(route, self.service),
                 "http_connections": self._http_connections,
+                "turn": self._flush_scheduler,
             },
         )
         try:

@@ -1,0 +1,137 @@
+"""Received WebSocket bytes split into whole client frames, sans I/O.
+
+Owns the receive buffer of an upgraded connection and the decision, frame by
+frame, of who reads it: a whole masked text or binary frame within the size
+limit is unmasked here and given out as a message; any other whole frame
+(ping, pong, close, fragments, reserved bits) is given out as it is, for
+websockets to parse; and a header that websockets will refuse (unmasked, or
+over the size limit, counting the fragments already received of the message
+it continues) is given out at once with everything after it, without waiting
+for its payload, so that websockets fails the connection before the payload
+is buffered. Knows nothing of sockets, asyncio or what a message means.
+
+Memory: bytes are held only while a frame is incomplete. A frame whose header
+has arrived is collected as a list of the chunks received and joined once,
+when it is whole, so a frame arriving in many small pieces costs its own size
+once, not its size times the number of pieces. A frame is at most the size
+limit (``--max-size``) plus its 14-byte header, since longer ones are refused
+from the header.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .wsframes import SIMPLE_BINARY, SIMPLE_TEXT, frame_extent, is_masked
+from .wsinternals import apply_mask
+
+__all__ = ["FRAME", "MESSAGE_BINARY", "MESSAGE_TEXT", "REFUSED", "FrameSplitter"]
+
+#: A whole text message, unmasked: handle it.
+MESSAGE_TEXT: Final = 1
+#: A whole binary message, unmasked: handle it.
+MESSAGE_BINARY: Final = 2
+#: A whole frame of another kind, as received: websockets parses it.
+FRAME: Final = 3
+#: Bytes that websockets will refuse, and everything after them: hand them to it,
+#: and from then on every byte received; the splitter gives out nothing more.
+REFUSED: Final = 4
+
+_SIMPLE_KINDS: Final = {SIMPLE_TEXT: MESSAGE_TEXT, SIMPLE_BINARY: MESSAGE_BINARY}
+
+
+class FrameSplitter:
+    """Splits the bytes one client sends into whole frames, in order."""
+
+    __slots__ = ("_chunks", "_data", "_have", "_need", "_pos", "max_size")
+
+    def __init__(self, max_size: int | None) -> None:
+        #: Longest message accepted, in bytes; None for no limit.
+        self.max_size = max_size
+        #: Received bytes, read up to ``_pos``.
+        self._data = b""
+        self._pos = 0
+        #: The chunks of a frame still arriving, once its length is known; else None.
+        self._chunks: list[bytes] | None = None
+        self._have = 0
+        self._need = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not given out yet."""
+        return len(self._data) - self._pos + self._have
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the client."""
+        chunks = self._chunks
+        if chunks is not None:
+            chunks.append(data)
+            self._have += len(data)
+            if self._have >= self._need:
+                self._data = b"".join(chunks)
+                self._chunks = None
+                self._have = 0
+        elif self._pos < len(self._data):
+            # What is left is less than a frame header: copying it is cheap.
+            self._data = self._data[self._pos :] + data
+            self._pos = 0
+        else:
+            self._data = data
+            self._pos = 0
+
+    def take_all(self) -> bytes:
+        """Every byte received and not given out yet; the splitter is empty afterwards."""
+        rest = self._data[self._pos :]
+        if self._chunks is not None:
+            rest += b"".join(self._chunks)
+            self._chunks = None
+            self._have = 0
+        self._data = b""
+        self._pos = 0
+        return rest
+
+    def next(self, fragmented_size: int | None) -> tuple[int, bytes] | None:
+        """The next whole frame as ``(kind, bytes)``, or None until more bytes arrive.
+
+        *fragmented_size* is the size of the fragmented message in progress, as
+        websockets counts it (None between messages): a text or binary frame is
+        only a message of its own between messages, and a continuation frame is
+        refused once the total would pass the limit. For :data:`MESSAGE_TEXT`
+        and :data:`MESSAGE_BINARY` the bytes are the unmasked payload; for
+        :data:`FRAME` and :data:`REFUSED`, the bytes as received.
+        """
+        if self._chunks is not None:
+            return None
+        data = self._data
+        pos = self._pos
+        extent = frame_extent(data, pos)
+        if extent is None:
+            return None  # the header is still arriving
+        start, length = extent
+        limit = self.max_size
+        if not is_masked(data, pos) or (
+            limit is not None
+            and (
+                length > limit
+                or (fragmented_size is not None and fragmented_size + length > limit)
+            )
+        ):
+            self._data = b""
+            self._pos = 0
+            return REFUSED, data[pos:]
+        end = start + length
+        size = len(data)
+        if end > size:
+            # The payload is still arriving: collect it, to be joined once whole.
+            rest = data[pos:]
+            self._chunks = [rest]
+            self._have = len(rest)
+            self._need = end - pos
+            self._data = b""
+            self._pos = 0
+            return None
+        self._pos = end
+        kind = _SIMPLE_KINDS.get(data[pos]) if fragmented_size is None else None
+        if kind is None:
+            return FRAME, data[pos:end]
+        return kind, apply_mask(data[start:end], data[start - 4 : start])
