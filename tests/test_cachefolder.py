@@ -52,7 +52,11 @@ def test_write_replaces_and_keeps_one_spare(folder: CacheFolder) -> None:
     """A second write replaces the first; the replaced file is kept as the next spare."""
     folder.write("k", b"1")
     folder.write("k", b"2")
-    assert sorted(p.name for p in folder.path.iterdir()) == [".k.json.spare", "k.json"]
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".k.json.spare",
+        ".objstore.lock",
+        "k.json",
+    ]
     assert (folder.path / "k.json").read_bytes() == b"2\n"
     assert folder.load().values == {"k": b"2"}
 
@@ -90,20 +94,36 @@ def test_written_files_are_readable_like_any_new_file(folder: CacheFolder) -> No
     assert (folder.path / "k.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
-    """A write into a folder that is gone raises StorageError naming the key."""
+def replace_by_a_file(folder: CacheFolder) -> None:
+    """Put a file where the folder was: every write fails, for root too."""
     shutil.rmtree(folder.path)
-    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
+    folder.path.write_text("not a folder")
+
+
+def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
+    """A write into a folder that is now a file raises StorageError naming the key."""
+    replace_by_a_file(folder)
+    with pytest.raises(StorageError, match=r'^could not save key "k" to .*: Not a directory$'):
         folder.write("k", b"1")
 
 
 def test_write_failure_after_earlier_writes_is_a_storage_error(folder: CacheFolder) -> None:
-    """A folder removed while the key's files are kept open still fails the write."""
+    """A folder replaced while the key's files are kept open still fails the write."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    replace_by_a_file(folder)
+    with pytest.raises(StorageError, match=r'^could not save key "k" to .*: Not a directory$'):
+        folder.write("k", b"3")
+
+
+def test_removed_folder_is_created_again(folder: CacheFolder) -> None:
+    """A folder removed while the server runs is created again by the next write, locked."""
     folder.write("k", b"1")
     folder.write("k", b"2")
     shutil.rmtree(folder.path)
-    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
-        folder.write("k", b"3")
+    folder.write("k", b"3")
+    assert sorted(p.name for p in folder.path.iterdir()) == [".objstore.lock", "k.json"]
+    assert folder.load().values == {"k": b"3"}
 
 
 def test_hashed_name_keeps_its_key_in_a_sidecar(folder: CacheFolder) -> None:
@@ -150,6 +170,7 @@ def test_other_files_are_ignored(folder: CacheFolder) -> None:
     (folder.path / "x.json.20260101T000000.corrupt").write_text("{")
     assert folder.load().values == {}
     assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".objstore.lock",
         "notes.txt",
         "sub",
         "x.json.20260101T000000.corrupt",
@@ -179,21 +200,19 @@ async def test_writer_starts_without_a_timer(folder: CacheFolder) -> None:
 
 async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> None:
     """A failed write resolves its future to the StorageError and calls the failure
-    callback of the latest setter; later writes still run."""
+    callback of its setter once; later writes still run."""
     writer = WriteBehind(folder)
-    shutil.rmtree(folder.path)
+    replace_by_a_file(folder)
     told: list[StorageError] = []
-    writer.write("k", b"1", told.append)
+    writer.write("j", b"1", told.append)
     failure = await writer.write_and_wait("k", b"2")
     assert isinstance(failure, StorageError)
-    assert told == []  # the later set replaced the first one, and its callback
-    writer.write("j", b"3", told.append)
     await writer.flush()
-    assert len(told) == 1
-    assert str(told[0]).startswith('could not save key "j" to ')
-    folder.path.mkdir()
+    assert [str(error).partition(" to ")[0] for error in told] == ['could not save key "j"']
+    folder.path.unlink()
     assert await writer.write_and_wait("k", b"4") is None
     await writer.close()
+    assert len(told) == 1
 
 
 async def test_writer_thread_starts_on_first_write_and_stops_on_close(

@@ -367,9 +367,31 @@ async def test_kill_9_during_a_burst_leaves_only_valid_files(
     for path in files:
         value = json.loads(path.read_text())
         assert value[1] == big
+    assert (cache / ".objstore.lock").is_file()  # left locked by the killed server
     restarted = launcher.start(tmp_path)
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     assert f"({len(files)} keys loaded)" in restarted.banner
+
+
+def test_second_program_on_the_same_folder_exits_with_one_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A second objstore on a folder in use prints one line naming the folder and the
+    process that holds it, and exits 3; the first keeps serving."""
+    first = launcher.start(tmp_path)
+    result = launcher.run(tmp_path, "--port", "0")
+    assert result.returncode == STARTUP_FAILURE
+    cache = launcher.default_cache(tmp_path)
+    pid = _server_pid(first.process) if sys.platform == "linux" else r"\d+"
+    (line,) = result.stderr.strip().splitlines()
+    assert re.fullmatch(
+        re.escape(f"objstore: the cache folder {cache} is in use by another objstore (process ")
+        + str(pid)
+        + re.escape("); stop that program or choose another folder with --cache-dir or CACHE_DIR"),
+        line,
+    ), line
+    code, err = first.stop()
+    assert code == 0, err
 
 
 @pytest.mark.skipif(WINDOWS, reason="creating symbolic links needs extra rights on Windows")
