@@ -215,6 +215,32 @@ async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> N
     assert len(told) == 1
 
 
+async def test_writer_retries_the_latest_value_until_written(folder: CacheFolder) -> None:
+    """Failed writes are retried in the background, with the newest value set meanwhile."""
+    writer = WriteBehind(folder)
+    replace_by_a_file(folder)
+    for value in (b"1", b"2"):
+        assert isinstance(await writer.write_and_wait("k", value), StorageError)
+    assert writer.failing == 1
+    folder.path.unlink()
+    for _ in range(100):
+        if writer.failing == 0:
+            break
+        await asyncio.sleep(0.05)
+    await writer.flush()  # the retry under way
+    assert (folder.path / "k.json").read_bytes() == b"2\n"
+    assert await writer.close() == []
+
+
+async def test_writer_close_returns_what_could_not_be_written(folder: CacheFolder) -> None:
+    """Closing tries failed writes once more and returns the keys that still fail."""
+    writer = WriteBehind(folder)
+    replace_by_a_file(folder)
+    for key in ("b", "a"):
+        assert isinstance(await writer.write_and_wait(key, b"1"), StorageError)
+    assert sorted(await writer.close()) == ["a", "b"]
+
+
 async def test_writer_thread_starts_on_first_write_and_stops_on_close(
     folder: CacheFolder,
 ) -> None:

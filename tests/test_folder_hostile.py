@@ -13,8 +13,8 @@ import pytest
 from objstore.errors import StartupError
 from objstore.server import ObjstoreServer
 
-from .conftest import StartServer
-from .helpers import http_request
+from .conftest import Connect, StartServer
+from .helpers import http_request, recv_json
 
 needs_symlinks = pytest.mark.skipif(
     sys.platform == "win32", reason="creating symbolic links needs extra rights on Windows"
@@ -155,3 +155,39 @@ async def test_removed_folder_is_created_again_by_the_next_set(
     shutil.rmtree(cache_dir)
     assert await set_value(server, "k", "v") == 200
     assert (cache_dir / "k.json").read_text() == '"v"\n'
+
+
+async def test_failed_write_is_retried_once_the_cause_passes(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """A set that could not be written (a file where the folder should be) is told once to
+    the setter and written by itself once the folder can be made again, newest value first."""
+    shutil.rmtree(cache_dir)
+    cache_dir.write_text("not a folder")
+    async with client() as ws:
+        await ws.send('{"action": "set", "key": "w", "value": 1}')
+        error = await recv_json(ws)
+        assert error["error"].startswith('could not save key "w" to ')
+        await ws.send('{"action": "set", "key": "w", "value": 2}')
+        assert (await recv_json(ws))["error"].startswith('could not save key "w" to ')
+        cache_dir.unlink()
+        await wait_for_file(cache_dir / "w.json", "2\n")
+    assert sorted(p.name for p in cache_dir.iterdir()) == [".objstore.lock", "w.json"]
+
+
+async def test_write_that_cannot_succeed_is_reported_at_stop(
+    start_server: StartServer, cache_dir: Path
+) -> None:
+    """A key still unwritten when the server stops is listed in unsaved_keys."""
+    server = await start_server()
+    shutil.rmtree(cache_dir)
+    cache_dir.write_text("not a folder")
+    assert await set_value(server, "k", "v") == 500
+    assert await set_value(server, "saved-later", "v") == 500
+    cache_dir.unlink()
+    cache_dir.mkdir()
+    # Block "k" alone: a folder under its file's name cannot be replaced by a file.
+    (cache_dir / "k.json").mkdir()
+    await server.stop()
+    assert server.unsaved_keys == ["k"]
+    assert (cache_dir / "saved-later.json").read_text() == '"v"\n'

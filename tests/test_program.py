@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from objstore.cli import STARTUP_FAILURE, USAGE_ERROR
+from objstore.cli import DATA_NOT_SAVED, STARTUP_FAILURE, USAGE_ERROR
 
 from .helpers import http_request, recv_json
 
@@ -392,6 +392,26 @@ def test_second_program_on_the_same_folder_exits_with_one_line(
     ), line
     code, err = first.stop()
     assert code == 0, err
+
+
+async def test_values_that_cannot_be_written_make_a_loud_non_zero_exit(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """SIGTERM while a value cannot be written (a file stands where the folder was) names the
+    key in the log and exits with DATA_NOT_SAVED."""
+    program = launcher.start(tmp_path)
+    cache = launcher.default_cache(tmp_path)
+    shutil.rmtree(cache)
+    cache.write_text("not a folder")
+    answer = await http_request(program.port, "POST", "/set", '{"key": "lost", "value": 1}')
+    assert answer.status == 500
+    code, err = await asyncio.to_thread(program.stop)
+    assert code == DATA_NOT_SAVED, err
+    assert (
+        f"stopped WITHOUT SAVING 1 key: their latest values could not be written to {cache} "
+        'and are lost ("lost"); see the errors above'
+    ) in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.skipif(WINDOWS, reason="creating symbolic links needs extra rights on Windows")
