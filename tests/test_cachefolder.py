@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +116,27 @@ def test_write_failure_after_earlier_writes_is_a_storage_error(folder: CacheFold
     replace_by_a_file(folder)
     with pytest.raises(StorageError, match=r'^could not save key "k" to .*: Not a directory$'):
         folder.write("k", b"3")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no file size limit on Windows")
+def test_failed_write_leaves_no_partial_spare(folder: CacheFolder) -> None:
+    """A write cut short (here by the file size limit, as by a full disk) leaves the key's
+    file whole and no hidden spare or temporary file behind."""
+    import resource
+
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
+    try:
+        with pytest.raises(StorageError, match=r"File too large$"):
+            folder.write("k", b"3" * 5000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert [p.name for p in folder.path.iterdir() if p.name.endswith((".spare", ".tmp"))] == []
+    assert (folder.path / "k.json").read_bytes() == b"2\n"
 
 
 def test_removed_folder_is_created_again(folder: CacheFolder) -> None:

@@ -96,6 +96,17 @@ async def test_planted_spare_link_does_not_redirect_writes(
     assert not (cache_dir / ".name.json.spare").is_symlink()
 
 
+async def test_planted_hard_link_does_not_redirect_writes(
+    server: ObjstoreServer, cache_dir: Path, outside: Path
+) -> None:
+    """A hard link to a file outside, planted as a key's spare, is replaced, not written."""
+    os.link(outside, cache_dir / ".name.json.spare")
+    for n in range(3):
+        assert await set_value(server, "name", f"v{n}") == 200
+    assert outside.read_text() == '"precious"\n'
+    assert (cache_dir / "name.json").read_text() == '"v2"\n'
+
+
 @needs_symlinks
 async def test_cache_folder_may_itself_be_a_link(
     start_server: StartServer, cache_dir: Path, tmp_path: Path
