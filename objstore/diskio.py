@@ -35,18 +35,20 @@ logger = logging.getLogger("objstore.cache")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class SymlinkRefused(OSError):
-    """A name in the cache folder is a symbolic link, not a regular file, or (for
-    writing) a file with other names."""
+    """A name in the cache folder is a symbolic link or, to be written, not a regular
+    file with one name."""
 
 
 def open_file(path: str, flags: int, mode: int = 0o666) -> int:
-    """Open *path* with *flags*, refusing a symbolic link or anything but a regular file.
+    """Open *path* with *flags*, refusing a symbolic link.
 
-    Opened for writing, a file with more than one name (a hard link) is refused
-    too. Raises :class:`SymlinkRefused` for those, OSError for the rest.
+    Opened for writing, anything but a regular file with one name (no other hard
+    link) is refused too. Raises :class:`SymlinkRefused` for those, OSError for
+    the rest.
     """
     if not _NOFOLLOW:
         # Windows: no O_NOFOLLOW, so look first.
@@ -62,13 +64,17 @@ def open_file(path: str, flags: int, mode: int = 0o666) -> int:
         if exc.errno in (errno.ELOOP, errno.EMLINK, getattr(errno, "EFTYPE", -1)):
             raise _refused(path) from None
         raise
+    if not flags & (os.O_WRONLY | os.O_RDWR):
+        # Reading needs no more checks (the loader reads only what the folder
+        # listing says is a plain file; O_NONBLOCK keeps a FIFO swapped in
+        # since from blocking), and 100,000 files are read at start.
+        return fd
     try:
-        # A FIFO, a device or a folder under a value's name is refused too, and
-        # a file opened for writing must have no other name: a hard link to a
-        # file elsewhere would be written through like a symbolic link.
+        # Written in place, a FIFO, a device or a folder is refused too, and so
+        # is a file with another name: a hard link to a file elsewhere would be
+        # written through like a symbolic link.
         info = os.fstat(fd)
-        writing = flags & (os.O_WRONLY | os.O_RDWR)
-        if not stat.S_ISREG(info.st_mode) or (writing and info.st_nlink > 1):
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
             raise _refused(path)
     except BaseException:
         os.close(fd)
@@ -94,7 +100,7 @@ def _refused(path: str) -> SymlinkRefused:
 def read_file(path: str) -> bytes:
     """The whole content of the file *path* (with less overhead than pathlib: 100,000 files
     are read at start)."""
-    fd = open_file(path, os.O_RDONLY)
+    fd = open_file(path, os.O_RDONLY | _NONBLOCK)
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 16):
