@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .cachefolder import CacheFolder
 from .errors import StorageError
@@ -83,6 +83,8 @@ class WriteBehind:
         self._retry_at = 0.0
         #: Keys that could not be written by the time of close().
         self._unsaved: list[str] = []
+        #: Keys whose failure was logged and that were not written since (writer thread).
+        self._logged_failures: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -183,8 +185,8 @@ class WriteBehind:
                     break
                 batch, self._pending = self._pending, {}
                 self._writing = True
-            errors = self._write_batch(batch)
-            still_failing = self._write_quietly(retry) if retry else {}
+            errors = self._write_all((key, entry.data) for key, entry in batch.items())
+            still_failing = self._write_all(retry.items()) if retry else {}
             with lock:
                 self._writing = False
                 self._keep_failed(batch, errors, retry, still_failing)
@@ -195,7 +197,7 @@ class WriteBehind:
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
         # One last try before stopping; close() reports what still fails.
-        self._unsaved = list(self._write_quietly(last)) if last else []
+        self._unsaved = list(self._write_all(last.items())) if last else []
 
     def _wait_for_work(self) -> dict[str, bytes] | None:
         """With the lock held: wait for sets or a retry; return the writes to retry now,
@@ -241,34 +243,31 @@ class WriteBehind:
         if failed and (retry or not was_failing):
             self._retry_at = time.monotonic() + self._retry_delay
 
-    def _write_batch(self, batch: dict[str, _Pending]) -> dict[str, StorageError]:
+    def _write_all(self, writes: Iterable[tuple[str, bytes]]) -> dict[str, StorageError]:
+        """Write each key's data; return the errors. A key's failure is logged once, at
+        ERROR, until the key is written: a key set 30 times a second on a full disk
+        does not fill the log."""
         errors: dict[str, StorageError] = {}
-        for key, entry in batch.items():
-            error = self._write_one(key, entry.data)
-            if error is not None:
-                logger.error("%s; will try again", error)
-                errors[key] = error
-        return errors
-
-    def _write_quietly(self, writes: dict[str, bytes]) -> dict[str, StorageError]:
-        """Retry *writes*; their failures were logged the first time."""
-        errors: dict[str, StorageError] = {}
-        for key, data in writes.items():
-            error = self._write_one(key, data)
-            if error is not None:
+        logged = self._logged_failures
+        for key, data in writes:
+            try:
+                self._folder.write(key, data)
+            except StorageError as exc:
+                error = exc
+            except Exception as exc:  # a bug in one write must not stop the others
+                logger.exception("unexpected error while saving a key")
+                error = StorageError(f"could not save the key: {exc}")
+            else:
+                if logged:
+                    logged.discard(key)
+                continue
+            if key in logged:
                 logger.debug("%s", error)
-                errors[key] = error
+            else:
+                logged.add(key)
+                logger.error("%s; will try again", error)
+            errors[key] = error
         return errors
-
-    def _write_one(self, key: str, data: bytes) -> StorageError | None:
-        try:
-            self._folder.write(key, data)
-        except StorageError as exc:
-            return exc
-        except Exception as exc:  # a bug in one write must not stop the others
-            logger.exception("unexpected error while saving a key")
-            return StorageError(f"could not save the key: {exc}")
-        return None
 
     @staticmethod
     def _report(

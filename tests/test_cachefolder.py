@@ -255,6 +255,21 @@ async def test_writer_retries_the_latest_value_until_written(folder: CacheFolder
     assert await writer.close() == []
 
 
+async def test_writer_logs_a_key_failing_again_once(
+    folder: CacheFolder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that keeps failing is logged once at ERROR until it is written."""
+    writer = WriteBehind(folder)
+    replace_by_a_file(folder)
+    for value in (b"1", b"2", b"3"):
+        assert isinstance(await writer.write_and_wait("k", value), StorageError)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].startswith('could not save key "k" to ')
+    assert errors[0].endswith("; will try again")
+    await writer.close()
+
+
 async def test_writer_close_returns_what_could_not_be_written(folder: CacheFolder) -> None:
     """Closing tries failed writes once more and returns the keys that still fail."""
     writer = WriteBehind(folder)
