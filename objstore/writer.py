@@ -91,9 +91,10 @@ class WriteBehind:
     def write(self, key: str, data: bytes, on_failure: FailureCallback | None = None) -> None:
         """Schedule *data* to become the file of *key*.
 
-        If the write fails, the error is logged and *on_failure* is called with
-        it. A later write of the same key that comes before this one started
-        replaces it (and its *on_failure*): only the latest value is written.
+        If the write fails, the error is logged, *on_failure* is called with
+        it, and the write is retried (see the module's docstring). A later
+        write of the same key that comes before this one started replaces it
+        (and its *on_failure*): only the latest value is written.
         """
         with self._lock:
             self._put(key, data, on_failure)
@@ -193,6 +194,8 @@ class WriteBehind:
                 idle = self._idle_waiters if not self._pending else []
                 if idle:
                     self._idle_waiters = []
+            if retry and not still_failing:
+                logger.info("saved %d keys whose earlier writes had failed", len(retry))
             if errors or idle or any(entry.waiters for entry in batch.values()):
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
@@ -228,11 +231,9 @@ class WriteBehind:
         and when to try again."""
         was_failing = bool(self._failed)
         if retry:
-            if still_failing:
-                self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
-            else:
-                logger.info("saved %d keys whose earlier writes had failed", len(retry))
-                self._retry_delay = FIRST_RETRY_DELAY
+            self._retry_delay = (
+                min(self._retry_delay * 2, MAX_RETRY_DELAY) if still_failing else FIRST_RETRY_DELAY
+            )
         failed = self._failed
         for key in errors:
             if key not in self._pending:
