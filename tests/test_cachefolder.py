@@ -96,25 +96,43 @@ def test_written_files_are_readable_like_any_new_file(folder: CacheFolder) -> No
     assert (folder.path / "k.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+#: Windows cannot remove a folder while a file in it (the lock) is open.
+removes_the_folder = pytest.mark.skipif(
+    sys.platform == "win32", reason="the open lock file keeps Windows from removing the folder"
+)
+
+
 def replace_by_a_file(folder: CacheFolder) -> None:
     """Put a file where the folder was: every write fails, for root too."""
     shutil.rmtree(folder.path)
     folder.path.write_text("not a folder")
 
 
+def block(folder: CacheFolder, *keys: str) -> None:
+    """Put a folder under each key's file name: its writes fail, for root too, everywhere."""
+    for key in keys:
+        (folder.path / file_name(key)).mkdir()
+
+
+def unblock(folder: CacheFolder, *keys: str) -> None:
+    for key in keys:
+        (folder.path / file_name(key)).rmdir()
+
+
 def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
-    """A write into a folder that is now a file raises StorageError naming the key."""
-    replace_by_a_file(folder)
-    with pytest.raises(StorageError, match=r'^could not save key "k" to .*: Not a directory$'):
+    """A write that cannot replace the key's file raises StorageError naming the key."""
+    block(folder, "k")
+    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
         folder.write("k", b"1")
 
 
+@removes_the_folder
 def test_write_failure_after_earlier_writes_is_a_storage_error(folder: CacheFolder) -> None:
     """A folder replaced while the key's files are kept open still fails the write."""
     folder.write("k", b"1")
     folder.write("k", b"2")
     replace_by_a_file(folder)
-    with pytest.raises(StorageError, match=r'^could not save key "k" to .*: Not a directory$'):
+    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
         folder.write("k", b"3")
 
 
@@ -139,6 +157,7 @@ def test_failed_write_leaves_no_partial_spare(folder: CacheFolder) -> None:
     assert (folder.path / "k.json").read_bytes() == b"2\n"
 
 
+@removes_the_folder
 def test_removed_folder_is_created_again(folder: CacheFolder) -> None:
     """A folder removed while the server runs is created again by the next write, locked."""
     folder.write("k", b"1")
@@ -225,14 +244,14 @@ async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> N
     """A failed write resolves its future to the StorageError and calls the failure
     callback of its setter once; later writes still run."""
     writer = WriteBehind(folder)
-    replace_by_a_file(folder)
+    block(folder, "j", "k")
     told: list[StorageError] = []
     writer.write("j", b"1", told.append)
     failure = await writer.write_and_wait("k", b"2")
     assert isinstance(failure, StorageError)
     await writer.flush()
     assert [str(error).partition(" to ")[0] for error in told] == ['could not save key "j"']
-    folder.path.unlink()
+    unblock(folder, "k")
     assert await writer.write_and_wait("k", b"4") is None
     await writer.close()
     assert len(told) == 1
@@ -241,11 +260,11 @@ async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> N
 async def test_writer_retries_the_latest_value_until_written(folder: CacheFolder) -> None:
     """Failed writes are retried in the background, with the newest value set meanwhile."""
     writer = WriteBehind(folder)
-    replace_by_a_file(folder)
+    block(folder, "k")
     for value in (b"1", b"2"):
         assert isinstance(await writer.write_and_wait("k", value), StorageError)
     assert writer.failing == 1
-    folder.path.unlink()
+    unblock(folder, "k")
     for _ in range(100):
         if writer.failing == 0:
             break
@@ -260,7 +279,7 @@ async def test_writer_logs_a_key_failing_again_once(
 ) -> None:
     """A key that keeps failing is logged once at ERROR until it is written."""
     writer = WriteBehind(folder)
-    replace_by_a_file(folder)
+    block(folder, "k")
     for value in (b"1", b"2", b"3"):
         assert isinstance(await writer.write_and_wait("k", value), StorageError)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -273,7 +292,7 @@ async def test_writer_logs_a_key_failing_again_once(
 async def test_writer_close_returns_what_could_not_be_written(folder: CacheFolder) -> None:
     """Closing tries failed writes once more and returns the keys that still fail."""
     writer = WriteBehind(folder)
-    replace_by_a_file(folder)
+    block(folder, "a", "b")
     for key in ("b", "a"):
         assert isinstance(await writer.write_and_wait(key, b"1"), StorageError)
     assert sorted(await writer.close()) == ["a", "b"]

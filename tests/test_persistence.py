@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -134,8 +133,9 @@ async def test_unwritable_cache_reports_the_failure(
     server: ObjstoreServer, client: Connect, cache_dir: Path
 ) -> None:
     """When a file cannot be written, HTTP answers 500 and a WebSocket setter gets an error."""
-    shutil.rmtree(cache_dir)
-    cache_dir.write_text("not a folder")  # every write into it now fails
+    # A folder under a key's file name: a file cannot replace it, for root too.
+    (cache_dir / "k.json").mkdir()
+    (cache_dir / "w.json").mkdir()
     answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 1}')
     assert answer.status == 500
     assert answer.json()["error"].startswith('could not save key "k" to ')

@@ -397,12 +397,11 @@ def test_second_program_on_the_same_folder_exits_with_one_line(
 async def test_values_that_cannot_be_written_make_a_loud_non_zero_exit(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    """SIGTERM while a value cannot be written (a file stands where the folder was) names the
-    key in the log and exits with DATA_NOT_SAVED."""
+    """SIGTERM while a value cannot be written (a folder stands under its file's name) names
+    the key in the log and exits with DATA_NOT_SAVED."""
     program = launcher.start(tmp_path)
     cache = launcher.default_cache(tmp_path)
-    shutil.rmtree(cache)
-    cache.write_text("not a folder")
+    (cache / "lost.json").mkdir()
     answer = await http_request(program.port, "POST", "/set", '{"key": "lost", "value": 1}')
     assert answer.status == 500
     code, err = await asyncio.to_thread(program.stop)
