@@ -72,7 +72,8 @@ class _Loader:
         for name in names:
             kind = classify(name)
             if kind.kind == "leftover" or (kind.kind == "spare" and kind.of not in present):
-                # Left by a crash between writing a temporary file and renaming it.
+                # Left by a crash between writing a file and renaming it, or the
+                # spare of a file removed since: of no use to any key.
                 if remove_quietly(self._join(name)):
                     report.temp_files_removed += 1
             elif kind.kind == "canonical":

@@ -205,6 +205,20 @@ def test_pretty_values_are_loaded_compact(folder: CacheFolder) -> None:
     assert (folder.path / "k.json").read_text() == json.dumps({"a": [1, 2]}, indent=2)
 
 
+def test_spare_without_its_file_is_removed(folder: CacheFolder) -> None:
+    """A spare whose key's file is gone is removed at load; a key's own spare is kept."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    (folder.path / ".gone.json.spare").write_bytes(b"1\n")
+    report = folder.load()
+    assert report.temp_files_removed == 1
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".k.json.spare",
+        ".objstore.lock",
+        "k.json",
+    ]
+
+
 def test_other_files_are_ignored(folder: CacheFolder) -> None:
     """Files that are not values (notes, set-aside files, folders) are left alone."""
     (folder.path / "notes.txt").write_text("hi")
