@@ -20,19 +20,33 @@ from pathlib import Path
 from . import __version__, jsonvalues
 from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
 from .console import pause_if_double_clicked
-from .errors import StartupError
+from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
 from .server import ObjstoreServer
 
-__all__ = ["OK", "STARTUP_FAILURE", "USAGE_ERROR", "main", "parse_config", "run"]
+__all__ = [
+    "DATA_NOT_SAVED",
+    "OK",
+    "STARTUP_FAILURE",
+    "USAGE_ERROR",
+    "main",
+    "parse_config",
+    "run",
+]
 
 OK = 0
 #: Bad flags or environment variables (argparse's own code).
 USAGE_ERROR = 2
-#: The server could not start: port in use, cache folder not writable.
+#: The server could not start: port in use, cache folder not writable or in use by
+#: another objstore.
 STARTUP_FAILURE = 3
 #: A bug: an error objstore did not expect.
 INTERNAL_ERROR = 1
+#: Stopped, but the latest values of some keys could not be written to the cache
+#: folder (a full disk, a folder that cannot be created): they are lost.
+DATA_NOT_SAVED = 4
+#: How many of the keys that could not be written are named in the log.
+_KEYS_NAMED = 5
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 logger = logging.getLogger("objstore")
@@ -185,8 +199,11 @@ def _raise_open_file_limit() -> None:
         )
 
 
-async def run(config: Config) -> None:
-    """Run a server until SIGINT or SIGTERM (Ctrl+C or Ctrl+Break on Windows), then stop it."""
+async def run(config: Config) -> int:
+    """Run a server until SIGINT or SIGTERM (Ctrl+C or Ctrl+Break on Windows), then stop it.
+
+    Returns the exit code: :data:`OK`, or :data:`DATA_NOT_SAVED` when values were lost.
+    """
     _raise_open_file_limit()
     server = ObjstoreServer(config)
     await server.start()
@@ -213,7 +230,26 @@ async def run(config: Config) -> None:
     finally:
         logger.info("stopping: closing connections and finishing writes")
         await server.stop()
-        logger.info("stopped")
+    if server.unsaved_keys:
+        _report_unsaved(server)
+        return DATA_NOT_SAVED
+    logger.info("stopped")
+    return OK
+
+
+def _report_unsaved(server: ObjstoreServer) -> None:
+    keys = server.unsaved_keys
+    named = ", ".join(describe(key) for key in keys[:_KEYS_NAMED])
+    if len(keys) > _KEYS_NAMED:
+        named += f" and {len(keys) - _KEYS_NAMED} more"
+    logger.error(
+        "stopped WITHOUT SAVING %d %s: their latest values could not be written to %s "
+        "and are lost (%s); see the errors above",
+        len(keys),
+        "key" if len(keys) == 1 else "keys",
+        server.config.cache_dir,
+        named,
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -238,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(config.log_level)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(run(config))
+            code = runner.run(run(config))
     except StartupError as exc:
         print(f"objstore: {exc}", file=sys.stderr, flush=True)
         pause_if_double_clicked()
@@ -249,4 +285,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.exception("objstore stopped on an unexpected error; please report it")
         pause_if_double_clicked()
         return INTERNAL_ERROR
-    return OK
+    return code

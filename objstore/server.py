@@ -48,6 +48,8 @@ class ObjstoreServer:
         self._flush_scheduler: FlushScheduler | None = None
         self._http_connections: set[ObjstoreConnection] = set()
         self._keepalive: asyncio.Task[None] | None = None
+        #: After stop(): the keys whose latest value could not be written to disk.
+        self.unsaved_keys: list[str] = []
 
     @property
     def port(self) -> int:
@@ -116,7 +118,10 @@ class ObjstoreServer:
                 connection.send_keepalive(now, self.config.ping_timeout)
 
     async def stop(self) -> None:
-        """Close connections with 1001 (going away), finish pending writes, stop."""
+        """Close connections with 1001 (going away), finish pending writes, stop.
+
+        Keys whose values could not be written even then are left in :attr:`unsaved_keys`.
+        """
         if self._keepalive is not None:
             self._keepalive.cancel()
         if self._server is not None:
@@ -124,7 +129,7 @@ class ObjstoreServer:
                 connection.close_if_http()
             self._server.close()
             await self._server.wait_closed()
-        await self.store.close()
+        self.unsaved_keys = await self.store.close()
 
     async def _process_request(
         self, connection: ServerConnection, request: Request

@@ -61,6 +61,7 @@ class Store:
         """Wait until every set so far is on disk."""
         await self._writer.flush()
 
-    async def close(self) -> None:
-        """Finish pending writes; the store must not be used afterwards."""
-        await self._writer.close()
+    async def close(self) -> list[str]:
+        """Finish pending writes, retrying failed ones once more; return the keys whose
+        latest value could not be written. The store must not be used afterwards."""
+        return await self._writer.close()

@@ -4,16 +4,18 @@ Owns the files kept open for recently written keys, and the one operating
 system call that makes this atomic: exchanging two names in one step
 (``renameat2`` with ``RENAME_EXCHANGE`` on Linux, ``renamex_np`` with
 ``RENAME_SWAP`` on macOS). Each key's file has a spare beside it, named by
-:class:`~objstore.cachefolder.CacheFolder`; a rewrite puts the new value in the
+:mod:`objstore.foldernames`; a rewrite puts the new value in the
 spare, which is already open, and exchanges the names: the key's file is the
 old one or the new one at every moment, and the old one is the next spare.
 That is two system calls where a rename-based write takes seven, for the keys
 that are written over and over (a player's position, 30 times a second).
 
 Blocking code, run off the event loop by the writer thread; knows nothing of
-keys, JSON or asyncio. Where the exchange is missing (Windows, some file
-systems), :func:`name_exchange` gives None or the first write says so, and the
-cache folder writes its other way.
+keys, JSON or asyncio. Files are opened through :mod:`objstore.diskio`, which
+refuses symbolic links; a pair whose file was replaced behind its back (its
+spare has no name any more) is dropped before it is written. Where the
+exchange is missing (Windows, some file systems), :func:`name_exchange` gives
+None or the first write says so, and the cache folder writes its other way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
+
+from .diskio import SymlinkRefused, open_file, remove_quietly
 
 __all__ = ["NameExchange", "SwapWriter", "name_exchange"]
 
@@ -148,7 +152,7 @@ class SwapWriter:
                 written += os.pwrite(pair.spare_fd, data[written:], written)
             if size < pair.spare_size or pair.spare_size < 0:
                 # Cut only what the old content had beyond the new; never to zero
-                # first, which makes ext4 flush the file (see CacheFolder).
+                # first, which makes ext4 flush the file (see folderwrite).
                 os.ftruncate(pair.spare_fd, size)
             self._exchange(pair.spare, pair.path)
         except OSError as exc:
@@ -158,6 +162,7 @@ class SwapWriter:
                 return False
             if exc.errno == errno.ENOENT:  # a file removed behind our back: start afresh
                 return False
+            remove_quietly(pair.spare)  # a partial value (a full disk) is of no use
             raise
         pair.live_fd, pair.spare_fd = pair.spare_fd, pair.live_fd
         pair.live_size, pair.spare_size = size, pair.live_size
@@ -166,12 +171,17 @@ class SwapWriter:
     def _open(self, name: str) -> _Pair | None:
         path = os.path.join(self._folder, name)
         spare = os.path.join(self._folder, self._spare_name(name))
+        # Neither may be a symbolic link (or have another name): the spare is
+        # written in place, and the live file becomes the next spare.
         try:
-            live_fd = os.open(path, os.O_WRONLY)
-        except FileNotFoundError:
+            live_fd = open_file(path, os.O_WRONLY)
+        except (FileNotFoundError, SymlinkRefused):
             return None
         try:
-            spare_fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
+            spare_fd = open_file(spare, os.O_WRONLY | os.O_CREAT)
+        except SymlinkRefused:
+            os.close(live_fd)
+            return None
         except BaseException:
             os.close(live_fd)
             raise

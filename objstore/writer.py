@@ -6,9 +6,16 @@ wakes it (no timer); the thread takes the whole table and writes it. Sets of
 a key made while a batch is being written coalesce into one write of the
 latest value. The loop hears back only when somebody waits for a write
 (``POST /set``, shutdown) or a write failed: a set costs a dictionary entry,
-with no future and no task. A slow disk never stalls the loop. Knows nothing
-of the wire protocol or subscribers; the file format belongs to
-:class:`~objstore.cachefolder.CacheFolder`.
+with no future and no task. A slow disk never stalls the loop.
+
+A failed write is retried, since its cause may pass (a full disk, a drive
+that comes back): the setter hears of the failure once, and the key's latest
+value is written again after 0.1 s, then after twice as long each time up to
+5 s, until it is written or a newer set of the key replaces it. Closing tries
+once more and returns the keys that still could not be written. The retry
+table holds one reference per key to the value the store holds anyway.
+Knows nothing of the wire protocol or subscribers; the file format belongs
+to :class:`~objstore.cachefolder.CacheFolder`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 from .cachefolder import CacheFolder
 from .errors import StorageError
@@ -32,6 +40,11 @@ logger = logging.getLogger("objstore.cache")
 WriteResult = asyncio.Future[StorageError | None]
 #: Told, with the error (already logged), when a value it set could not be written.
 FailureCallback = Callable[[StorageError], None]
+
+#: Seconds before the first retry of a failed write, doubled after each failed retry.
+FIRST_RETRY_DELAY = 0.1
+#: The longest wait between two retries.
+MAX_RETRY_DELAY = 5.0
 
 
 class _Pending:
@@ -64,15 +77,24 @@ class WriteBehind:
         self._closing = False
         #: Waiting until nothing is pending or being written.
         self._idle_waiters: list[asyncio.Future[None]] = []
+        #: The latest data of keys whose write failed, to be written again.
+        self._failed: dict[str, bytes] = {}
+        self._retry_delay = FIRST_RETRY_DELAY
+        self._retry_at = 0.0
+        #: Keys that could not be written by the time of close().
+        self._unsaved: list[str] = []
+        #: Keys whose failure was logged and that were not written since (writer thread).
+        self._logged_failures: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def write(self, key: str, data: bytes, on_failure: FailureCallback | None = None) -> None:
         """Schedule *data* to become the file of *key*.
 
-        If the write fails, the error is logged and *on_failure* is called with
-        it. A later write of the same key that comes before this one started
-        replaces it (and its *on_failure*): only the latest value is written.
+        If the write fails, the error is logged, *on_failure* is called with
+        it, and the write is retried (see the module's docstring). A later
+        write of the same key that comes before this one started replaces it
+        (and its *on_failure*): only the latest value is written.
         """
         with self._lock:
             self._put(key, data, on_failure)
@@ -94,6 +116,8 @@ class WriteBehind:
         return result
 
     def _put(self, key: str, data: bytes, on_failure: FailureCallback | None) -> _Pending:
+        if self._failed:
+            self._failed.pop(key, None)  # the newer value replaces the one to retry
         pending = self._pending
         entry = pending.get(key)
         if entry is not None:
@@ -113,6 +137,12 @@ class WriteBehind:
         with self._lock:
             return len(self._pending)
 
+    @property
+    def failing(self) -> int:
+        """Number of keys whose latest write failed and waits for a retry."""
+        with self._lock:
+            return len(self._failed)
+
     async def flush(self) -> None:
         """Wait until every write scheduled so far has finished."""
         with self._lock:
@@ -122,8 +152,9 @@ class WriteBehind:
             self._idle_waiters.append(idle)
         await idle
 
-    async def close(self) -> None:
-        """Finish pending writes, stop the thread and close the folder's files."""
+    async def close(self) -> list[str]:
+        """Finish pending writes, retry failed ones once more, stop the thread and close
+        the folder's files; return the keys whose latest value could not be written."""
         await self.flush()
         thread = self._thread
         if thread is not None:
@@ -133,6 +164,8 @@ class WriteBehind:
             await asyncio.to_thread(thread.join)
             self._thread = None
         self._folder.close()
+        unsaved, self._unsaved = self._unsaved, []
+        return unsaved
 
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -147,33 +180,94 @@ class WriteBehind:
         lock = self._lock
         while True:
             with lock:
-                while not self._pending and not self._closing:
-                    self._wake.wait()
-                if not self._pending:
-                    return  # closing, and nothing left
+                retry = self._wait_for_work()
+                if retry is None:  # closing, and nothing pending
+                    last, self._failed = self._failed, {}
+                    break
                 batch, self._pending = self._pending, {}
                 self._writing = True
-            errors = self._write_batch(batch)
+            errors = self._write_all((key, entry.data) for key, entry in batch.items())
+            still_failing = self._write_all(retry.items()) if retry else {}
             with lock:
                 self._writing = False
+                self._keep_failed(batch, errors, retry, still_failing)
                 idle = self._idle_waiters if not self._pending else []
                 if idle:
                     self._idle_waiters = []
+            if retry and not still_failing:
+                logger.info("saved %d keys whose earlier writes had failed", len(retry))
             if errors or idle or any(entry.waiters for entry in batch.values()):
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
+        # One last try before stopping; close() reports what still fails.
+        self._unsaved = list(self._write_all(last.items())) if last else []
 
-    def _write_batch(self, batch: dict[str, _Pending]) -> dict[str, StorageError]:
+    def _wait_for_work(self) -> dict[str, bytes] | None:
+        """With the lock held: wait for sets or a retry; return the writes to retry now,
+        or None when closing with nothing pending."""
+        while not self._pending:
+            if self._closing:
+                return None
+            if not self._failed:
+                self._wake.wait()
+                continue
+            delay = self._retry_at - time.monotonic()
+            if delay <= 0:
+                break
+            self._wake.wait(delay)
+        if not self._failed or time.monotonic() < self._retry_at:
+            return {}
+        retry, self._failed = self._failed, {}
+        return retry
+
+    def _keep_failed(
+        self,
+        batch: dict[str, _Pending],
+        errors: dict[str, StorageError],
+        retry: dict[str, bytes],
+        still_failing: dict[str, StorageError],
+    ) -> None:
+        """With the lock held: remember what failed, unless a newer set replaced it,
+        and when to try again."""
+        was_failing = bool(self._failed)
+        if retry:
+            self._retry_delay = (
+                min(self._retry_delay * 2, MAX_RETRY_DELAY) if still_failing else FIRST_RETRY_DELAY
+            )
+        failed = self._failed
+        for key in errors:
+            if key not in self._pending:
+                failed[key] = batch[key].data
+        for key in still_failing:
+            if key not in self._pending:
+                failed[key] = retry[key]
+        if failed and (retry or not was_failing):
+            self._retry_at = time.monotonic() + self._retry_delay
+
+    def _write_all(self, writes: Iterable[tuple[str, bytes]]) -> dict[str, StorageError]:
+        """Write each key's data; return the errors. A key's failure is logged once, at
+        ERROR, until the key is written: a key set 30 times a second on a full disk
+        does not fill the log."""
         errors: dict[str, StorageError] = {}
-        for key, entry in batch.items():
+        logged = self._logged_failures
+        for key, data in writes:
             try:
-                self._folder.write(key, entry.data)
+                self._folder.write(key, data)
             except StorageError as exc:
-                logger.error("%s", exc)
-                errors[key] = exc
+                error = exc
             except Exception as exc:  # a bug in one write must not stop the others
                 logger.exception("unexpected error while saving a key")
-                errors[key] = StorageError(f"could not save the key: {exc}")
+                error = StorageError(f"could not save the key: {exc}")
+            else:
+                if logged:
+                    logged.discard(key)
+                continue
+            if key in logged:
+                logger.debug("%s", error)
+            else:
+                logged.add(key)
+                logger.error("%s; will try again", error)
+            errors[key] = error
         return errors
 
     @staticmethod

@@ -96,7 +96,7 @@ async def test_rejected_messages_write_no_file(
             await ws.send(message)
             await recv_json(ws)
     await server.store.flush()
-    assert sorted(path.name for path in cache_dir.iterdir()) == []
+    assert sorted(path.name for path in cache_dir.iterdir()) == [".objstore.lock"]
 
 
 async def test_unknown_fields_are_ignored(client: Connect) -> None:

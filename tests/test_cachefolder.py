@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +54,11 @@ def test_write_replaces_and_keeps_one_spare(folder: CacheFolder) -> None:
     """A second write replaces the first; the replaced file is kept as the next spare."""
     folder.write("k", b"1")
     folder.write("k", b"2")
-    assert sorted(p.name for p in folder.path.iterdir()) == [".k.json.spare", "k.json"]
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".k.json.spare",
+        ".objstore.lock",
+        "k.json",
+    ]
     assert (folder.path / "k.json").read_bytes() == b"2\n"
     assert folder.load().values == {"k": b"2"}
 
@@ -90,20 +96,76 @@ def test_written_files_are_readable_like_any_new_file(folder: CacheFolder) -> No
     assert (folder.path / "k.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
-    """A write into a folder that is gone raises StorageError naming the key."""
+#: Windows cannot remove a folder while a file in it (the lock) is open.
+removes_the_folder = pytest.mark.skipif(
+    sys.platform == "win32", reason="the open lock file keeps Windows from removing the folder"
+)
+
+
+def replace_by_a_file(folder: CacheFolder) -> None:
+    """Put a file where the folder was: every write fails, for root too."""
     shutil.rmtree(folder.path)
+    folder.path.write_text("not a folder")
+
+
+def block(folder: CacheFolder, *keys: str) -> None:
+    """Put a folder under each key's file name: its writes fail, for root too, everywhere."""
+    for key in keys:
+        (folder.path / file_name(key)).mkdir()
+
+
+def unblock(folder: CacheFolder, *keys: str) -> None:
+    for key in keys:
+        (folder.path / file_name(key)).rmdir()
+
+
+def test_write_failure_is_a_storage_error(folder: CacheFolder) -> None:
+    """A write that cannot replace the key's file raises StorageError naming the key."""
+    block(folder, "k")
     with pytest.raises(StorageError, match=r'^could not save key "k" to '):
         folder.write("k", b"1")
 
 
+@removes_the_folder
 def test_write_failure_after_earlier_writes_is_a_storage_error(folder: CacheFolder) -> None:
-    """A folder removed while the key's files are kept open still fails the write."""
+    """A folder replaced while the key's files are kept open still fails the write."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    replace_by_a_file(folder)
+    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
+        folder.write("k", b"3")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no file size limit on Windows")
+def test_failed_write_leaves_no_partial_spare(folder: CacheFolder) -> None:
+    """A write cut short (here by the file size limit, as by a full disk) leaves the key's
+    file whole and no hidden spare or temporary file behind."""
+    import resource
+
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
+    try:
+        with pytest.raises(StorageError, match=r"File too large$"):
+            folder.write("k", b"3" * 5000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert [p.name for p in folder.path.iterdir() if p.name.endswith((".spare", ".tmp"))] == []
+    assert (folder.path / "k.json").read_bytes() == b"2\n"
+
+
+@removes_the_folder
+def test_removed_folder_is_created_again(folder: CacheFolder) -> None:
+    """A folder removed while the server runs is created again by the next write, locked."""
     folder.write("k", b"1")
     folder.write("k", b"2")
     shutil.rmtree(folder.path)
-    with pytest.raises(StorageError, match=r'^could not save key "k" to '):
-        folder.write("k", b"3")
+    folder.write("k", b"3")
+    assert sorted(p.name for p in folder.path.iterdir()) == [".objstore.lock", "k.json"]
+    assert folder.load().values == {"k": b"3"}
 
 
 def test_hashed_name_keeps_its_key_in_a_sidecar(folder: CacheFolder) -> None:
@@ -143,6 +205,20 @@ def test_pretty_values_are_loaded_compact(folder: CacheFolder) -> None:
     assert (folder.path / "k.json").read_text() == json.dumps({"a": [1, 2]}, indent=2)
 
 
+def test_spare_without_its_file_is_removed(folder: CacheFolder) -> None:
+    """A spare whose key's file is gone is removed at load; a key's own spare is kept."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    (folder.path / ".gone.json.spare").write_bytes(b"1\n")
+    report = folder.load()
+    assert report.temp_files_removed == 1
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".k.json.spare",
+        ".objstore.lock",
+        "k.json",
+    ]
+
+
 def test_other_files_are_ignored(folder: CacheFolder) -> None:
     """Files that are not values (notes, set-aside files, folders) are left alone."""
     (folder.path / "notes.txt").write_text("hi")
@@ -150,6 +226,7 @@ def test_other_files_are_ignored(folder: CacheFolder) -> None:
     (folder.path / "x.json.20260101T000000.corrupt").write_text("{")
     assert folder.load().values == {}
     assert sorted(p.name for p in folder.path.iterdir()) == [
+        ".objstore.lock",
         "notes.txt",
         "sub",
         "x.json.20260101T000000.corrupt",
@@ -179,21 +256,60 @@ async def test_writer_starts_without_a_timer(folder: CacheFolder) -> None:
 
 async def test_writer_reports_failures_without_raising(folder: CacheFolder) -> None:
     """A failed write resolves its future to the StorageError and calls the failure
-    callback of the latest setter; later writes still run."""
+    callback of its setter once; later writes still run."""
     writer = WriteBehind(folder)
-    shutil.rmtree(folder.path)
+    block(folder, "j", "k")
     told: list[StorageError] = []
-    writer.write("k", b"1", told.append)
+    writer.write("j", b"1", told.append)
     failure = await writer.write_and_wait("k", b"2")
     assert isinstance(failure, StorageError)
-    assert told == []  # the later set replaced the first one, and its callback
-    writer.write("j", b"3", told.append)
     await writer.flush()
-    assert len(told) == 1
-    assert str(told[0]).startswith('could not save key "j" to ')
-    folder.path.mkdir()
+    assert [str(error).partition(" to ")[0] for error in told] == ['could not save key "j"']
+    unblock(folder, "k")
     assert await writer.write_and_wait("k", b"4") is None
     await writer.close()
+    assert len(told) == 1
+
+
+async def test_writer_retries_the_latest_value_until_written(folder: CacheFolder) -> None:
+    """Failed writes are retried in the background, with the newest value set meanwhile."""
+    writer = WriteBehind(folder)
+    block(folder, "k")
+    for value in (b"1", b"2"):
+        assert isinstance(await writer.write_and_wait("k", value), StorageError)
+    assert writer.failing == 1
+    unblock(folder, "k")
+    for _ in range(100):
+        if writer.failing == 0:
+            break
+        await asyncio.sleep(0.05)
+    await writer.flush()  # the retry under way
+    assert (folder.path / "k.json").read_bytes() == b"2\n"
+    assert await writer.close() == []
+
+
+async def test_writer_logs_a_key_failing_again_once(
+    folder: CacheFolder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that keeps failing is logged once at ERROR until it is written."""
+    writer = WriteBehind(folder)
+    block(folder, "k")
+    for value in (b"1", b"2", b"3"):
+        assert isinstance(await writer.write_and_wait("k", value), StorageError)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].startswith('could not save key "k" to ')
+    assert errors[0].endswith("; will try again")
+    await writer.close()
+
+
+async def test_writer_close_returns_what_could_not_be_written(folder: CacheFolder) -> None:
+    """Closing tries failed writes once more and returns the keys that still fail."""
+    writer = WriteBehind(folder)
+    block(folder, "a", "b")
+    for key in ("b", "a"):
+        assert isinstance(await writer.write_and_wait(key, b"1"), StorageError)
+    assert sorted(await writer.close()) == ["a", "b"]
 
 
 async def test_writer_thread_starts_on_first_write_and_stops_on_close(

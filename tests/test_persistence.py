@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,10 @@ async def test_file_holds_the_value_itself(start_server: StartServer, cache_dir:
         server.port, "POST", "/set", '{"key": "player-position", "value": {"x": 100, "y": 200}}'
     )
     assert (cache_dir / "player-position.json").read_text() == '{"x":100,"y":200}\n'
-    assert [p.name for p in cache_dir.iterdir()] == ["player-position.json"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == [
+        ".objstore.lock",
+        "player-position.json",
+    ]
 
 
 async def test_websocket_set_is_written_without_a_request_to_wait(
@@ -90,7 +92,7 @@ async def test_corrupt_file_is_set_aside_and_the_rest_loads(
     assert server.store.get("good") == b'{"ok":true}'
     assert "broken" not in server.store
     assert "empty" not in server.store
-    names = sorted(p.name for p in cache_dir.iterdir())
+    names = sorted(p.name for p in cache_dir.iterdir() if p.name != ".objstore.lock")
     assert len(names) == 3
     assert "good.json" in names
     aside = [n for n in names if n.endswith(".corrupt")]
@@ -110,7 +112,7 @@ async def test_leftover_temp_files_are_removed(start_server: StartServer, cache_
     (cache_dir / ".k.json.abc123.tmp").write_text("2")
     server = await start_server()
     assert server.load_report.temp_files_removed == 1
-    assert sorted(p.name for p in cache_dir.iterdir()) == ["k.json"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == [".objstore.lock", "k.json"]
     assert server.store.get("k") == b"1"
 
 
@@ -131,8 +133,9 @@ async def test_unwritable_cache_reports_the_failure(
     server: ObjstoreServer, client: Connect, cache_dir: Path
 ) -> None:
     """When a file cannot be written, HTTP answers 500 and a WebSocket setter gets an error."""
-    shutil.rmtree(cache_dir)
-    cache_dir.write_text("not a folder")  # every write into it now fails
+    # A folder under a key's file name: a file cannot replace it, for root too.
+    (cache_dir / "k.json").mkdir()
+    (cache_dir / "w.json").mkdir()
     answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 1}')
     assert answer.status == 500
     assert answer.json()["error"].startswith('could not save key "k" to ')

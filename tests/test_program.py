@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from objstore.cli import STARTUP_FAILURE, USAGE_ERROR
+from objstore.cli import DATA_NOT_SAVED, STARTUP_FAILURE, USAGE_ERROR
 
 from .helpers import http_request, recv_json
 
@@ -367,9 +367,50 @@ async def test_kill_9_during_a_burst_leaves_only_valid_files(
     for path in files:
         value = json.loads(path.read_text())
         assert value[1] == big
+    assert (cache / ".objstore.lock").is_file()  # left locked by the killed server
     restarted = launcher.start(tmp_path)
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     assert f"({len(files)} keys loaded)" in restarted.banner
+
+
+def test_second_program_on_the_same_folder_exits_with_one_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A second objstore on a folder in use prints one line naming the folder and the
+    process that holds it, and exits 3; the first keeps serving."""
+    first = launcher.start(tmp_path)
+    result = launcher.run(tmp_path, "--port", "0")
+    assert result.returncode == STARTUP_FAILURE
+    cache = launcher.default_cache(tmp_path)
+    pid = _server_pid(first.process) if sys.platform == "linux" else r"\d+"
+    (line,) = result.stderr.strip().splitlines()
+    assert re.fullmatch(
+        re.escape(f"objstore: the cache folder {cache} is in use by another objstore (process ")
+        + str(pid)
+        + re.escape("); stop that program or choose another folder with --cache-dir or CACHE_DIR"),
+        line,
+    ), line
+    code, err = first.stop()
+    assert code == 0, err
+
+
+async def test_values_that_cannot_be_written_make_a_loud_non_zero_exit(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """SIGTERM while a value cannot be written (a folder stands under its file's name) names
+    the key in the log and exits with DATA_NOT_SAVED."""
+    program = launcher.start(tmp_path)
+    cache = launcher.default_cache(tmp_path)
+    (cache / "lost.json").mkdir()
+    answer = await http_request(program.port, "POST", "/set", '{"key": "lost", "value": 1}')
+    assert answer.status == 500
+    code, err = await asyncio.to_thread(program.stop)
+    assert code == DATA_NOT_SAVED, err
+    assert (
+        f"stopped WITHOUT SAVING 1 key: their latest values could not be written to {cache} "
+        'and are lost ("lost"); see the errors above'
+    ) in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.skipif(WINDOWS, reason="creating symbolic links needs extra rights on Windows")

@@ -1,0 +1,151 @@
+"""Loading the cache folder at start: every value read, the rest tidied or set aside.
+
+Owns what happens to each entry found in the folder, as
+:func:`~objstore.foldernames.classify` names it: value files are read (and
+original-style names renamed to canonical ones), files that cannot be read
+and symbolic links under the store's names are renamed ``*.corrupt`` with a
+warning (a link itself is renamed; what it points to is never read or
+touched), leftovers of a crash are removed. Blocking code, run once before
+the server listens; knows nothing of asyncio or of writing values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import jsonvalues
+from .diskio import read_file, remove_quietly, replace
+from .errors import ClientError
+from .foldernames import classify, file_name, is_hashed, set_aside_name, sidecar_name
+from .folderwrite import FolderWriter
+from .keys import validate_key
+
+__all__ = ["LoadReport", "load_folder"]
+
+logger = logging.getLogger("objstore.cache")
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What :func:`load_folder` found."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    #: Names of files that could not be loaded and were renamed, as ``(old, new)``.
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
+    #: Original-style names renamed to canonical ones, as ``(old, new)``.
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    #: Leftover temporary files (and spares without their value file) removed.
+    temp_files_removed: int = 0
+
+
+def load_folder(writer: FolderWriter) -> LoadReport:
+    """Read every key's value from *writer*'s folder; set aside what cannot be read; tidy."""
+    return _Loader(writer).load()
+
+
+class _Loader:
+    def __init__(self, writer: FolderWriter) -> None:
+        self.path = writer.path
+        self.writer = writer
+        self.report = LoadReport()
+
+    def _join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def load(self) -> LoadReport:
+        report = self.report
+        names: list[str] = []
+        links: list[str] = []
+        for entry in os.scandir(self.path):
+            # Never follow a link: a link under one of our names is set aside below.
+            if entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+            elif entry.is_symlink() and classify(entry.name).is_ours:
+                links.append(entry.name)
+        for name in links:
+            self._set_aside(name, "a symbolic link, which objstore never follows")
+        present = set(names)
+        legacy: list[tuple[str, str]] = []
+        for name in names:
+            kind = classify(name)
+            if kind.kind == "leftover" or (kind.kind == "spare" and kind.of not in present):
+                # Left by a crash between writing a file and renaming it, or the
+                # spare of a file removed since: of no use to any key.
+                if remove_quietly(self._join(name)):
+                    report.temp_files_removed += 1
+            elif kind.kind == "canonical":
+                assert kind.key is not None
+                self._load_one(kind.key, name)
+            elif kind.kind == "hashed":
+                key = self._read_sidecar(name)
+                if key is not None:
+                    self._load_one(key, name)
+            elif kind.kind == "legacy":
+                assert kind.key is not None
+                legacy.append((kind.key, name))
+        for key, name in legacy:
+            self._migrate_legacy(key, name, present)
+        return report
+
+    def _load_one(self, key: str, name: str) -> bool:
+        try:
+            text = read_file(self._join(name)).decode("utf-8")
+            self.report.values[key] = jsonvalues.encode(jsonvalues.decode(text))
+        except (OSError, UnicodeDecodeError, ValueError, ClientError) as exc:
+            self._set_aside(name, f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    def _read_sidecar(self, name: str) -> str | None:
+        sidecar = sidecar_name(name)
+        try:
+            return validate_key(read_file(self._join(sidecar)).decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ClientError) as exc:
+            self._set_aside(name, f"its key file {sidecar} cannot be read ({exc})")
+            return None
+
+    def _migrate_legacy(self, key: str, name: str, present: set[str]) -> None:
+        """Load a file named the original way (``{key}.json``) and give it its canonical name."""
+        canonical = file_name(key)
+        if canonical in present and key in self.report.values:
+            # Both exist: the newer file holds the latest value.
+            if self._mtime(name) <= self._mtime(canonical):
+                self._set_aside(name, f"an older copy of {canonical}")
+                return
+            del self.report.values[key]
+            self._set_aside(canonical, f"an older copy of {name}")
+        if not self._load_one(key, name):
+            return
+        try:
+            if is_hashed(canonical):
+                self.writer.write_atomically(sidecar_name(canonical), key.encode("utf-8"))
+            replace(self._join(name), self._join(canonical))
+        except OSError as exc:
+            logger.warning("could not rename %s to %s: %s", name, canonical, exc)
+            return
+        self.report.renamed.append((name, canonical))
+
+    def _set_aside(self, name: str, reason: str) -> None:
+        """Rename an entry that cannot be loaded so that it is kept but no longer read."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        counter = 1
+        target = set_aside_name(name, stamp)
+        while os.path.lexists(self._join(target)):
+            counter += 1
+            target = set_aside_name(name, stamp, counter)
+        try:
+            os.replace(self._join(name), self._join(target))
+        except OSError as exc:
+            logger.warning("cannot load %s (%s) and cannot rename it: %s", name, reason, exc)
+            return
+        logger.warning("cannot load %s (%s); renamed it to %s", name, reason, target)
+        self.report.set_aside.append((name, target))
+
+    def _mtime(self, name: str) -> float:
+        try:
+            return os.lstat(self._join(name)).st_mtime
+        except OSError:
+            return 0.0
