@@ -325,9 +325,9 @@ class OriginPolicy:
             )
         if origin is None:
             return f"origin {describe(origin_text, _SHOWN_LIMIT)} is not allowed; {_ORIGIN_HINT}"
+        flag = f"--allow-origin {origin}" if len(origin_text) <= _SHOWN_LIMIT else "--allow-origin"
         return (
-            f"origin {_shown(origin_text)} is not allowed; "
-            f"start objstore with --allow-origin {origin} to allow it"
+            f"origin {_shown(origin_text)} is not allowed; start objstore with {flag} to allow it"
         )
 
     def _host_error(self, host: str) -> str:
