@@ -181,7 +181,7 @@ def _banner(server: ObjstoreServer) -> str:
             if ANY_ORIGIN in config.allow_origins
             else ", ".join(config.allow_origins)
         )
-        lines.append(f"  Pages from {allowed} may use the store")
+        lines.append(f"  Allowed    pages from {allowed}")
     if host in ("0.0.0.0", "", "::"):
         addresses = _lan_addresses()
         if addresses:
