@@ -299,3 +299,31 @@ def test_allowed_site_uses_the_store(browser: Browser, tmp_path: Path, other_sit
         assert [server.get(key) for key in ("ws", "json", "text")] == ["ws", "json", None]
     finally:
         server.stop()
+
+
+def test_refused_console_says_why(browser: Browser, tmp_path: Path) -> None:
+    """A console opened by a name the server does not allow logs the server's reason.
+
+    A second browser resolves ``my-pc.test`` to 127.0.0.1, as a LAN name resolves
+    to the machine; the server accepts that Host (an allowed origin names it) but
+    not the console's origin, which has another port.
+    """
+    server = Server(tmp_path / "cache", "--allow-origin", "http://my-pc.test:1")
+    server.start()
+    resolving = browser.browser_type.launch(
+        executable_path=find_chromium(),
+        args=[*BROWSER_FLAGS, "--host-resolver-rules=MAP my-pc.test 127.0.0.1"],
+    )
+    try:
+        page = resolving.new_page()
+        page.goto(f"http://my-pc.test:{server.port}/test")
+        expect(page.locator("#log .error .text")).to_have_text(
+            f"the server refuses this page: origin http://my-pc.test:{server.port} is not "
+            f"allowed; start objstore with --allow-origin http://my-pc.test:{server.port} "
+            "to allow it",
+            timeout=10_000,
+        )
+        expect(page.locator("#status")).not_to_have_text("connected")
+    finally:
+        resolving.close()
+        server.stop()
