@@ -35,7 +35,9 @@ only as the bound or reached address: another program may serve them.
 
 Bounds: the allowed origins are the user's list; a request's Origin and Host
 are parsed in time and memory linear in their length (the HTTP layer bounds
-headers), and the Origin shown in an error is cut at 100 characters.
+headers); the Host check remembers its last answers for up to 512 Host values
+of up to 260 characters (about 200 KB at most); an Origin or content type shown
+in an error is cut at 100 characters.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?\Z")
 _PORT = re.compile(r"[0-9]{1,5}\Z")
 _SHOWN_LIMIT = 100
+#: The Host check remembers its answer for this many (Host, address) pairs, of Host
+#: values up to this length (a DNS name and a port): at most about 200 KB.
+_HOSTS_REMEMBERED = 512
+_HOST_REMEMBERED_LENGTH = 260
 _ORIGIN_HINT = "an origin is scheme://host[:port] without a path, like http://localhost:5173"
 
 
@@ -231,6 +237,10 @@ class OriginPolicy:
     _bound: str = field(init=False)
     #: Hosts of allowed origins: accepted in ``Host`` like loopback names.
     _allowed_hosts: frozenset[str] = field(init=False)
+    #: The Host check's answers by (Host, address reached): the same few come every time.
+    _hosts_seen: dict[tuple[str, str], bool] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         bound = "" if self.host in _WILDCARD_HOSTS else _origin_host(self.host)
@@ -248,8 +258,16 @@ class OriginPolicy:
     ) -> Verdict:
         """Decide on a request: its method, headers (lowercase names), the address it reached."""
         host = headers.get("host", "")
-        if host and not self._host_allowed(host, local_host):
-            return Verdict(HTTPStatus.FORBIDDEN, self._host_error(host))
+        if host:
+            seen = self._hosts_seen.get((host, local_host))
+            if seen is None:
+                seen = self._host_allowed(host, local_host)
+                if len(host) <= _HOST_REMEMBERED_LENGTH:
+                    if len(self._hosts_seen) >= _HOSTS_REMEMBERED:
+                        self._hosts_seen.clear()
+                    self._hosts_seen[host, local_host] = seen
+            if not seen:
+                return Verdict(HTTPStatus.FORBIDDEN, self._host_error(host))
         origin_text = headers.get("origin")
         if origin_text is None:
             return _GO_ON

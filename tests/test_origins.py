@@ -151,6 +151,19 @@ def test_other_hosts_are_refused_on_loopback(host: str) -> None:
     )
 
 
+def test_host_answers_are_remembered_within_a_bound() -> None:
+    """The Host check remembers at most 512 answers, of short Host values, and stays right."""
+    policy = OriginPolicy.for_server("127.0.0.1", PORT)
+    for n in range(1000):
+        assert check(policy, host=f"evil-{n}.example").status == 403
+        assert check(policy, host=f"evil-{n}.example").status == 403
+    assert check(policy, host="localhost:3000") == Verdict()
+    assert check(policy, host="localhost:3000") == Verdict()
+    assert 0 < len(policy._hosts_seen) <= 512
+    assert check(policy, host="a" * 300 + ".localhost") == Verdict()
+    assert ("a" * 300 + ".localhost", "127.0.0.1") not in policy._hosts_seen
+
+
 def test_missing_host_is_served() -> None:
     """An HTTP/1.0 request without Host is served."""
     assert check(LOOPBACK) == Verdict()
