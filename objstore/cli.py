@@ -22,6 +22,7 @@ from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, defaul
 from .console import pause_if_double_clicked
 from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
+from .origins import ANY_ORIGIN, normalize_allowed_origin
 from .server import ObjstoreServer
 
 __all__ = [
@@ -90,7 +91,32 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help=f"one of {', '.join(_LOG_LEVELS)}; debug shows every message "
         "(LOG_LEVEL, default info)",
     )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (like http://localhost:5173; * for any, null for "
+        "file:// pages) use the store; pages served by objstore itself always may; "
+        "repeat for more (ALLOW_ORIGIN, comma-separated, default none)",
+    )
     return parser
+
+
+def _allowed_origins(
+    parser: argparse.ArgumentParser, flags: list[str] | None, env: Mapping[str, str]
+) -> tuple[str, ...]:
+    values = flags if flags is not None else env.get("ALLOW_ORIGIN", "").split(",")
+    origins: list[str] = []
+    for value in values:
+        if flags is None and not value.strip():
+            continue  # ALLOW_ORIGIN="" or a stray comma
+        try:
+            origin = normalize_allowed_origin(value)
+        except ValueError as exc:
+            parser.error(f"--allow-origin {exc}")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _whole_number(
@@ -122,6 +148,7 @@ def parse_config(
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         max_size=_whole_number(parser, "--max-size", args.max_size, 1024, 2**31),
         log_level=args.log_level,
+        allow_origins=_allowed_origins(parser, args.allow_origin, env),
     )
 
 
@@ -162,6 +189,13 @@ def _banner(server: ObjstoreServer) -> str:
         f"  HTTP       GET http://{shown}:{port}/get/{{key}}   POST http://{shown}:{port}/set",
         f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)",
     ]
+    if config.allow_origins:
+        allowed = (
+            "any website (--allow-origin *)"
+            if ANY_ORIGIN in config.allow_origins
+            else ", ".join(config.allow_origins)
+        )
+        lines.append(f"  Allowed    pages from {allowed}")
     if host in ("0.0.0.0", "", "::"):
         addresses = _lan_addresses()
         if addresses:

@@ -51,3 +51,6 @@ class Config:
     #: Seconds an HTTP connection may stay idle between requests (keep-alive), or
     #: take to send one, before it is closed.
     http_timeout: float = 10.0
+    #: Origins (``scheme://host[:port]``, ``*`` or ``null``) of web pages that may use the
+    #: store besides the server's own (see :mod:`objstore.origins`); they get CORS headers.
+    allow_origins: tuple[str, ...] = ()

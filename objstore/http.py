@@ -1,9 +1,11 @@
 """The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, and what is not found.
 
 Owns routing and the shape of every HTTP answer, JSON errors included. The
-transport hands in a parsed request (method, target, body) and sends back what
-:func:`route` returns; None means "this is the WebSocket endpoint, upgrade it".
-Knows nothing of websockets; the one routing function serves every transport.
+transport hands in a parsed request (method, target, headers, body) and sends
+back what :func:`route` returns; None means "this is the WebSocket endpoint,
+upgrade it". Every request, upgrades included, first passes the Origin and Host
+checks of :mod:`objstore.origins`. Knows nothing of websockets; the one routing
+function serves every transport.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 from .errors import ClientError, InvalidKey
 from .keys import validate_key
+from .origins import OriginPolicy
 from .protocol import Update, encode_error, parse_set_body
 from .service import StoreService
 from .writer import WriteResult
@@ -88,13 +91,43 @@ def _key_from_path(raw: str) -> str:
 
 
 def route(
-    service: StoreService, request: HttpRequest
+    service: StoreService, origins: OriginPolicy, request: HttpRequest
 ) -> HttpResponse | Awaitable[HttpResponse] | None:
     """Answer *request*, or return None to let the WebSocket handshake go on.
 
     The answer is ready at once, except for ``POST /set``, which is answered
     once the value is on disk: then an awaitable of the answer is returned.
+    *origins* refuses requests from websites that may not make them, answers
+    CORS preflights and adds CORS headers for allowed origins.
     """
+    verdict = origins.check(
+        request.method, request.is_upgrade, request.headers, request.local_host
+    )
+    if verdict.status is None:
+        answer = _dispatch(service, request)
+    elif verdict.error:
+        answer = _error(verdict.status, verdict.error)
+    else:
+        answer = HttpResponse(verdict.status, b"")
+    if not verdict.headers or answer is None:
+        return answer
+    if isinstance(answer, HttpResponse):
+        answer.headers.extend(verdict.headers)
+        return answer
+    return _with_headers(answer, verdict.headers)
+
+
+async def _with_headers(
+    answer: Awaitable[HttpResponse], headers: tuple[tuple[str, str], ...]
+) -> HttpResponse:
+    response = await answer
+    response.headers.extend(headers)
+    return response
+
+
+def _dispatch(
+    service: StoreService, request: HttpRequest
+) -> HttpResponse | Awaitable[HttpResponse] | None:
     path = request.target.partition("?")[0]
     if path in WEBSOCKET_PATHS and request.is_upgrade:
         return None

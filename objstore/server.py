@@ -13,7 +13,7 @@ import errno
 import logging
 import sys
 from collections.abc import Awaitable
-from functools import partial
+from functools import cached_property
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -25,6 +25,7 @@ from .connection import ObjstoreConnection
 from .errors import StartupError
 from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
+from .origins import OriginPolicy
 from .outbox import FlushScheduler, Outbox, deliver_to_all
 from .service import StoreService
 from .session import ClientSession
@@ -70,7 +71,7 @@ class ObjstoreServer:
                 "stall_timeout": self.config.stall_timeout,
                 "http_timeout": self.config.http_timeout,
                 "session_factory": self._new_session,
-                "http_handler": partial(route, self.service),
+                "http_handler": self._route,
                 "http_connections": self._http_connections,
                 "turn": self._flush_scheduler,
             },
@@ -137,8 +138,7 @@ class ObjstoreServer:
         # Only WebSocket upgrades reach websockets (see objstore.connection); the
         # router still decides which paths accept them.
         sockname = connection.local_address
-        answer = route(
-            self.service,
+        answer = self._route(
             HttpRequest(
                 request.method,
                 request.path,
@@ -161,6 +161,15 @@ class ObjstoreServer:
             ]
         )
         return Response(answer.status.value, answer.status.phrase, headers, answer.body)
+
+    def _route(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse] | None:
+        """Route a request of either transport with this server's Origin and Host checks."""
+        return route(self.service, self._origins, request)
+
+    @cached_property
+    def _origins(self) -> OriginPolicy:
+        # Made at the first request, when the port listened on is known (also with port 0).
+        return OriginPolicy.for_server(self.config.host, self.port, self.config.allow_origins)
 
     def _new_session(self, connection: ObjstoreConnection) -> ClientSession:
         assert self._flush_scheduler is not None

@@ -76,6 +76,55 @@ def test_bad_values_are_usage_errors(
     assert error in capsys.readouterr().err
 
 
+def test_no_origin_is_allowed_by_default() -> None:
+    """Without --allow-origin or ALLOW_ORIGIN, only the server's own pages may use it."""
+    assert parse_config([], {}).allow_origins == ()
+
+
+def test_allow_origin_flag_repeats() -> None:
+    """--allow-origin may be given several times; values are kept as browsers send them."""
+    config = parse_config(
+        ["--allow-origin", "http://localhost:5173", "--allow-origin", "HTTPS://App.Example:443/"],
+        {},
+    )
+    assert config.allow_origins == ("http://localhost:5173", "https://app.example")
+
+
+def test_allow_origin_variable_is_comma_separated() -> None:
+    """ALLOW_ORIGIN holds origins separated by commas; blanks and repeats are dropped."""
+    env = {"ALLOW_ORIGIN": "http://localhost:5173, null,,http://localhost:5173,*"}
+    assert parse_config([], env).allow_origins == ("http://localhost:5173", "null", "*")
+
+
+def test_allow_origin_flag_overrides_the_variable() -> None:
+    """--allow-origin replaces ALLOW_ORIGIN rather than adding to it."""
+    config = parse_config(["--allow-origin", "null"], {"ALLOW_ORIGIN": "http://a.example"})
+    assert config.allow_origins == ("null",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--allow-origin", "http://localhost:5173/app"], {}),
+        (["--allow-origin", "localhost:5173"], {}),
+        (["--allow-origin", ""], {}),
+        ([], {"ALLOW_ORIGIN": "http://a.example,http://b.example/app"}),
+    ],
+)
+def test_bad_origins_are_usage_errors(
+    argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An origin with a path, without a scheme, or empty exits 2 naming the flag and value."""
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(argv, env)
+    assert exit_.value.code == 2
+    bad = argv[1] if argv else "http://b.example/app"
+    assert (
+        "--allow-origin must be an origin like http://localhost:5173 (scheme://host[:port] "
+        f"without a path), * or null, got {bad!r}"
+    ) in capsys.readouterr().err
+
+
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     """--version prints the version and exits 0."""
     from objstore import __version__
@@ -93,6 +142,18 @@ async def test_banner_shows_urls_and_cache(start_server: StartServer) -> None:
     assert f"ws://127.0.0.1:{server.port}/ws" in banner
     assert f"http://127.0.0.1:{server.port}/test" in banner
     assert f"({len(server.store)} keys loaded)" in banner
+
+
+async def test_banner_names_allowed_origins(start_server: StartServer) -> None:
+    """The banner says which other websites may use the store."""
+    server = await start_server(allow_origins=("http://localhost:5173", "null"))
+    assert "  Allowed    pages from http://localhost:5173, null\n" in _banner(server)
+
+
+async def test_banner_warns_of_any_origin(start_server: StartServer) -> None:
+    """With --allow-origin *, the banner says that any website may use the store."""
+    server = await start_server(allow_origins=("*",))
+    assert "  Allowed    pages from any website (--allow-origin *)\n" in _banner(server)
 
 
 async def test_banner_on_all_interfaces_mentions_the_network(start_server: StartServer) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,15 +52,16 @@ def find_chromium() -> str:
 class Server:
     """``python -m objstore`` on a fixed port, so that it can be restarted on the same one."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, *args: str) -> None:
         self.port = free_port()
         self.cache_dir = cache_dir
+        self.args = args
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "objstore", "--port", str(self.port)],
+            [sys.executable, "-m", "objstore", "--port", str(self.port), *self.args],
             env={**env, "CACHE_DIR": str(self.cache_dir)},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -85,6 +87,11 @@ class Server:
             ws.send(json.dumps({"action": "set", "key": key, "value": value}))
             ws.send(json.dumps({"action": "get", "key": key}))
             ws.recv(timeout=5)
+
+    def get(self, key: str) -> object:
+        with connect(f"ws://127.0.0.1:{self.port}/ws") as ws:
+            ws.send(json.dumps({"action": "get", "key": key}))
+            return json.loads(ws.recv(timeout=5))["value"]
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +204,126 @@ def test_screenshot_of_a_known_state(page: Page, server: Server) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
     assert (ARTIFACTS / "console.png").stat().st_size > 10_000
+
+
+# -- pages of other websites -----------------------------------------------------------
+
+#: A page of another site (another port of 127.0.0.1) that tries the store three ways:
+#: a WebSocket set, a JSON POST (preflighted) and a text/plain POST (sent without one).
+OTHER_SITE_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><script>
+const store = "127.0.0.1:" + new URLSearchParams(location.search).get("port");
+const results = {};
+const post = (key, type, mode) => fetch("http://" + store + "/set", {
+  method: "POST", mode, headers: {"Content-Type": type},
+  body: JSON.stringify({key, value: key}),
+}).then(async (r) => r.type === "opaque" ? "sent" : r.status + " " + await r.text(),
+        (e) => "failed " + e.name);
+new Promise((resolve) => {
+  const ws = new WebSocket("ws://" + store + "/ws");
+  ws.onopen = () => {
+    ws.send(JSON.stringify({action: "set", key: "ws", value: "ws"}));
+    ws.send(JSON.stringify({action: "get", key: "ws"}));
+  };
+  ws.onmessage = (event) => { resolve("got " + event.data); ws.close(); };
+  ws.onclose = (event) => resolve("closed " + event.code);
+}).then(async (ws) => {
+  results.ws = ws;
+  results.json = await post("json", "application/json");
+  results.text = await post("text", "text/plain", "no-cors");
+  window.results = results;
+});
+</script>"""
+
+
+@pytest.fixture
+def other_site(tmp_path: Path) -> Iterator[str]:
+    """A page served by Python's http.server on another port of 127.0.0.1; its URL."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "index.html").write_text(OTHER_SITE_PAGE)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "http.server did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()  # by process id
+        process.wait(timeout=10)
+
+
+def visit(browser: Browser, url: str) -> dict[str, str]:
+    """Open *url* and return what its script found."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("window.results !== undefined", timeout=15_000)
+        results: dict[str, str] = page.evaluate("window.results")
+        return results
+    finally:
+        context.close()
+
+
+def test_other_site_is_refused_by_default(
+    browser: Browser, server: Server, other_site: str
+) -> None:
+    """A page on another port can neither open a WebSocket nor POST /set, and stores nothing."""
+    results = visit(browser, f"{other_site}/?port={server.port}")
+    assert results == {"ws": "closed 1006", "json": "failed TypeError", "text": "sent"}
+    assert [server.get(key) for key in ("ws", "json", "text")] == [None, None, None]
+
+
+def test_allowed_site_uses_the_store(browser: Browser, tmp_path: Path, other_site: str) -> None:
+    """With --allow-origin, that page opens a WebSocket and POSTs JSON; text/plain is 415."""
+    server = Server(tmp_path / "cache", "--allow-origin", other_site)
+    server.start()
+    try:
+        results = visit(browser, f"{other_site}/?port={server.port}")
+        assert results == {
+            "ws": 'got {"key":"ws","value":"ws"}',
+            "json": '200 {"key":"json","value":"json"}',
+            "text": "sent",
+        }
+        assert [server.get(key) for key in ("ws", "json", "text")] == ["ws", "json", None]
+    finally:
+        server.stop()
+
+
+def test_refused_console_says_why(browser: Browser, tmp_path: Path) -> None:
+    """A console opened by a name the server does not allow logs the server's reason.
+
+    A second browser resolves ``my-pc.test`` to 127.0.0.1, as a LAN name resolves
+    to the machine; the server accepts that Host (an allowed origin names it) but
+    not the console's origin, which has another port.
+    """
+    server = Server(tmp_path / "cache", "--allow-origin", "http://my-pc.test:1")
+    server.start()
+    resolving = browser.browser_type.launch(
+        executable_path=find_chromium(),
+        args=[*BROWSER_FLAGS, "--host-resolver-rules=MAP my-pc.test 127.0.0.1"],
+    )
+    try:
+        page = resolving.new_page()
+        page.goto(f"http://my-pc.test:{server.port}/test")
+        expect(page.locator("#log .error .text")).to_have_text(
+            f"the server refuses this page: origin http://my-pc.test:{server.port} is not "
+            f"allowed; start objstore with --allow-origin http://my-pc.test:{server.port} "
+            "to allow it",
+            timeout=10_000,
+        )
+        expect(page.locator("#status")).not_to_have_text("connected")
+    finally:
+        resolving.close()
+        server.stop()

@@ -27,11 +27,12 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
 
 
 def get(path: str, extra: str = "") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode()
 
 
 def post(body: str) -> bytes:
-    return f"POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+    head = f"POST /set HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n"
+    return f"{head}{body}".encode()
 
 
 async def test_many_requests_on_one_connection(server: ObjstoreServer) -> None:
@@ -120,7 +121,7 @@ async def test_websocket_upgrade_after_http_on_the_same_connection(
     writer.write(get("/get/u"))
     assert json.loads((await read_response(reader))[2]) == {"key": "u", "value": 1}
     writer.write(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -132,7 +133,8 @@ async def test_upgrade_to_unknown_path_is_404(server: ObjstoreServer) -> None:
     """A WebSocket upgrade to a path that is not a WebSocket endpoint is refused."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
-        b"GET /elsewhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /elsewhere HTTP/1.1\r\nHost: localhost\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     status, _, _ = await read_response(reader)

@@ -201,7 +201,7 @@ async def test_client_that_never_answers_pings_is_closed(start_server: StartServ
     server = await start_server(ping_interval=0.2, ping_timeout=0.2)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
