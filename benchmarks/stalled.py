@@ -5,8 +5,9 @@ much its resident memory grows in two cases:
 
 * ``subscribers``: N subscribers of one hot key stop reading their sockets (they
   never call ``recv`` and their transports stop reading), and one publisher sets
-  the key many times with 1 KB values. The server should keep about one pending
-  update per key per stalled subscriber, whatever the number of sets.
+  the key many times (2,000 sets of 64 KB by default). The server should keep
+  about one pending update per key per stalled subscriber, whatever the number
+  of sets.
 * ``gets``: one client sets a 1 MiB value, then sends 1,500 ``get`` messages for it
   in one write and reads nothing. The server should stop handling its frames once
   its outgoing buffer is full.
@@ -146,8 +147,8 @@ def _masked_text_frame(payload: bytes) -> bytes:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", default="1,8,64", help="comma-separated counts")
-    parser.add_argument("--sets", type=int, default=20_000, help="sets of the hot key")
-    parser.add_argument("--value-size", type=int, default=1000, help="bytes per set")
+    parser.add_argument("--sets", type=int, default=2000, help="sets of the hot key")
+    parser.add_argument("--value-size", type=int, default=64_000, help="bytes per set")
     parser.add_argument("--gets", type=int, default=1500, help="gets of the 1 MiB value")
     parser.add_argument("--loops", default="uvloop,asyncio", help="comma-separated")
     parser.add_argument("--python", default=str(ROOT / ".venv/bin/python"))
@@ -161,7 +162,8 @@ async def main() -> None:
                 grown = await stalled_subscribers(server, count, args.sets, args.value_size)
             finally:
                 server.stop()
-            print(f"| {loop} | {count} stalled subscribers, {args.sets} sets of {args.value_size} B | {grown:.1f} MiB |")
+            case = f"{count} stalled subscribers, {args.sets} sets of {args.value_size} B"
+            print(f"| {loop} | {case} | {grown:.1f} MiB |")
         server = Server(args.python, loop)
         try:
             grown = await get_flood(server, args.gets)

@@ -97,6 +97,34 @@ def test_scheduler_flushes_every_marked_outbox_once_per_turn() -> None:
     assert [w.writes for w in writers] == [[both], [both]]
 
 
+def test_deferred_work_runs_after_the_flush_with_the_budget_renewed() -> None:
+    """defer() schedules one flush; the callback runs after the outboxes are written,
+    with the turn's spent bytes back at zero."""
+    callbacks: list[object] = []
+    scheduler = FlushScheduler(callbacks.append)
+    writer = Writer()
+    outbox = Outbox(writer, scheduler)
+    outbox.reply(b"r")
+    scheduler.spent = 100_000
+    seen: list[tuple[int, int]] = []
+    scheduler.defer(lambda: seen.append((len(writer.writes), scheduler.spent)))
+    assert callbacks == [scheduler.flush]  # one flush for both
+    scheduler.flush()
+    assert seen == [(1, 0)]
+    scheduler.defer(lambda: None)
+    assert callbacks == [scheduler.flush, scheduler.flush]  # a new turn, a new flush
+
+
+def test_replies_are_counted_until_the_flush() -> None:
+    """An outbox counts the bytes of its replies since its last flush, for flow control."""
+    outbox, _, _ = make()
+    outbox.reply(b"x" * 10)
+    outbox.reply(b"y" * 5)
+    assert outbox.replied == 15
+    outbox.flush()
+    assert outbox.replied == 0
+
+
 def test_text_frame_lengths() -> None:
     """Frames use the 7-bit, 16-bit and 64-bit length forms at their boundaries."""
     assert text_frame(b"hi") == b"\x81\x02hi"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -118,3 +120,89 @@ async def test_large_updates_are_framed_correctly(client: Connect) -> None:
         for size in (10, 200, 70_000):
             await ws.send(json.dumps({"action": "set", "key": "big", "value": "z" * size}))
             assert await recv_json(ws) == {"key": "big", "value": "z" * size}
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    return (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    )
+
+
+LOOPS = [pytest.param("uvloop", id="uvloop"), pytest.param("asyncio", id="asyncio")]
+
+
+def start_program(tmp_path: Path, loop: str) -> Any:
+    env = {"OBJSTORE_LOOP": "asyncio"} if loop == "asyncio" else {}
+    return Launcher("source", [sys.executable, "-m", "objstore"], None).start(tmp_path, env=env)
+
+
+async def peak_growth(pid: int, before: int, seconds: float) -> int:
+    peak = before
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_kib(pid))
+        await asyncio.sleep(0.05)
+    return peak - before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads server memory from /proc")
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_gets_sent_together_by_a_client_that_reads_nothing_cost_bounded_memory(
+    tmp_path: Path, loop: str
+) -> None:
+    """1,500 gets of a 1 MiB value in one write, never read, grow the server by < 40 MiB
+    (the replies are handled only as the socket takes them), and a later client is served."""
+    program = start_program(tmp_path, loop)
+    try:
+        url = f"ws://127.0.0.1:{program.port}/ws"
+        async with connect(url, max_size=None, max_queue=1) as flood:
+            await flood.send(json.dumps({"action": "set", "key": "big", "value": "b" * 2**20}))
+            await synced_subscriber(flood, "unused")
+            flood.transport.pause_reading()
+            before = rss_kib(program.process.pid)
+            get = masked_text_frame(json.dumps({"action": "get", "key": "big"}).encode())
+            flood.transport.write(get * 1500)
+            grown = await peak_growth(program.process.pid, before, 3)
+            assert grown < 40 * 1024, f"server grew by {grown} KiB"
+            async with connect(url) as other:
+                await other.send(json.dumps({"action": "get", "key": "sync"}))
+                assert await recv_json(other) == {"key": "sync", "value": None}
+            flood.transport.abort()  # it reads nothing: no closing handshake
+    finally:
+        code, err = program.stop()
+        assert code == 0, err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads server memory from /proc")
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_stalled_subscribers_cost_bounded_memory_on_both_loops(
+    tmp_path: Path, loop: str
+) -> None:
+    """16 subscribers that stop reading, 600 sets of 64 KB: the server grows < 24 MiB (on
+    uvloop it held about 8 MiB per stalled subscriber before writes were bounded per turn)."""
+    program = start_program(tmp_path, loop)
+    try:
+        url = f"ws://127.0.0.1:{program.port}/ws"
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(16):
+                ws = await stack.enter_async_context(connect(url, max_queue=1))
+                await synced_subscriber(ws, "hot")
+                ws.transport.pause_reading()
+                # They read nothing: end them without a closing handshake.
+                stack.callback(ws.transport.abort)
+            pub = await stack.enter_async_context(connect(url))
+            before = rss_kib(program.process.pid)
+            pad = "x" * 64_000
+            for n in range(600):
+                await pub.send(json.dumps({"action": "set", "key": "hot", "value": [n, pad]}))
+            await pub.send(json.dumps({"action": "get", "key": "sync"}))
+            await recv_json(pub, timeout=30)
+            grown = await peak_growth(program.process.pid, before, 0.5)
+            assert grown < 24 * 1024, f"server grew by {grown} KiB"
+    finally:
+        code, err = program.stop()
+        assert code == 0, err

@@ -143,3 +143,19 @@ async def test_oversized_frame_is_refused_from_its_header(start_server: StartSer
         assert await raw.close_code() == 1009
     finally:
         raw.close()
+
+
+async def test_fragment_passing_the_limit_is_refused_from_its_header(
+    start_server: StartServer,
+) -> None:
+    """A continuation frame that takes its message past --max-size is refused (1009) from
+    its header, before its payload arrives."""
+    server = await start_server(max_size=100_000)
+    raw = await RawWebSocket.connect(server.port)
+    try:
+        await raw.send(client_frame(b"[" + b"1," * 30_000, fin=False))  # 60,001 bytes
+        header = bytes([0x80, 0x80 | 126]) + struct.pack("!H", 50_000) + b"mask"
+        await raw.send(header)  # 110,001 in all; its payload is never sent
+        assert await raw.close_code(timeout=3) == 1009
+    finally:
+        raw.close()
