@@ -295,6 +295,8 @@ class RequestReader:
                     )
                 if b"\n\n" in buffer:  # a head ended with bare LFs would never end
                     raise _bare_lf()
+                if buffer and buffer[0] not in _METHOD_CHARS:  # no need to wait for the rest
+                    raise _bad("invalid HTTP request line")
                 return None
             request = _parse_head_cached(bytes(buffer[: end + len(_HEAD_END)]))
             if request.is_upgrade:
