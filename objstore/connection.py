@@ -4,8 +4,9 @@ Everything objstore relies on beyond the documented API of websockets lives
 in :mod:`objstore.wsinternals`, the base class of this one.
 
 HTTP: websockets answers one HTTP request per connection, then closes it, and
-refuses request bodies. So a connection starts in HTTP mode, where this class
-reads requests itself (:mod:`objstore.http11`), answers them through the one
+refuses request bodies. So a connection starts in HTTP mode, where it hands
+its transport's callbacks to an :class:`~objstore.httpconnection.HttpMode`,
+which reads requests (:mod:`objstore.http11`), answers them through the one
 router (:func:`objstore.http.route`) and keeps the connection alive. Only when
 a request asks for a WebSocket upgrade is websockets started on the connection
 (``connection_made``), with the request; from then on it is a websockets
@@ -37,16 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from websockets.frames import CloseCode, Frame, Opcode
 
-from .http import HttpRequest, HttpResponse
-from .http11 import BadRequest, Request, RequestReader, serialize_response
+from .http11 import Request
+from .httpconnection import HttpHandler, HttpMode
 from .outbox import TURN_BUDGET, FlushScheduler
-from .protocol import encode_error
 from .session import ClientSession
 from .wsinternals import WebsocketsConnection
 from .wssplitter import FRAME, MESSAGE_TEXT, REFUSED, FrameSplitter
@@ -62,9 +61,6 @@ _FRAMES_HELD = 0  # nobody yet: the handshake is not done, frames wait for it
 _FRAMES_OURS = 1  # this module, handing websockets every frame it does not take whole
 _FRAMES_WEBSOCKETS = 2  # websockets alone: the connection is closing
 
-#: Answers a plain HTTP request: an answer now, or an awaitable of one.
-HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
-
 
 class _State:
     """objstore's own state of a connection."""
@@ -77,11 +73,6 @@ class _State:
         "fragments",
         "framing",
         "http",
-        "http_busy",
-        "http_close_when_idle",
-        "http_deadline",
-        "http_task",
-        "http_timer",
         "ping_sent",
         "session",
         "splitter",
@@ -89,14 +80,9 @@ class _State:
         "websocket",
     )
 
-    def __init__(self, http: RequestReader) -> None:
-        # HTTP mode, until a request asks for a WebSocket.
-        self.http: RequestReader | None = http
-        self.http_busy = False
-        self.http_close_when_idle = False
-        self.http_deadline = 0.0
-        self.http_timer: asyncio.TimerHandle | None = None
-        self.http_task: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
+        # HTTP mode, from connection_made until the connection closes or upgrades.
+        self.http: HttpMode | None = None
         # WebSocket mode.
         self.websocket = False
         self.framing = _FRAMES_HELD
@@ -139,7 +125,7 @@ class ObjstoreConnection(WebsocketsConnection):
         # One attribute for all of objstore's state: websockets already sets
         # nearly 30, and past 30 CPython gives each instance a dict of its own
         # instead of sharing the attribute names (1.5 KB more per connection).
-        self.ours = _State(RequestReader(self.max_body_size))
+        self.ours = _State()
 
     @property
     def session(self) -> ClientSession | None:
@@ -152,30 +138,30 @@ class ObjstoreConnection(WebsocketsConnection):
         # websockets is started only for a WebSocket upgrade; see _upgrade().
         self.transport = transport  # type: ignore[assignment]
         self.http_connections.add(self)
-        self.ours.http_deadline = self.loop.time() + self.http_timeout
-        self.ours.http_timer = self.loop.call_later(self.http_timeout, self._http_timed_out)
+        self.ours.http = HttpMode(
+            self.transport,
+            self.loop,
+            self.http_handler,
+            max_body=self.max_body_size,
+            timeout=self.http_timeout,
+            upgrade=self._upgrade,
+            ended=self._end_http,
+        )
 
     def data_received(self, data: bytes) -> None:
-        reader = self.ours.http
-        if reader is None:
+        http = self.ours.http
+        if http is None:
             if self.ours.websocket:
                 self._receive_frames(data)
             return  # an HTTP connection being closed: drop what comes
-        reader.feed(data)
-        if reader.reading_body:
-            # A body in progress earns more time; a head trickling in does not,
-            # so a client cannot hold a connection by sending a byte at a time.
-            self.ours.http_deadline = self.loop.time() + self.http_timeout
-        self._serve_http()
+        http.data_received(data)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows a bool
         if self.ours.websocket:
             self.websockets_eof()
             return None
-        if self.ours.http_busy:
-            # The client is done sending; answer its last request, then close.
-            self.ours.http_close_when_idle = True
-            return True
+        if self.ours.http is not None:
+            return self.ours.http.eof_received()
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -187,129 +173,22 @@ class ObjstoreConnection(WebsocketsConnection):
             if self.ours.session is not None:
                 self.ours.session.close(self.close_code, self.close_reason or "")
             return
-        self._end_http()
-        if self.ours.http_task is not None:
-            self.ours.http_task.cancel()
+        if self.ours.http is not None:
+            self.ours.http.connection_lost()
 
     def close_if_http(self) -> None:
         """Close an HTTP-mode connection, at once if idle, else after its response."""
-        if self.ours.http is None:
-            return
-        if self.ours.http_busy:
-            self.ours.http_close_when_idle = True
-        else:
-            self.transport.close()
+        if self.ours.http is not None:
+            self.ours.http.close_when_idle()
 
     # -- HTTP mode ---------------------------------------------------------------------
-
-    def _serve_http(self) -> None:
-        reader = self.ours.http
-        while reader is not None and not self.ours.http_busy:
-            try:
-                request = reader.next_request()
-            except BadRequest as exc:
-                self._http_write(exc.status, encode_error(str(exc)), "application/json", [], False)
-                self._http_finish(keep_alive=False)
-                return
-            if request is None:
-                if reader.continue_expected:
-                    reader.continue_expected = False
-                    # curl waits for this before sending bodies over 1 KiB.
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                return
-            if request.is_upgrade:
-                self._upgrade(request)
-                return
-            self._answer(request)
-            reader = self.ours.http
-
-    def _answer(self, request: Request) -> None:
-        answer = self.http_handler(
-            HttpRequest(
-                request.method,
-                request.target,
-                False,
-                request.body,
-                request.headers,
-                self._local_host(),
-            )
-        )
-        keep_alive = request.keep_alive and not self.ours.http_close_when_idle
-        # The router answers None only to upgrade requests, which never come here.
-        assert answer is not None
-        if isinstance(answer, HttpResponse):
-            self._respond(answer, keep_alive)
-            return
-        # Answered later (POST /set waits for the disk): hold further requests.
-        self.ours.http_busy = True
-        self.transport.pause_reading()
-        self.ours.http_task = self.loop.create_task(self._respond_later(answer, keep_alive))
-
-    def _local_host(self) -> str:
-        sockname = self.transport.get_extra_info("sockname")
-        return str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
-
-    async def _respond_later(self, answer: Awaitable[HttpResponse], keep_alive: bool) -> None:
-        try:
-            response = await answer
-        except Exception:
-            logger.exception("HTTP request failed")
-            response = HttpResponse(
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                encode_error("internal error; see the server log"),
-            )
-        self.ours.http_busy = False
-        self.ours.http_task = None
-        if self.ours.http is None:
-            return  # the connection was lost meanwhile
-        self.transport.resume_reading()
-        self._respond(response, keep_alive and not self.ours.http_close_when_idle)
-        self._serve_http()
-
-    def _respond(self, response: HttpResponse, keep_alive: bool) -> None:
-        self._http_write(
-            response.status, response.body, response.content_type, response.headers, keep_alive
-        )
-        self._http_finish(keep_alive)
-
-    def _http_write(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        content_type: str,
-        headers: list[tuple[str, str]],
-        keep_alive: bool,
-    ) -> None:
-        self.transport.write(serialize_response(status, body, content_type, headers, keep_alive))
-
-    def _http_finish(self, keep_alive: bool) -> None:
-        if keep_alive and not self.ours.http_close_when_idle:
-            self.ours.http_deadline = self.loop.time() + self.http_timeout
-            return
-        self._end_http()
-        self.transport.close()
-
-    def _http_timed_out(self) -> None:
-        self.ours.http_timer = None
-        if self.ours.http is None:
-            return
-        remaining = self.ours.http_deadline - self.loop.time()
-        if remaining > 0 or self.ours.http_busy:
-            self.ours.http_timer = self.loop.call_later(max(remaining, 1.0), self._http_timed_out)
-            return
-        self._end_http()
-        self.transport.close()
 
     def _end_http(self) -> None:
         self.ours.http = None
         self.http_connections.discard(self)
-        if self.ours.http_timer is not None:
-            self.ours.http_timer.cancel()
-            self.ours.http_timer = None
 
     def _upgrade(self, request: Request) -> None:
         """Hand the connection to websockets, with the request; what came after it waits."""
-        self._end_http()
         self.ours.websocket = True
         # Frames that came with the request wait for the handshake to finish:
         # websockets is fed the request alone, so that its parser starts on a
@@ -448,6 +327,8 @@ class ObjstoreConnection(WebsocketsConnection):
 
     def pause_writing(self) -> None:
         super().pause_writing()
+        if self.ours.http is not None:
+            self.ours.http.pause_writing()
         if self.session is not None:
             self.session.outbox.pause()
         if self.ours.websocket and self.is_open:
@@ -458,6 +339,8 @@ class ObjstoreConnection(WebsocketsConnection):
     def resume_writing(self) -> None:
         super().resume_writing()
         ours = self.ours
+        if ours.http is not None:
+            ours.http.resume_writing()
         if ours.stall is not None:
             ours.stall.cancel()
             ours.stall = None

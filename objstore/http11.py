@@ -1,206 +1,226 @@
-"""HTTP/1.1 on a kept-alive connection, sans I/O: bytes in, requests out; responses to bytes.
+"""HTTP/1.1 on a kept-alive connection, sans I/O: bytes in, events out; responses to bytes.
 
-Owns the wire format of plain HTTP requests (request line, headers, a body of
-known length) and of responses, with keep-alive, pipelining and limits. A
-request that asks for a WebSocket upgrade is handed back whole, so that
-websockets performs the handshake. Knows nothing of sockets, asyncio, routes
-or websockets.
+Owns the keep-alive state machine of a server's connection
+(:class:`KeepAlive`): which request to answer next, when to send
+``100 Continue``, when to stop reading, when to close and why, and the
+deadlines of each state as numbers given "now"; and the bytes of responses.
+Requests are read by :mod:`objstore.httprequests`. Knows nothing of sockets,
+asyncio, routes or websockets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 
-from .errors import ClientError
+from .httprequests import MAX_HEAD_SIZE, BadRequest, Request, RequestReader
 
 __all__ = [
+    "CONTINUE",
     "MAX_HEAD_SIZE",
+    "MIN_BODY_RATE",
     "BadRequest",
+    "Close",
+    "Continue",
+    "Event",
+    "KeepAlive",
     "Request",
     "RequestReader",
     "serialize_response",
 ]
 
-#: Longest request head (request line and headers) accepted.
-MAX_HEAD_SIZE = 16 * 1024
-_HEAD_END = b"\r\n\r\n"
-_METHOD_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Slowest body accepted, in bytes per second: a request must arrive whole within
+#: the HTTP timeout plus its body's length at this rate, counted from its first byte.
+MIN_BODY_RATE = 64 * 1024
 
 
-class BadRequest(ClientError):
-    """A request that cannot be read; answered with *status* and the connection closed."""
+class Continue:
+    """Event: write ``100 Continue``; the client waits for it before sending its body."""
 
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class Request:
-    """One complete request: its head, parsed, and its body."""
-
-    method: str
-    target: str
-    http10: bool
-    #: Header names in lowercase; a repeated header keeps its last value.
-    headers: dict[str, str]
-    body: bytes = b""
-    #: The raw head, for a WebSocket upgrade (which websockets reads again).
-    raw: bytes = field(default=b"", repr=False)
-    #: Everything received after the head of a WebSocket upgrade: its first frames.
-    after: bytes = field(default=b"", repr=False)
-
-    @property
-    def keep_alive(self) -> bool:
-        """Whether the connection stays open after the response."""
-        connection = self.headers.get("connection", "").lower()
-        if self.http10:
-            return "keep-alive" in connection
-        return "close" not in connection
-
-    @property
-    def is_upgrade(self) -> bool:
-        """Whether this asks to switch to the WebSocket protocol."""
-        return "websocket" in self.headers.get("upgrade", "").lower()
+#: The one :class:`Continue` event.
+CONTINUE = Continue()
 
 
-def _parse_head(head: bytes) -> Request:
-    request_line, _, header_block = head.partition(b"\r\n")
-    parts = request_line.split(b" ")
-    if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _METHOD_CHARS:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid HTTP request line")
-    method, target, version = parts
-    if version not in {b"HTTP/1.1", b"HTTP/1.0"}:
-        raise BadRequest(
-            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.1 and HTTP/1.0 are supported"
-        )
-    headers: dict[str, str] = {}
-    if header_block:
-        for line in header_block.split(b"\r\n"):
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1] in b" \t" or name[0] in b" \t":
-                raise BadRequest(HTTPStatus.BAD_REQUEST, "invalid HTTP header line")
-            headers[name.lower().decode("latin-1")] = value.strip().decode("latin-1")
-    try:
-        target_text = target.decode("ascii")
-    except UnicodeDecodeError:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "the request target is not ASCII") from None
-    return Request(method.decode("ascii"), target_text, version == b"HTTP/1.0", headers)
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Event: close the connection, after answering *error* if there is one."""
+
+    #: Why: ``"bad request"``, ``"not kept alive"``, ``"end of input"``, ``"stopping"``.
+    reason: str
+    error: BadRequest | None = None
 
 
-#: Heads seen lately, parsed: clients that poll send the same head again and again.
-_parsed_heads: dict[bytes, tuple[str, str, bool, dict[str, str]]] = {}
-_PARSED_HEADS_KEPT = 256
-_PARSED_HEAD_MAX_SIZE = 2048  # so that the heads kept take half a megabyte at most
+#: What :meth:`KeepAlive.next_event` returns: a request to answer (or to upgrade),
+#: an interim answer to send, or the end of the connection.
+Event = Request | Continue | Close
+
+# States of a KeepAlive:
+_READING = 0  # reading the next request (or waiting for one)
+_ANSWERING = 1  # a request was handed out; its answer is not written yet
+_DONE = 2  # closed, or upgraded to another protocol
 
 
-def _parse_head_cached(head: bytes) -> Request:
-    """:func:`_parse_head`, remembering the last few hundred distinct heads.
+class KeepAlive:
+    """The HTTP side of a kept-alive connection, sans I/O: h11's shape, a server's needs.
 
-    Measured with ``benchmarks/run.py``, this took keep-alive ``GET`` from 0.59
-    to 0.7 times the reference's rate.
+    Inputs: bytes received (:meth:`receive_data`), the end of them
+    (:meth:`receive_eof`), an answer written (:meth:`answer_written`), the
+    transport's flow control (:meth:`pause_writing`, :meth:`resume_writing`) and
+    the wish to stop (:meth:`close_when_idle`). Outputs: :meth:`next_event`,
+    whether to read (:attr:`wants_data`), and when the connection times out
+    (:attr:`deadline`, :meth:`expire`). Times are plain numbers given by the
+    caller, all on one clock.
 
-    A request's headers are only ever read, so requests with the same head
-    share one dictionary of them. Heads that fail to parse are not kept.
+    One request is answered at a time, in order: pipelined requests wait in the
+    reader until the answer before them is written, and none is handed out
+    while the transport's buffer is full (between :meth:`pause_writing` and
+    :meth:`resume_writing`), so a client that sends without reading costs at
+    most the transport's high-water mark, one answer and the reader's buffer.
+
+    Deadlines, each *timeout* seconds unless said otherwise:
+
+    * idle, between requests: from the last answer written (or the connection);
+    * a request: from its first byte (or from the answer written before it, for
+      a pipelined one), it must have arrived whole within the timeout plus its
+      body's length at :data:`MIN_BODY_RATE` (a byte at a time never extends it);
+    * writes not taken: from :meth:`pause_writing`, the client must read within
+      the timeout, whatever else it does;
+    * none while an answer is being made (``POST /set`` waits for the disk).
     """
-    parsed = _parsed_heads.get(head)
-    if parsed is not None:
-        return Request(*parsed)
-    request = _parse_head(head)
-    if len(head) <= _PARSED_HEAD_MAX_SIZE:
-        if len(_parsed_heads) >= _PARSED_HEADS_KEPT:
-            _parsed_heads.clear()
-        _parsed_heads[head] = (request.method, request.target, request.http10, request.headers)
-    return request
 
+    __slots__ = (
+        "_close_reason",
+        "_eof",
+        "_idle_since",
+        "_paused_since",
+        "_reader",
+        "_request_since",
+        "_state",
+        "_timeout",
+        "keep_alive",
+    )
 
-class RequestReader:
-    """Turns received bytes into complete requests, one at a time, in order."""
+    def __init__(self, max_body: int, timeout: float, now: float) -> None:
+        self._reader = RequestReader(max_body)
+        self._timeout = timeout
+        self._state = _READING
+        self._idle_since = now
+        #: When the request being read started (None: no byte of it yet).
+        self._request_since: float | None = None
+        self._paused_since: float | None = None
+        self._eof = False
+        self._close_reason: str | None = None
+        #: Whether the answer being made keeps the connection open (say so in it).
+        self.keep_alive = True
 
-    __slots__ = ("_buffer", "_head", "_max_body", "_needed", "continue_expected")
+    # -- inputs ------------------------------------------------------------------------
 
-    def __init__(self, max_body: int) -> None:
-        self._max_body = max_body
-        self._buffer = bytearray()
-        self._head: Request | None = None
-        self._needed = 0
-        #: Set when the request being read waits for ``100 Continue`` before its body.
-        self.continue_expected = False
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Bytes received from the client."""
+        if self._state == _DONE:
+            return
+        if self._request_since is None and self._state == _READING:
+            self._request_since = now
+        self._reader.feed(data)
 
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        self._buffer += data
+    def receive_eof(self) -> None:
+        """The client sends no more; requests already received are still answered."""
+        self._eof = True
 
-    @property
-    def reading_body(self) -> bool:
-        """True once a request's head is read and its body is still arriving."""
-        return self._head is not None
+    def answer_written(self, now: float) -> None:
+        """The answer to the request handed out is written (as :attr:`keep_alive` said)."""
+        if self._state != _ANSWERING:
+            return
+        self._state = _READING
+        self._idle_since = now
+        self._request_since = now if self._reader.buffered else None
+        if not self.keep_alive and self._close_reason is None:
+            self._close_reason = "not kept alive"
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet returned as part of a request."""
-        return len(self._buffer)
+    def pause_writing(self, now: float) -> None:
+        """The transport's buffer is full: hand out no request until it drains."""
+        if self._paused_since is None:
+            self._paused_since = now
 
-    def next_request(self) -> Request | None:
-        """The next complete request, or None until more bytes arrive.
+    def resume_writing(self, now: float) -> None:
+        """The transport's buffer drained."""
+        self._paused_since = None
+        if self._request_since is not None:
+            self._request_since = max(self._request_since, now)
 
-        Raises :class:`BadRequest` for a request that cannot be read; nothing
-        after it on the connection can be trusted, so the connection must close.
-        """
-        buffer = self._buffer
-        request = self._head
-        if request is None:
-            end = buffer.find(_HEAD_END, 0, MAX_HEAD_SIZE + len(_HEAD_END))
-            if end < 0:
-                if len(buffer) > MAX_HEAD_SIZE:
-                    raise BadRequest(
-                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        f"request head over {MAX_HEAD_SIZE} bytes",
-                    )
-                return None
-            request = _parse_head_cached(bytes(buffer[:end]))
-            if request.is_upgrade:
-                request.raw = bytes(buffer[: end + len(_HEAD_END)])
-                request.after = bytes(buffer[end + len(_HEAD_END) :])
-                buffer.clear()
-                return request
-            del buffer[: end + len(_HEAD_END)]
-            self._needed = self._body_length(request)
-            self._head = request
-            self.continue_expected = (
-                self._needed > len(buffer)
-                and request.headers.get("expect", "").lower() == "100-continue"
-            )
-        needed = self._needed
-        if len(buffer) < needed:
+    def close_when_idle(self) -> None:
+        """Close once the answer being made is written, or now if there is none."""
+        self._close_reason = "stopping"
+        self.keep_alive = False
+
+    # -- outputs -----------------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """What to do next, or None until an input changes something."""
+        if self._state != _READING:
             return None
-        if needed:
-            request.body = bytes(buffer[:needed])
-            del buffer[:needed]
-        self._head = None
-        self.continue_expected = False
+        if self._close_reason is not None:
+            self._state = _DONE
+            return Close(self._close_reason)
+        if self._paused_since is not None:
+            return None
+        reader = self._reader
+        try:
+            request = reader.next_request()
+        except BadRequest as exc:
+            self._state = _DONE
+            return Close("bad request", exc)
+        if request is None:
+            if self._eof:
+                self._state = _DONE
+                return Close("end of input")
+            if reader.continue_expected:
+                reader.continue_expected = False
+                return CONTINUE
+            return None
+        if request.is_upgrade:
+            self._state = _DONE
+            return request
+        self._state = _ANSWERING
+        self._request_since = None
+        self.keep_alive = request.keep_alive
         return request
 
-    def _body_length(self, request: Request) -> int:
-        if "transfer-encoding" in request.headers:
-            raise BadRequest(
-                HTTPStatus.LENGTH_REQUIRED,
-                "invalid body: chunked transfer encoding is not supported; "
-                "send the body with a Content-Length header",
-            )
-        text = request.headers.get("content-length")
-        if text is None:
-            return 0
-        if not text.isdigit():
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"invalid Content-Length header: {text!r}")
-        length = int(text)
-        if length > self._max_body:
-            raise BadRequest(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body too large: {length} bytes, over the limit of {self._max_body}",
-            )
-        return length
+    @property
+    def wants_data(self) -> bool:
+        """Whether the connection should read: it is waiting for a request's bytes."""
+        return self._state == _READING and self._paused_since is None and not self._eof
+
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the transport's buffer is full (its client does not read)."""
+        return self._paused_since is not None
+
+    @property
+    def deadline(self) -> float | None:
+        """When the connection times out unless an input comes first; None: never."""
+        state = self._state
+        if state == _DONE:
+            return None
+        if self._paused_since is not None:
+            return self._paused_since + self._timeout
+        if state == _ANSWERING:
+            return None
+        since = self._request_since
+        if since is None:
+            return self._idle_since + self._timeout
+        return since + self._timeout + self._reader.body_size / MIN_BODY_RATE
+
+    def expire(self, now: float) -> bool:
+        """Whether the deadline has passed; if so, the connection is done and must close."""
+        deadline = self.deadline
+        if deadline is None or now < deadline:
+            return False
+        self._state = _DONE
+        return True
 
 
 _status_lines: dict[tuple[HTTPStatus, str, bool], bytes] = {}

@@ -1,0 +1,236 @@
+"""The I/O of a connection in HTTP mode: transport, clock and timer around a KeepAlive.
+
+Owns what the sans-I/O keep-alive machine cannot do itself: reading the
+clock, writing answers, pausing and resuming the transport's reading, the one
+timer of the connection, and the task of an answer that is not ready at once.
+The connection (:mod:`objstore.connection`) owns one of these while it is in
+HTTP mode and hands it every callback of its transport. Knows nothing of
+websockets, nor of routes: answers come from the handler it is given.
+
+Memory per connection while a client sends requests without reading the
+answers: the transport's write buffer up to its high-water mark (64 KiB on
+asyncio and uvloop), plus the one answer that passed it, plus the reader's
+buffer (see :mod:`objstore.http11`); past that the connection stops reading,
+and it is aborted if its client takes nothing for the HTTP timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+from .http import HttpRequest, HttpResponse
+from .http11 import CONTINUE, Close, KeepAlive, Request, serialize_response
+from .protocol import encode_error
+
+__all__ = ["HttpHandler", "HttpMode"]
+
+logger = logging.getLogger("objstore.http")
+
+#: Answers a plain HTTP request: an answer now, or an awaitable of one.
+HttpHandler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse] | None]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_JSON = "application/json"
+
+
+class HttpMode:
+    """Serves kept-alive HTTP requests on one transport until it closes or upgrades."""
+
+    __slots__ = (
+        "_ended",
+        "_handler",
+        "_local_host",
+        "_loop",
+        "_machine",
+        "_reading",
+        "_task",
+        "_timer",
+        "_timer_at",
+        "_transport",
+        "_upgrade",
+    )
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        handler: HttpHandler,
+        *,
+        max_body: int,
+        timeout: float,
+        upgrade: Callable[[Request], None],
+        ended: Callable[[], None],
+    ) -> None:
+        """Start serving; *upgrade* takes a WebSocket upgrade request, *ended* is called once."""
+        self._transport = transport
+        self._loop = loop
+        self._handler = handler
+        self._upgrade = upgrade
+        self._ended: Callable[[], None] | None = ended
+        self._machine = KeepAlive(max_body, timeout, loop.time())
+        self._reading = True
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        sockname = transport.get_extra_info("sockname")
+        self._local_host = str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
+        self._update()
+
+    # -- the transport's callbacks, passed on by the connection ------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client: answer every complete request that may be answered now."""
+        now = self._loop.time()
+        self._machine.receive_data(data, now)
+        self._serve(now)
+
+    def eof_received(self) -> bool:
+        """The client is done sending: answer what it sent, then close."""
+        self._machine.receive_eof()
+        self._serve(self._loop.time())
+        return True  # the transport stays open for the answers; _close() closes it
+
+    def connection_lost(self) -> None:
+        """The connection is gone: stop the timer and any answer being made."""
+        self._machine.close_when_idle()
+        self._end()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: take no more requests until it drains."""
+        self._machine.pause_writing(self._loop.time())
+        self._update()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained: go on with requests already received."""
+        now = self._loop.time()
+        self._machine.resume_writing(now)
+        self._serve(now)
+
+    def close_when_idle(self) -> None:
+        """Close at once if no answer is being made, else once it is written."""
+        self._machine.close_when_idle()
+        self._serve(self._loop.time())
+
+    # -- serving -----------------------------------------------------------------------
+
+    def _serve(self, now: float) -> None:
+        machine = self._machine
+        while (event := machine.next_event()) is not None:
+            if type(event) is Request:
+                if event.is_upgrade:
+                    self._end()
+                    self._upgrade(event)
+                    return
+                answer = self._handler(
+                    HttpRequest(
+                        event.method,
+                        event.target,
+                        False,
+                        event.body,
+                        event.headers,
+                        self._local_host,
+                    )
+                )
+                # The router answers None only to upgrade requests, which never come here.
+                assert answer is not None
+                if not isinstance(answer, HttpResponse):
+                    # Answered later (POST /set waits for the disk); reading stops meanwhile.
+                    self._task = self._loop.create_task(self._answer_later(answer))
+                    break
+                self._write(answer)
+                machine.answer_written(now)
+            elif event is CONTINUE:
+                # curl waits for this before sending bodies over 1 KiB.
+                self._transport.write(_CONTINUE)
+            else:
+                assert isinstance(event, Close)
+                self._close(event)
+                return
+        self._update()
+
+    def _write(self, response: HttpResponse) -> None:
+        self._transport.write(
+            serialize_response(
+                response.status,
+                response.body,
+                response.content_type,
+                response.headers,
+                self._machine.keep_alive,
+            )
+        )
+
+    async def _answer_later(self, answer: Awaitable[HttpResponse]) -> None:
+        try:
+            response = await answer
+        except Exception:
+            logger.exception("HTTP request failed")
+            response = HttpResponse(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                encode_error("internal error; see the server log"),
+            )
+        self._task = None
+        if self._ended is None:
+            return  # the connection was lost meanwhile
+        self._write(response)
+        now = self._loop.time()
+        self._machine.answer_written(now)
+        self._serve(now)
+
+    def _update(self) -> None:
+        """Read or not as the machine wants; make sure the timer fires by its deadline."""
+        machine = self._machine
+        wants_data = machine.wants_data
+        if wants_data is not self._reading and self._ended is not None:
+            self._reading = wants_data
+            if wants_data:
+                self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()
+        deadline = machine.deadline
+        # The timer is moved only when the deadline comes sooner: when it fires
+        # early it looks again (a deadline moved later is the common case).
+        if deadline is not None and deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        if self._ended is None:
+            return
+        if self._machine.expire(self._loop.time()):
+            self._close(None)
+            return
+        self._update()
+
+    def _close(self, event: Close | None) -> None:
+        error = event.error if event is not None else None
+        if error is not None:
+            self._transport.write(
+                serialize_response(error.status, encode_error(str(error)), _JSON, [], False)
+            )
+        stuck = self._machine.writing_paused
+        self._end()
+        if stuck:
+            # Its client takes nothing: closing would wait for it to read, forever.
+            self._transport.abort()
+        else:
+            self._transport.close()
+
+    def _end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ended = self._ended
+        if ended is not None:
+            self._ended = None
+            ended()
