@@ -1,9 +1,11 @@
 """Strict JSON for stored values: decoding what clients and files send, encoding what we keep.
 
 Owns the rules every stored value obeys: standard JSON only (no ``NaN`` or
-``Infinity``), nested at most :data:`MAX_DEPTH` levels, valid Unicode, and kept
-as compact UTF-8 bytes so that each value is encoded once and then reused for
-every reply, broadcast and file. Knows nothing of keys, messages or I/O.
+``Infinity``), numbers within the range of a double (integers of any size up to
+Python's 4,300 digits are kept exactly), nested at most :data:`MAX_DEPTH`
+levels, valid Unicode, and kept as compact UTF-8 bytes so that each value is
+encoded once and then reused for every reply, broadcast and file. Knows
+nothing of keys, messages or I/O.
 
 The standard library's ``json`` defines the behaviour (:func:`decode_stdlib`,
 :func:`encode_stdlib`). Where ``orjson`` is installed it does the common case
@@ -15,7 +17,9 @@ would turn into floats) and values it cannot encode.
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -43,12 +47,31 @@ MAX_DEPTH = 128
 
 JSONDecodeError = json.JSONDecodeError
 
+#: Where a number may overflow a double: an exponent of three digits or more
+#: (``1e400``), or a run of digits long enough to reach 1.8e308 with an
+#: exponent of two digits at most (210 + 99 > 308). Only texts that match are
+#: decoded with the (slower) range check; a match inside a string merely costs
+#: that check.
+_WIDE_NUMBER = re.compile("[eE][+]?0*[1-9][0-9]{2}|[0-9]{210}")
+
 
 def _reject_constant(name: str) -> Any:
     raise InvalidValue(f"invalid JSON: {name} is not allowed; JSON has no {name}")
 
 
+def _checked_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidValue(
+            f"invalid JSON: {shown} is out of range; numbers must be within "
+            "±1.7976931348623157e308 (send larger ones as strings)"
+        )
+    return number
+
+
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_checked_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_checked_float)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -56,13 +79,22 @@ def decode_stdlib(text: str) -> Any:
     """Parse *text* as strict JSON.
 
     Raises :class:`json.JSONDecodeError` for malformed text and
-    :class:`~objstore.errors.InvalidValue` for ``NaN``/``Infinity`` or nesting
-    deeper than :data:`MAX_DEPTH`.
+    :class:`~objstore.errors.InvalidValue` for ``NaN``/``Infinity``, numbers
+    out of the range of a double, integers over Python's limit of digits, or
+    nesting deeper than :data:`MAX_DEPTH`.
     """
+    decoder = _checked_decoder if _WIDE_NUMBER.search(text) else _decoder
     try:
-        value = _decoder.decode(text)
+        value = decoder.decode(text)
     except RecursionError:
         raise InvalidValue(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    except JSONDecodeError:
+        raise
+    except ValueError:  # int(): over sys.get_int_max_str_digits()
+        raise InvalidValue(
+            f"invalid JSON: a number has over {sys.get_int_max_str_digits()} digits; "
+            "send it as a string"
+        ) from None
     # Counting brackets is a fast scan in C; only texts with enough of them
     # can be too deep, so the walk below runs for few messages.
     if text.count("[") + text.count("{") > MAX_DEPTH and depth_exceeds(value, MAX_DEPTH):
@@ -116,7 +148,11 @@ else:
     _OrjsonDecodeError = orjson.JSONDecodeError
 
     def decode(text: str) -> Any:
-        """Parse *text* as strict JSON: as :func:`decode_stdlib`, faster."""
+        """Parse *text* as strict JSON: as :func:`decode_stdlib`, faster.
+
+        orjson refuses numbers out of the range of a double, so those reach
+        :func:`decode_stdlib` and its error.
+        """
         if _LONG_DIGITS.search(text) is None:
             try:
                 value = _loads(text)

@@ -63,6 +63,25 @@ BAD_MESSAGES = [
         '{"action": "set", "key": "k", "value": "\\udc00"}',
         "invalid value: not valid Unicode (contains a lone surrogate)",
     ),
+    (
+        '{"action": "set", "key": "k", "value": 1e400}',
+        "invalid JSON: 1e400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": -1E400}',
+        "invalid JSON: -1E400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": [1e400, 12345678901234567890123]}',
+        "invalid JSON: 1e400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": ' + "9" * 5000 + "}",
+        "invalid JSON: a number has over 4300 digits; send it as a string",
+    ),
 ]
 
 

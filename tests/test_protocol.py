@@ -105,3 +105,9 @@ def test_encode_rejects_lone_surrogate() -> None:
 def test_encode_keeps_unicode_unescaped() -> None:
     """Non-ASCII text is kept as UTF-8, not \\u escapes, so files stay readable."""
     assert jsonvalues.encode({"name": "Zoë 🎮"}) == '{"name":"Zoë 🎮"}'.encode()
+
+
+def test_a_number_out_of_range_is_refused_in_a_message() -> None:
+    """1e400 in a value is refused, not stored as null."""
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: 1e400 is out of range; "):
+        parse_message('{"action": "set", "key": "k", "value": 1e400}')

@@ -1,0 +1,53 @@
+"""The limits of JSON values, against the real server: range, depth and repeated names.
+
+Over a WebSocket, over ``POST /set`` and in files loaded at start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from objstore.server import ObjstoreServer
+
+from .conftest import Connect, StartServer
+from .helpers import http_request
+
+OUT_OF_RANGE = (
+    "invalid JSON: 1e400 is out of range; numbers must be within "
+    "±1.7976931348623157e308 (send larger ones as strings)"
+)
+
+
+def nested(depth: int) -> str:
+    """An array nested *depth* levels deep."""
+    return "[" * depth + "]" * depth
+
+
+async def test_a_number_out_of_range_is_refused_over_http(server: ObjstoreServer) -> None:
+    """POST /set refuses 1e400 instead of storing null."""
+    answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 1e400}')
+    assert (answer.status, answer.json()) == (400, {"error": OUT_OF_RANGE})
+    assert (await http_request(server.port, "GET", "/get/k")).json() == {"key": "k", "value": None}
+
+
+async def test_a_big_integer_is_still_stored_exactly(client: Connect) -> None:
+    """Integers beyond 64 bits keep every digit, as before."""
+    async with client() as ws:
+        await ws.send('{"action": "set", "key": "big", "value": [12345678901234567890123, 1e308]}')
+        await ws.send('{"action": "get", "key": "big"}')
+        reply = await ws.recv()
+        assert reply == '{"key":"big","value":[12345678901234567890123,1e+308]}'
+
+
+async def test_files_out_of_range_or_too_deep_are_set_aside_at_start(
+    start_server: StartServer, cache_dir: Path
+) -> None:
+    """At start, a file holding 1e400 or 129 levels is set aside; 128 levels load."""
+    cache_dir.mkdir()
+    (cache_dir / "huge.json").write_text("[1e400]")
+    (cache_dir / "deep.json").write_text(nested(128))
+    (cache_dir / "deeper.json").write_text(nested(129))
+    server = await start_server()
+    assert sorted(old for old, _ in server.load_report.set_aside) == ["deeper.json", "huge.json"]
+    assert server.store.get("deep") == nested(128).encode()
+    assert "huge" not in server.store
