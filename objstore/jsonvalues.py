@@ -75,13 +75,15 @@ _checked_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def decode_stdlib(text: str) -> Any:
+def decode_stdlib(text: str, enclosing: int = 0) -> Any:
     """Parse *text* as strict JSON.
 
-    Raises :class:`json.JSONDecodeError` for malformed text and
-    :class:`~objstore.errors.InvalidValue` for ``NaN``/``Infinity``, numbers
-    out of the range of a double, integers over Python's limit of digits, or
-    nesting deeper than :data:`MAX_DEPTH`.
+    *enclosing* is how many levels of nesting in *text* wrap the values it
+    carries and do not count toward :data:`MAX_DEPTH` (1 for a message object
+    whose members are values). Raises :class:`json.JSONDecodeError` for
+    malformed text and :class:`~objstore.errors.InvalidValue` for
+    ``NaN``/``Infinity``, numbers out of the range of a double, integers over
+    Python's limit of digits, or nesting deeper than :data:`MAX_DEPTH`.
     """
     decoder = _checked_decoder if _WIDE_NUMBER.search(text) else _decoder
     try:
@@ -95,9 +97,14 @@ def decode_stdlib(text: str) -> Any:
             f"invalid JSON: a number has over {sys.get_int_max_str_digits()} digits; "
             "send it as a string"
         ) from None
-    # Counting brackets is a fast scan in C; only texts with enough of them
-    # can be too deep, so the walk below runs for few messages.
-    if text.count("[") + text.count("{") > MAX_DEPTH and depth_exceeds(value, MAX_DEPTH):
+    # Deeper than *limit* takes over *limit* pairs of brackets. Counting them
+    # is a fast scan in C, so the walk below runs for few messages.
+    limit = MAX_DEPTH + enclosing
+    if (
+        len(text) > 2 * limit
+        and text.count("[") + text.count("{") > limit
+        and depth_exceeds(value, limit)
+    ):
         raise InvalidValue(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     return value
 
@@ -147,7 +154,7 @@ else:
     _dumps = orjson.dumps
     _OrjsonDecodeError = orjson.JSONDecodeError
 
-    def decode(text: str) -> Any:
+    def decode(text: str, enclosing: int = 0) -> Any:
         """Parse *text* as strict JSON: as :func:`decode_stdlib`, faster.
 
         orjson refuses numbers out of the range of a double, so those reach
@@ -159,11 +166,16 @@ else:
             except _OrjsonDecodeError:
                 pass  # json says what is wrong, in its words
             else:
-                if text.count("[") + text.count("{") <= MAX_DEPTH or not depth_exceeds(
-                    value, MAX_DEPTH
+                # Deeper than *limit* takes over *limit* pairs of brackets: the
+                # counts only run for long texts, the walk for few of them.
+                limit = MAX_DEPTH + enclosing
+                if (
+                    len(text) <= 2 * limit
+                    or text.count("[") + text.count("{") <= limit
+                    or not depth_exceeds(value, limit)
                 ):
                     return value
-        return decode_stdlib(text)
+        return decode_stdlib(text, enclosing)
 
     def encode(value: Any) -> bytes:
         """Encode *value* as compact UTF-8 JSON: as :func:`encode_stdlib`, faster."""

@@ -6,7 +6,9 @@ and the one error shape ``{"error": "<message>"}``. Imports neither asyncio nor
 websockets and knows nothing of storage or subscribers.
 
 Fields a message does not need are ignored, so that later versions can add
-fields (request ids, revisions) without breaking older clients.
+fields (request ids, revisions) without breaking older clients. The message
+object does not count toward the depth limit of values: a value may
+nest :data:`~objstore.jsonvalues.MAX_DEPTH` levels inside it.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class Update:
 
 def _decode_object(text: str, what: str) -> dict[str, Any]:
     try:
-        data = jsonvalues.decode(text)
+        # The object is the envelope: its members' values may nest MAX_DEPTH deep.
+        data = jsonvalues.decode(text, 1)
     except jsonvalues.JSONDecodeError as exc:
         raise InvalidMessage(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):

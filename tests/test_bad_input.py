@@ -64,6 +64,10 @@ BAD_MESSAGES = [
         "invalid value: not valid Unicode (contains a lone surrogate)",
     ),
     (
+        '{"action": "set", "key": "k", "value": ' + "[" * 129 + "]" * 129 + "}",
+        "invalid JSON: nested deeper than 128 levels",
+    ),
+    (
         '{"action": "set", "key": "k", "value": 1e400}',
         "invalid JSON: 1e400 is out of range; numbers must be within "
         "±1.7976931348623157e308 (send larger ones as strings)",

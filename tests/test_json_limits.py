@@ -5,12 +5,13 @@ Over a WebSocket, over ``POST /set`` and in files loaded at start.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from objstore.server import ObjstoreServer
 
 from .conftest import Connect, StartServer
-from .helpers import http_request
+from .helpers import http_request, recv_json
 
 OUT_OF_RANGE = (
     "invalid JSON: 1e400 is out of range; numbers must be within "
@@ -21,6 +22,34 @@ OUT_OF_RANGE = (
 def nested(depth: int) -> str:
     """An array nested *depth* levels deep."""
     return "[" * depth + "]" * depth
+
+
+async def test_a_value_nested_128_deep_is_stored_over_websocket(client: Connect) -> None:
+    """The README allows 128 levels: a value that deep is stored and read back."""
+    async with client() as ws:
+        await ws.send('{"action": "set", "key": "deep", "value": ' + nested(128) + "}")
+        await ws.send('{"action": "get", "key": "deep"}')
+        assert await recv_json(ws) == {"key": "deep", "value": json.loads(nested(128))}
+
+
+async def test_a_value_nested_128_deep_is_stored_over_http(server: ObjstoreServer) -> None:
+    """POST /set accepts a value nested 128 levels deep."""
+    body = '{"key": "deep", "value": ' + nested(128) + "}"
+    answer = await http_request(server.port, "POST", "/set", body)
+    assert (answer.status, answer.json()) == (
+        200,
+        {"key": "deep", "value": json.loads(body)["value"]},
+    )
+
+
+async def test_a_value_nested_129_deep_is_refused_over_http(server: ObjstoreServer) -> None:
+    """POST /set refuses a value nested one level deeper than 128."""
+    body = '{"key": "deep", "value": ' + nested(129) + "}"
+    answer = await http_request(server.port, "POST", "/set", body)
+    assert (answer.status, answer.json()) == (
+        400,
+        {"error": "invalid JSON: nested deeper than 128 levels"},
+    )
 
 
 async def test_a_number_out_of_range_is_refused_over_http(server: ObjstoreServer) -> None:

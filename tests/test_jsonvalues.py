@@ -189,3 +189,12 @@ def test_an_integer_over_the_digit_limit_is_a_client_error() -> None:
     assert str(caught.value) == (
         f"invalid JSON: a number has over {limit} digits; send it as a string"
     )
+
+
+@pytest.mark.parametrize("decode", [jsonvalues.decode, jsonvalues.decode_stdlib])
+def test_an_enclosing_level_does_not_count_toward_the_depth(decode: Any) -> None:
+    """With one enclosing level, 129 levels of text (a 128-deep value) are accepted."""
+    depth = jsonvalues.MAX_DEPTH + 1
+    assert decode("[" * depth + "]" * depth, 1) is not None
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: nested deeper than 128 levels$"):
+        decode("[" * (depth + 1) + "]" * (depth + 1), 1)

@@ -107,6 +107,30 @@ def test_encode_keeps_unicode_unescaped() -> None:
     assert jsonvalues.encode({"name": "Zoë 🎮"}) == '{"name":"Zoë 🎮"}'.encode()
 
 
+def nested(depth: int) -> str:
+    """An array nested *depth* levels deep."""
+    return "[" * depth + "]" * depth
+
+
+def test_a_value_may_nest_the_deepest_allowed_inside_a_message() -> None:
+    """The message object does not count: a 128-deep value is accepted."""
+    text = '{"action": "set", "key": "k", "value": ' + nested(128) + "}"
+    assert parse_message(text) == Set("k", nested(128).encode())
+
+
+def test_a_value_one_level_deeper_is_refused_inside_a_message() -> None:
+    """A 129-deep value in a message is refused."""
+    text = '{"action": "set", "key": "k", "value": ' + nested(129) + "}"
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: nested deeper than 128 levels$"):
+        parse_message(text)
+
+
+def test_a_set_body_may_hold_the_deepest_allowed_value() -> None:
+    """The POST /set body counts depth as a message does."""
+    body = ('{"key": "k", "value": ' + nested(128) + "}").encode()
+    assert parse_set_body(body) == Set("k", nested(128).encode())
+
+
 def test_a_number_out_of_range_is_refused_in_a_message() -> None:
     """1e400 in a value is refused, not stored as null."""
     with pytest.raises(InvalidValue, match=r"^invalid JSON: 1e400 is out of range; "):
