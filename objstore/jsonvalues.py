@@ -4,8 +4,9 @@ Owns the rules every stored value obeys: standard JSON only (no ``NaN`` or
 ``Infinity``), numbers within the range of a double (integers of any size up to
 Python's 4,300 digits are kept exactly), nested at most :data:`MAX_DEPTH`
 levels, valid Unicode, and kept as compact UTF-8 bytes so that each value is
-encoded once and then reused for every reply, broadcast and file. Knows
-nothing of keys, messages or I/O.
+encoded once and then reused for every reply, broadcast and file. Also says
+whether the outermost object of a text repeats a member name
+(:func:`duplicate_name`). Knows nothing of keys, messages or I/O.
 
 The standard library's ``json`` defines the behaviour (:func:`decode_stdlib`,
 :func:`encode_stdlib`). Where ``orjson`` is installed it does the common case
@@ -38,6 +39,7 @@ __all__ = [
     "decode",
     "decode_stdlib",
     "depth_exceeds",
+    "duplicate_name",
     "encode",
     "encode_stdlib",
 ]
@@ -73,6 +75,8 @@ def _checked_float(text: str) -> float:
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _checked_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_checked_float)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# Objects as lists of (name, value) pairs, duplicates kept: see duplicate_name.
+_pairs_decoder = json.JSONDecoder(object_pairs_hook=list)
 
 
 def decode_stdlib(text: str, enclosing: int = 0) -> Any:
@@ -124,6 +128,38 @@ def depth_exceeds(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+#: The quoted names of the protocol, made once: see duplicate_name.
+_QUOTED = {name: f'"{name}"' for name in ("action", "key", "value")}
+
+
+def duplicate_name(text: str, decoded: dict[str, Any]) -> str | None:
+    """The first member name that the outermost object of *text* repeats, or None.
+
+    *decoded* is *text* already decoded (an object, in which a repeated name
+    kept its last value). Only the outermost object is checked: objects nested
+    in it may repeat names (the last value wins).
+
+    Exact whatever the escapes (``"\\u0061ction"`` is ``"action"``), and cheap
+    for the common text: with no backslash, every name is written as itself,
+    so names that each occur once as ``"name"`` in the text cannot repeat.
+    Otherwise the text is parsed again, keeping every pair of the object.
+    """
+    if "\\" not in text:
+        count = text.count
+        quoted = _QUOTED.get
+        for name in decoded:
+            if count(quoted(name) or f'"{name}"') != 1:
+                break
+        else:
+            return None
+    seen: set[str] = set()
+    for name, _ in _pairs_decoder.decode(text):
+        if name in seen:
+            return str(name)
+        seen.add(name)
+    return None
 
 
 def encode_stdlib(value: Any) -> bytes:

@@ -86,6 +86,18 @@ BAD_MESSAGES = [
         '{"action": "set", "key": "k", "value": ' + "9" * 5000 + "}",
         "invalid JSON: a number has over 4300 digits; send it as a string",
     ),
+    (
+        '{"action": "get", "action": "set", "key": "k", "value": 1}',
+        'invalid message: duplicate member "action"; send each member once',
+    ),
+    (
+        '{"action": "get", "\\u0061ction": "set", "key": "k", "value": 1}',
+        'invalid message: duplicate member "action"; send each member once',
+    ),
+    (
+        '{"action": "set", "key": "k", "value": 1, "value": 2}',
+        'invalid message: duplicate member "value"; send each member once',
+    ),
 ]
 
 

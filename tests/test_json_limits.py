@@ -68,6 +68,30 @@ async def test_a_big_integer_is_still_stored_exactly(client: Connect) -> None:
         assert reply == '{"key":"big","value":[12345678901234567890123,1e+308]}'
 
 
+async def test_a_body_repeating_a_name_is_refused_over_http(server: ObjstoreServer) -> None:
+    """POST /set refuses a body that names "key" twice, even spelt with an escape."""
+    body = '{"key": "a", "value": 1, "k\\u0065y": "b"}'
+    answer = await http_request(server.port, "POST", "/set", body)
+    assert (answer.status, answer.json()) == (
+        400,
+        {"error": 'invalid body: duplicate member "key"; send each member once'},
+    )
+    for key in ("a", "b"):
+        answer = await http_request(server.port, "GET", f"/get/{key}")
+        assert answer.json() == {"key": key, "value": None}
+
+
+async def test_a_message_repeating_action_does_nothing(client: Connect) -> None:
+    """{"action": "get", "action": "set", ...} is refused, and nothing is set."""
+    async with client() as ws:
+        await ws.send('{"action": "get", "action": "set", "key": "k", "value": 1}')
+        assert await recv_json(ws) == {
+            "error": 'invalid message: duplicate member "action"; send each member once'
+        }
+        await ws.send('{"action": "get", "key": "k"}')
+        assert await recv_json(ws) == {"key": "k", "value": None}
+
+
 async def test_files_out_of_range_or_too_deep_are_set_aside_at_start(
     start_server: StartServer, cache_dir: Path
 ) -> None:

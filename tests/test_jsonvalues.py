@@ -198,3 +198,68 @@ def test_an_enclosing_level_does_not_count_toward_the_depth(decode: Any) -> None
     assert decode("[" * depth + "]" * depth, 1) is not None
     with pytest.raises(InvalidValue, match=r"^invalid JSON: nested deeper than 128 levels$"):
         decode("[" * (depth + 1) + "]" * (depth + 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('{"action": "get", "key": "k"}', None),
+        ('{"action": "get", "action": "set"}', "action"),
+        ('{"action": "get", "\\u0061ction": "set"}', "action"),
+        ('{"a\\"b": 1, "a\\u0022b": 2}', 'a"b'),
+        ('{"key": "action", "action": "get"}', None),
+        ('{"value": {"a": 1, "a": 2}, "key": "k"}', None),
+        ('{"value": {"key": 1}, "key": "k", "key": "j"}', "key"),
+        ('{"": 1, "": 2}', ""),
+    ],
+)
+def test_duplicate_name_finds_repeats_of_the_outermost_object(text: str, name: str | None) -> None:
+    """Repeats are found however escaped; names inside values and nested repeats are not."""
+    assert jsonvalues.duplicate_name(text, json.loads(text)) == name
+
+
+def reference_duplicate(text: str) -> str | None:
+    """The first repeated name of the outermost object, by a strict parse."""
+    seen: set[str] = set()
+    for name, _ in json.loads(text, object_pairs_hook=list):
+        if name in seen:
+            return str(name)
+        seen.add(name)
+    return None
+
+
+NAMES = st.sampled_from(["action", "key", "value", "k", "", 'a"b', "é", "a\\b", "ke"])
+
+
+def spell(name: str, escapes: list[bool]) -> str:
+    """*name* as a JSON string, with the characters chosen by *escapes* as \\u escapes."""
+    parts = []
+    for char, escaped in zip(name, escapes + [False] * len(name), strict=False):
+        parts.append(f"\\u{ord(char):04x}" if escaped else json.dumps(char)[1:-1])
+    return '"' + "".join(parts) + '"'
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> str:
+    """A JSON object as a client might write it: repeated, escaped and nested names."""
+    members = []
+    for name in draw(st.lists(NAMES, max_size=6)):
+        escapes = draw(st.lists(st.booleans(), max_size=len(name)))
+        value = draw(
+            st.one_of(
+                NAMES.map(json.dumps),
+                st.lists(st.tuples(NAMES, st.integers(0, 9)), max_size=3).map(
+                    lambda pairs: "{" + ",".join(f"{json.dumps(n)}:{v}" for n, v in pairs) + "}"
+                ),
+                st.integers(-5, 5).map(str),
+            )
+        )
+        space = draw(st.sampled_from(["", " ", "\n "]))
+        members.append(f"{space}{spell(name, escapes)}{space}:{space}{value}")
+    return "{" + ",".join(members) + "}"
+
+
+@given(envelopes())
+def test_duplicate_name_agrees_with_a_strict_parse(text: str) -> None:
+    """On generated objects, the cheap check finds exactly the repeats a strict parse finds."""
+    assert jsonvalues.duplicate_name(text, jsonvalues.decode(text)) == reference_duplicate(text)
