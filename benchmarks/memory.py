@@ -6,7 +6,9 @@ reads its resident set size from ``/proc/PID/status`` (Linux only):
 - ``empty``: a server on an empty cache folder, the baseline;
 - ``loaded``: a server that loaded --keys files at start;
 - ``set``: a server on an empty folder after --keys sets over one WebSocket
-  connection, once every value is on disk.
+  connection, once every value is on disk;
+- ``set again``: the same server once every key has been set a second time
+  (what a burst of sets leaves behind in the allocator shows here).
 
 Each figure is the server's RSS minus the empty server's, divided by the number
 of keys. Keys are ``key-000000`` (10 bytes), values 30 bytes of compact JSON.
@@ -37,10 +39,10 @@ def key_of(index: int) -> str:
     return f"key-{index:06d}"
 
 
-def value_of(index: int) -> object:
+def value_of(index: int, fill: str = "x") -> object:
     """A value whose compact JSON is 30 bytes: {"n":7,"t":"xxxxxxxxxxxxxxxxx"}."""
     padding = 30 - len(f'{{"n":{index},"t":""}}')
-    return {"n": index, "t": "x" * padding}
+    return {"n": index, "t": fill * padding}
 
 
 class Server:
@@ -86,19 +88,26 @@ def prepare_folder(cache: Path, keys: int) -> None:
         (cache / f"{key_of(index)}.json").write_text(data, encoding="utf-8")
 
 
-async def set_over_websocket(port: int, keys: int) -> None:
+async def set_over_websocket(port: int, keys: int, fill: str) -> None:
     async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
         for index in range(keys):
-            message = {"action": "set", "key": key_of(index), "value": value_of(index)}
+            message = {"action": "set", "key": key_of(index), "value": value_of(index, fill)}
             await ws.send(json.dumps(message))
         await ws.send(json.dumps({"action": "get", "key": key_of(keys - 1)}))
         await ws.recv()
 
 
-def wait_for_file(path: Path) -> None:
-    """Wait until the writer has written *path*, the last key set."""
-    while not path.exists():
+def set_and_wait(server: Server, cache: Path, keys: int, fill: str) -> None:
+    """Set every key over a WebSocket, then wait until the last one is on disk."""
+    asyncio.run(set_over_websocket(server.port, keys, fill))
+    last = cache / f"{key_of(keys - 1)}.json"
+    expected = json.dumps(value_of(keys - 1, fill), separators=(",", ":")).encode()
+    while not last.exists() or last.read_bytes().rstrip(b"\n") != expected:
         time.sleep(0.1)
+
+
+def report(label: str, rss: int, empty: int, keys: int) -> None:
+    print(f"{label:18}{rss / 2**20:8.1f} MiB, {(rss - empty) / keys:6.0f} bytes per key")
 
 
 def main() -> None:
@@ -114,27 +123,20 @@ def main() -> None:
         server = Server(root / "empty")
         empty = server.rss()
         server.stop()
-        print(f"empty server      {empty / 2**20:8.1f} MiB")
+        print(f"{'empty server':18}{empty / 2**20:8.1f} MiB")
 
         prepare_folder(root / "loaded", keys)
         server = Server(root / "loaded")
-        loaded = server.rss()
+        report("loaded at start", server.rss(), empty, keys)
         server.stop()
-        print(
-            f"loaded at start   {loaded / 2**20:8.1f} MiB, "
-            f"{(loaded - empty) / keys:6.0f} bytes per key"
-        )
 
         (root / "set").mkdir()
         server = Server(root / "set")
-        asyncio.run(set_over_websocket(server.port, keys))
-        wait_for_file(root / "set" / f"{key_of(keys - 1)}.json")
-        stored = server.rss()
+        set_and_wait(server, root / "set", keys, "x")
+        report("set over a socket", server.rss(), empty, keys)
+        set_and_wait(server, root / "set", keys, "y")
+        report("set again", server.rss(), empty, keys)
         server.stop()
-        print(
-            f"set over a socket {stored / 2**20:8.1f} MiB, "
-            f"{(stored - empty) / keys:6.0f} bytes per key"
-        )
 
 
 if __name__ == "__main__":
