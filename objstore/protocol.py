@@ -6,7 +6,12 @@ and the one error shape ``{"error": "<message>"}``. Imports neither asyncio nor
 websockets and knows nothing of storage or subscribers.
 
 Fields a message does not need are ignored, so that later versions can add
-fields (request ids, revisions) without breaking older clients.
+fields (request ids, revisions) without breaking older clients. A message (or
+``POST /set`` body) that repeats a member name is refused, however the name is
+escaped, so that anything that checks a message reads what objstore reads;
+objects inside a value may repeat names, and there the last one wins. The
+message object does not count toward the depth limit of values: a value may
+nest :data:`~objstore.jsonvalues.MAX_DEPTH` levels inside it.
 """
 
 from __future__ import annotations
@@ -109,11 +114,17 @@ class Update:
 
 def _decode_object(text: str, what: str) -> dict[str, Any]:
     try:
-        data = jsonvalues.decode(text)
+        # The object is the envelope: its members' values may nest MAX_DEPTH deep.
+        data = jsonvalues.decode(text, 1)
     except jsonvalues.JSONDecodeError as exc:
         raise InvalidMessage(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"invalid {what}: expected a JSON object, got {describe(data)}")
+    name = jsonvalues.duplicate_name(text, data)
+    if name is not None:
+        raise InvalidMessage(
+            f"invalid {what}: duplicate member {describe(name)}; send each member once"
+        )
     return data
 
 

@@ -63,6 +63,41 @@ BAD_MESSAGES = [
         '{"action": "set", "key": "k", "value": "\\udc00"}',
         "invalid value: not valid Unicode (contains a lone surrogate)",
     ),
+    (
+        '{"action": "set", "key": "k", "value": ' + "[" * 129 + "]" * 129 + "}",
+        "invalid JSON: nested deeper than 128 levels",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": 1e400}',
+        "invalid JSON: 1e400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": -1E400}',
+        "invalid JSON: -1E400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": [1e400, 12345678901234567890123]}',
+        "invalid JSON: 1e400 is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)",
+    ),
+    (
+        '{"action": "set", "key": "k", "value": ' + "9" * 5000 + "}",
+        "invalid JSON: a number has over 4300 digits; send it as a string",
+    ),
+    (
+        '{"action": "get", "action": "set", "key": "k", "value": 1}',
+        'invalid message: duplicate member "action"; send each member once',
+    ),
+    (
+        '{"action": "get", "\\u0061ction": "set", "key": "k", "value": 1}',
+        'invalid message: duplicate member "action"; send each member once',
+    ),
+    (
+        '{"action": "set", "key": "k", "value": 1, "value": 2}',
+        'invalid message: duplicate member "value"; send each member once',
+    ),
 ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from typing import Any
 
 import pytest
@@ -103,3 +105,161 @@ def test_keys_encode_as_the_standard_library_writes_them(text: str) -> None:
     except InvalidKey:
         return
     assert encode_key(key) == json.JSONEncoder(ensure_ascii=False).encode(key).encode()
+
+
+OUT_OF_RANGE = [
+    "1e400",
+    "-1e400",
+    "1E400",
+    "2e308",
+    "1e+0400",
+    "1" + "0" * 309 + ".0",
+    "2" + "0" * 209 + "e99",
+]
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+@pytest.mark.parametrize("decode", [jsonvalues.decode, jsonvalues.decode_stdlib])
+def test_numbers_out_of_the_double_range_are_refused(decode: Any, text: str) -> None:
+    """A number beyond ±1.8e308 is refused by both paths, named in the error."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    with pytest.raises(InvalidValue) as caught:
+        decode(f"[{text}]")
+    assert str(caught.value) == (
+        f"invalid JSON: {shown} is out of range; numbers must be within "
+        "±1.7976931348623157e308 (send larger ones as strings)"
+    )
+
+
+def test_an_out_of_range_number_beside_a_big_integer_is_refused() -> None:
+    """The pair that used to crash the encoder is refused when decoded."""
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: 1e400 is out of range; "):
+        jsonvalues.decode("[1e400, 12345678901234567890123]")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1.7976931348623157e308", 1.7976931348623157e308),
+        ("-1e308", -1e308),
+        ("1e-400", 0.0),
+        ('"1e400"', "1e400"),
+        ("[1e99, 12345678901234567890123]", [1e99, 12345678901234567890123]),
+    ],
+)
+def test_numbers_within_range_and_look_alikes_are_kept(text: str, value: Any) -> None:
+    """The largest double, underflow to zero and "1e400" as a string all decode."""
+    assert jsonvalues.decode(text) == value
+    assert jsonvalues.decode_stdlib(text) == value
+
+
+@st.composite
+def number_literals(draw: st.DrawFn) -> str:
+    """JSON numbers of up to 320 integer digits and exponents up to ±400, spelt every way."""
+    digits = draw(st.integers(1, 320))
+    text = draw(st.sampled_from(["", "-"])) + str(draw(st.integers(1, 9)))
+    text += draw(st.sampled_from("09")) * (digits - 1)
+    text += draw(st.sampled_from(["", ".5", ".000"]))
+    # Often right at the edge: 1.8e308 has 309 digits before the point.
+    near_the_edge = st.integers(-2, 2).map(lambda d: 309 - digits + d)
+    exponent = draw(st.none() | st.integers(-400, 400) | near_the_edge)
+    if exponent is not None:
+        sign = "-" if exponent < 0 else draw(st.sampled_from(["", "+"]))
+        zeros = "0" * draw(st.integers(0, 2))
+        text += f"{draw(st.sampled_from('eE'))}{sign}{zeros}{abs(exponent)}"
+    return text
+
+
+@given(number_literals())
+def test_every_overflowing_number_is_refused(text: str) -> None:
+    """Whatever its spelling, a number is refused exactly when it overflows a double."""
+    expected = json.loads(text)  # integers stay exact, overflowing floats become inf
+    if isinstance(expected, float) and math.isinf(expected):
+        with pytest.raises(InvalidValue, match="is out of range"):
+            jsonvalues.decode_stdlib(text)
+    else:
+        assert jsonvalues.decode_stdlib(text) == expected
+
+
+def test_an_integer_over_the_digit_limit_is_a_client_error() -> None:
+    """An integer of more digits than Python converts is refused, not a crash."""
+    limit = sys.get_int_max_str_digits()
+    with pytest.raises(InvalidValue) as caught:
+        jsonvalues.decode("[" + "7" * (limit + 1) + "]")
+    assert str(caught.value) == (
+        f"invalid JSON: a number has over {limit} digits; send it as a string"
+    )
+
+
+@pytest.mark.parametrize("decode", [jsonvalues.decode, jsonvalues.decode_stdlib])
+def test_an_enclosing_level_does_not_count_toward_the_depth(decode: Any) -> None:
+    """With one enclosing level, 129 levels of text (a 128-deep value) are accepted."""
+    depth = jsonvalues.MAX_DEPTH + 1
+    assert decode("[" * depth + "]" * depth, 1) is not None
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: nested deeper than 128 levels$"):
+        decode("[" * (depth + 1) + "]" * (depth + 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('{"action": "get", "key": "k"}', None),
+        ('{"action": "get", "action": "set"}', "action"),
+        ('{"action": "get", "\\u0061ction": "set"}', "action"),
+        ('{"a\\"b": 1, "a\\u0022b": 2}', 'a"b'),
+        ('{"key": "action", "action": "get"}', None),
+        ('{"value": {"a": 1, "a": 2}, "key": "k"}', None),
+        ('{"value": {"key": 1}, "key": "k", "key": "j"}', "key"),
+        ('{"": 1, "": 2}', ""),
+    ],
+)
+def test_duplicate_name_finds_repeats_of_the_outermost_object(text: str, name: str | None) -> None:
+    """Repeats are found however escaped; names inside values and nested repeats are not."""
+    assert jsonvalues.duplicate_name(text, json.loads(text)) == name
+
+
+def reference_duplicate(text: str) -> str | None:
+    """The first repeated name of the outermost object, by a strict parse."""
+    seen: set[str] = set()
+    for name, _ in json.loads(text, object_pairs_hook=list):
+        if name in seen:
+            return str(name)
+        seen.add(name)
+    return None
+
+
+NAMES = st.sampled_from(["action", "key", "value", "k", "", 'a"b', "é", "a\\b", "ke"])
+
+
+def spell(name: str, escapes: list[bool]) -> str:
+    """*name* as a JSON string, with the characters chosen by *escapes* as \\u escapes."""
+    parts = []
+    for char, escaped in zip(name, escapes + [False] * len(name), strict=False):
+        parts.append(f"\\u{ord(char):04x}" if escaped else json.dumps(char)[1:-1])
+    return '"' + "".join(parts) + '"'
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> str:
+    """A JSON object as a client might write it: repeated, escaped and nested names."""
+    members = []
+    for name in draw(st.lists(NAMES, max_size=6)):
+        escapes = draw(st.lists(st.booleans(), max_size=len(name)))
+        value = draw(
+            st.one_of(
+                NAMES.map(json.dumps),
+                st.lists(st.tuples(NAMES, st.integers(0, 9)), max_size=3).map(
+                    lambda pairs: "{" + ",".join(f"{json.dumps(n)}:{v}" for n, v in pairs) + "}"
+                ),
+                st.integers(-5, 5).map(str),
+            )
+        )
+        space = draw(st.sampled_from(["", " ", "\n "]))
+        members.append(f"{space}{spell(name, escapes)}{space}:{space}{value}")
+    return "{" + ",".join(members) + "}"
+
+
+@given(envelopes())
+def test_duplicate_name_agrees_with_a_strict_parse(text: str) -> None:
+    """On generated objects, the cheap check finds exactly the repeats a strict parse finds."""
+    assert jsonvalues.duplicate_name(text, jsonvalues.decode(text)) == reference_duplicate(text)

@@ -105,3 +105,63 @@ def test_encode_rejects_lone_surrogate() -> None:
 def test_encode_keeps_unicode_unescaped() -> None:
     """Non-ASCII text is kept as UTF-8, not \\u escapes, so files stay readable."""
     assert jsonvalues.encode({"name": "Zoë 🎮"}) == '{"name":"Zoë 🎮"}'.encode()
+
+
+def nested(depth: int) -> str:
+    """An array nested *depth* levels deep."""
+    return "[" * depth + "]" * depth
+
+
+def test_a_value_may_nest_the_deepest_allowed_inside_a_message() -> None:
+    """The message object does not count: a 128-deep value is accepted."""
+    text = '{"action": "set", "key": "k", "value": ' + nested(128) + "}"
+    assert parse_message(text) == Set("k", nested(128).encode())
+
+
+def test_a_value_one_level_deeper_is_refused_inside_a_message() -> None:
+    """A 129-deep value in a message is refused."""
+    text = '{"action": "set", "key": "k", "value": ' + nested(129) + "}"
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: nested deeper than 128 levels$"):
+        parse_message(text)
+
+
+def test_a_set_body_may_hold_the_deepest_allowed_value() -> None:
+    """The POST /set body counts depth as a message does."""
+    body = ('{"key": "k", "value": ' + nested(128) + "}").encode()
+    assert parse_set_body(body) == Set("k", nested(128).encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('{"action": "get", "action": "set", "key": "k", "value": 1}', "action"),
+        ('{"action": "get", "\\u0061ction": "set", "key": "k", "value": 1}', "action"),
+        ('{"action": "get", "key": "a", "k\\u0065y": "b"}', "key"),
+    ],
+)
+def test_a_message_repeating_a_name_is_refused(text: str, name: str) -> None:
+    """A repeated member of the message is refused, however it is spelt."""
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(text)
+    assert (
+        str(caught.value) == f'invalid message: duplicate member "{name}"; send each member once'
+    )
+
+
+def test_names_repeated_inside_a_value_keep_the_last() -> None:
+    """Only the message object is checked: inside a value, the last of a name wins."""
+    text = '{"action": "set", "key": "k", "value": {"a": 1, "a": 2}}'
+    assert parse_message(text) == Set("k", b'{"a":2}')
+
+
+def test_a_set_body_repeating_a_name_is_refused() -> None:
+    """The POST /set body is an envelope too."""
+    with pytest.raises(InvalidMessage) as caught:
+        parse_set_body(b'{"key": "a", "value": 1, "key": "b"}')
+    assert str(caught.value) == 'invalid body: duplicate member "key"; send each member once'
+
+
+def test_a_number_out_of_range_is_refused_in_a_message() -> None:
+    """1e400 in a value is refused, not stored as null."""
+    with pytest.raises(InvalidValue, match=r"^invalid JSON: 1e400 is out of range; "):
+        parse_message('{"action": "set", "key": "k", "value": 1e400}')
