@@ -233,7 +233,17 @@ def serialize_response(
     headers: list[tuple[str, str]],
     keep_alive: bool,
 ) -> bytes:
-    """The bytes of a complete HTTP/1.1 response."""
+    """The bytes of a complete HTTP/1.1 response.
+
+    A ``204 No Content`` (a CORS preflight's answer) has neither body nor
+    ``Content-Length`` nor ``Content-Type``, as RFC 9110 (8.6, 15.3.5) asks.
+    """
+    if status is HTTPStatus.NO_CONTENT:
+        lines = [f"HTTP/1.1 {status.value} {status.phrase}", "Cache-Control: no-store"]
+        if not keep_alive:
+            lines.append("Connection: close")
+        lines += [f"{name}: {value}" for name, value in headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     start = _status_lines.get((status, content_type, keep_alive))
     if start is None:
         # Made once per status, type and keep-alive: most answers are one of a few.

@@ -308,3 +308,11 @@ def test_stopping_waits_for_the_answer_being_made() -> None:
     assert (machine.next_event(), machine.keep_alive) == (None, False)
     machine.answer_written(0.0)
     assert machine.next_event() == Close("stopping")
+
+
+def test_no_content_answer_has_no_length_nor_type() -> None:
+    """A 204 carries neither Content-Length nor Content-Type, as RFC 9110 asks."""
+    answer = serialize_response(
+        HTTPStatus.NO_CONTENT, b"", "application/json", [("Vary", "Origin")], True
+    )
+    assert answer == b"HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\nVary: Origin\r\n\r\n"

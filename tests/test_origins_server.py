@@ -172,6 +172,8 @@ async def test_preflight_of_allowed_origin(start_server: StartServer) -> None:
     )
     assert answer.status == 204
     assert answer.body == b""
+    assert "content-length" not in answer.headers  # RFC 9110: a 204 has none
+    assert "content-type" not in answer.headers
     assert {name: value for name, value in answer.headers.items() if "access" in name} == {
         "access-control-allow-origin": APP,
         "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
