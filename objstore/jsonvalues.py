@@ -147,10 +147,15 @@ def duplicate_name(text: str, decoded: dict[str, Any]) -> str | None:
     in it may repeat names (the last value wins).
 
     Exact whatever the escapes (``"\\u0061ction"`` is ``"action"``), and cheap
-    for the common text: with no backslash, every name is written as itself,
-    so names that each occur once as ``"name"`` in the text cannot repeat.
-    Otherwise the text is parsed again, keeping every pair of the object.
+    for the common text. Every member, at any depth, is followed by a colon, so
+    a text with no more colons than the object has distinct names cannot repeat
+    one (a get, or a set of a value without objects or colons: one count).
+    Else, with no backslash, every name is written as itself, so names that each
+    occur once as ``"name"`` in the text cannot repeat. Otherwise the text is
+    parsed again, keeping every pair of the object.
     """
+    if text.count(":") == len(decoded):
+        return None
     if "\\" not in text:
         count = text.count
         quoted = _QUOTED.get
