@@ -228,7 +228,7 @@ def reference_duplicate(text: str) -> str | None:
     return None
 
 
-NAMES = st.sampled_from(["action", "key", "value", "k", "", 'a"b', "é", "a\\b", "ke"])
+NAMES = st.sampled_from(["action", "key", "value", "k", "", 'a"b', "é", "a\\b", "ke", "a:b", ":"])
 
 
 def spell(name: str, escapes: list[bool]) -> str:
