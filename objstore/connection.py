@@ -270,19 +270,19 @@ class ObjstoreConnection(WebsocketsConnection):
             self._handle_frames(splitter)
 
     def _handle_frames(self, splitter: FrameSplitter) -> None:
-        """Handle the whole frames received, until none is left or flow control says stop."""
+        """Handle the whole frames received, until none is left or flow control says stop.
+
+        At least one message is handled per call while the socket takes data, so
+        that every connection held back gets its turn after a flush.
+        """
         ours = self.ours
         turn = self.turn
-        session = self.client_session()
-        outbox = session.outbox
+        outbox = self.client_session().outbox
         while self.is_open:
-            if turn.spent >= TURN_BUDGET or outbox.replied >= TURN_BUDGET or self.paused:
-                # Go on after the flush, or once the socket drains: meanwhile the
-                # outboxes hear that their sockets are full, and conflate.
-                ours.deferred = True
-                self.transport.pause_reading()
-                if not self.paused:
-                    turn.defer(self._resume_frames)
+            if self.paused:
+                # Go on once the socket drains (resume_writing): meanwhile the
+                # outbox holds only the latest update per key.
+                self._hold_frames()
                 return
             item = splitter.next(ours.fragmented_size)
             if item is None:
@@ -296,6 +296,17 @@ class ObjstoreConnection(WebsocketsConnection):
                 return
             else:
                 self._receive(data, kind == MESSAGE_TEXT)
+            if turn.spent >= TURN_BUDGET or outbox.replied >= TURN_BUDGET:
+                # This turn has had its share: go on after the flush, when every
+                # congested outbox knows it and conflates.
+                self._hold_frames()
+                turn.defer(self._resume_frames)
+                return
+
+    def _hold_frames(self) -> None:
+        """Stop reading and handling until _resume_frames."""
+        self.ours.deferred = True
+        self.transport.pause_reading()
 
     def _resume_frames(self) -> None:
         """Handle the frames held back, then read again unless held back anew."""

@@ -142,11 +142,14 @@ class FlushScheduler:
     and replies at once: on uvloop, which reads a socket until it is empty in
     one turn, 4 MB of updates reached each stalled subscriber's transport
     before it could say it was full. So connections count the bytes of the
-    messages they handle and of the replies they queue in :attr:`spent`; once
-    it passes :data:`TURN_BUDGET` they stop, :meth:`defer` their remaining
-    messages, and go on after the flush, when congested outboxes know it and
-    hold only the latest update per key. What one outbox receives between two
-    flushes is so bounded by the budget plus the largest message.
+    messages they handle in :attr:`spent`, and outboxes the bytes of the replies
+    they queue (``Outbox.replied``); once either passes :data:`TURN_BUDGET`, a
+    connection stops (having handled at least one message), defers the rest
+    (:meth:`defer`), and goes on after the flush, when congested outboxes know
+    it and hold only the latest update per key. What one outbox receives between two flushes
+    is so bounded by the budget plus one message (and its fan-out) per connection
+    that goes on. Connections held back take turns: the one that went first in a
+    turn goes last in the next.
     """
 
     __slots__ = ("_call_soon", "_deferred", "_dirty", "_scheduled", "spent")
@@ -187,3 +190,8 @@ class FlushScheduler:
             self._deferred = []
             for callback in deferred:
                 callback()
+            again = self._deferred
+            if len(again) > 1 and again[0] is deferred[0]:
+                # The first to go spent the budget and the others had one message
+                # each: the next turn starts with the next one, round-robin.
+                again.append(again.pop(0))

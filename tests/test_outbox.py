@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from objstore.outbox import FlushScheduler, Outbox, deliver_to_all
 from objstore.protocol import Update
@@ -113,6 +114,26 @@ def test_deferred_work_runs_after_the_flush_with_the_budget_renewed() -> None:
     assert seen == [(1, 0)]
     scheduler.defer(lambda: None)
     assert callbacks == [scheduler.flush, scheduler.flush]  # a new turn, a new flush
+
+
+def test_connections_held_back_take_turns() -> None:
+    """The connection that went first in a turn goes last in the next: none starves."""
+    callbacks: list[object] = []
+    scheduler = FlushScheduler(callbacks.append)
+    order: list[str] = []
+
+    def connection(name: str) -> Callable[[], None]:
+        def resume() -> None:
+            order.append(name)
+            scheduler.defer(resume)  # it still has messages
+
+        return resume
+
+    for name in "abc":
+        scheduler.defer(connection(name))
+    for _ in range(3):
+        scheduler.flush()
+    assert "".join(order) == "abc" + "bca" + "cab"
 
 
 def test_replies_are_counted_until_the_flush() -> None:
