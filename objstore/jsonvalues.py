@@ -147,9 +147,13 @@ def duplicate_name(text: str, decoded: dict[str, Any]) -> str | None:
     in it may repeat names (the last value wins).
 
     Exact whatever the escapes (``"\\u0061ction"`` is ``"action"``), and cheap
-    for the common text. Every member, at any depth, is followed by a colon, so
-    a text with no more colons than the object has distinct names cannot repeat
-    one (a get, or a set of a value without objects or colons: one count).
+    for the common text. Every member, at any depth, is followed by a colon, and
+    escapes never make one, so a text with no more colons than the object has
+    distinct names cannot repeat one (a get: one count). More generally, a text
+    with as many colons as its distinct names plus those their names and values
+    hold repeats nothing, since a repeated member adds at least its own; with no
+    backslash, those are the colons of the values' compact encodings (which a
+    caller that has them can count, as :mod:`objstore.protocol` does for sets).
     Else, with no backslash, every name is written as itself, so names that each
     occur once as ``"name"`` in the text cannot repeat. Otherwise the text is
     parsed again, keeping every pair of the object.

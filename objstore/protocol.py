@@ -120,19 +120,40 @@ def _decode_object(text: str, what: str) -> dict[str, Any]:
         raise InvalidMessage(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"invalid {what}: expected a JSON object, got {describe(data)}")
+    return data
+
+
+def _refuse_duplicates(text: str, data: dict[str, Any], what: str) -> None:
     name = jsonvalues.duplicate_name(text, data)
     if name is not None:
         raise InvalidMessage(
             f"invalid {what}: duplicate member {describe(name)}; send each member once"
         )
-    return data
 
 
-def _set_from(data: dict[str, Any], what: str) -> Set:
+def _set_from(data: dict[str, Any], what: str, text: str, envelope: str) -> Set:
+    """The set that *data* (decoded from *text*, a message or body named *envelope*) asks for."""
+    value = jsonvalues.encode(data["value"]) if "value" in data else None
+    # Duplicates first, so that nothing is read from a message that repeats a name.
+    # Every member is followed by a colon, so when the text holds no more colons than
+    # the members and what they hold, nothing repeats (see jsonvalues.duplicate_name).
+    # A set's members hold colons only in its key and value; with no backslash the
+    # text shows them as the value's encoding does. Else the check looks closer.
+    colons = text.count(":")
+    if colons != len(data):
+        key = data.get("key")
+        if not (
+            value is not None
+            and isinstance(key, str)
+            and (len(data) == 2 or (len(data) == 3 and data.get("action") == "set"))
+            and colons == len(data) + value.count(b":") + key.count(":")
+            and "\\" not in text
+        ):
+            _refuse_duplicates(text, data, envelope)
     key = validate_key(data.get("key"))
-    if "value" not in data:
+    if value is None:
         raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
-    return Set(key, jsonvalues.encode(data["value"]))
+    return Set(key, value)
 
 
 def parse_message(frame: str | bytes) -> Command:
@@ -149,7 +170,8 @@ def parse_message(frame: str | bytes) -> Command:
     data = _decode_object(frame, "message")
     action = data.get("action")
     if action == "set":
-        return _set_from(data, "set")
+        return _set_from(data, "set", frame, "message")
+    _refuse_duplicates(frame, data, "message")
     if action == "get":
         return Get(validate_key(data.get("key")))
     if action == "subscribe":
@@ -173,7 +195,7 @@ def parse_set_body(body: bytes) -> Set:
         raise InvalidMessage("invalid body: not UTF-8 text") from None
     if not text.strip():
         raise InvalidMessage('invalid body: empty; send {"key": "...", "value": ...} as JSON')
-    return _set_from(_decode_object(text, "body"), "body")
+    return _set_from(_decode_object(text, "body"), "body", text, "body")
 
 
 def encode_key(key: str) -> bytes:

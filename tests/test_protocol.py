@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from objstore import jsonvalues
 from objstore.errors import InvalidMessage, InvalidValue
@@ -165,3 +167,31 @@ def test_a_number_out_of_range_is_refused_in_a_message() -> None:
     """1e400 in a value is refused, not stored as null."""
     with pytest.raises(InvalidValue, match=r"^invalid JSON: 1e400 is out of range; "):
         parse_message('{"action": "set", "key": "k", "value": 1e400}')
+
+
+SET_NAMES = st.sampled_from(["action", "key", "value"])
+SET_VALUES = st.sampled_from(
+    ['"set"', '"k:1"', '"k"', "1", '{"a:b":{"c":1}}', '[":",{"x":2}]', '{"i":1}', "null"]
+)
+
+
+@st.composite
+def set_messages(draw: st.DrawFn) -> str:
+    """Set messages as clients write them, some repeating a member, with colons about."""
+    key = draw(st.sampled_from(['"k"', '"k:1"', '"::"']))
+    members = [("action", '"set"'), ("key", key), ("value", draw(SET_VALUES))]
+    members += draw(st.lists(st.tuples(SET_NAMES, SET_VALUES), max_size=2))
+    order = draw(st.permutations(members))
+    space = draw(st.sampled_from(["", " "]))
+    return "{" + ",".join(f'"{n}"{space}:{space}{v}' for n, v in order) + "}"
+
+
+@given(set_messages())
+def test_set_messages_with_a_repeated_member_are_refused_exactly(text: str) -> None:
+    """The counting shortcut for sets refuses exactly the messages that repeat a name."""
+    names = [name for name, _ in json.loads(text, object_pairs_hook=list)]
+    if len(set(names)) < len(names):
+        with pytest.raises(InvalidMessage, match="duplicate member"):
+            parse_message(text)
+    else:
+        assert isinstance(parse_message(text), Set)
