@@ -86,15 +86,18 @@ class Request:
     @property
     def keep_alive(self) -> bool:
         """Whether the connection stays open after the response."""
-        connection = self.headers.get("connection", "").lower()
+        connection = self.headers.get("connection")
+        if connection is None:  # most requests: read on every one, so kept short
+            return not self.http10
         if self.http10:
-            return "keep-alive" in connection
-        return "close" not in connection
+            return "keep-alive" in connection.lower()
+        return "close" not in connection.lower()
 
     @property
     def is_upgrade(self) -> bool:
         """Whether this asks to switch to the WebSocket protocol."""
-        return "websocket" in self.headers.get("upgrade", "").lower()
+        upgrade = self.headers.get("upgrade")
+        return upgrade is not None and "websocket" in upgrade.lower()
 
 
 class _Head:
