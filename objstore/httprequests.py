@@ -77,27 +77,29 @@ class Request:
     #: Header names in lowercase; a repeated header keeps its last value
     #: (``Content-Length`` and ``Host`` may not be repeated with other values).
     headers: dict[str, str]
+    #: Whether the connection stays open after the response (read once per head).
+    keep_alive: bool
+    #: Whether this asks to switch to the WebSocket protocol (read once per head).
+    is_upgrade: bool
     body: bytes = b""
     #: The raw head, for a WebSocket upgrade (which websockets reads again).
     raw: bytes = field(default=b"", repr=False)
     #: Everything received after the head of a WebSocket upgrade: its first frames.
     after: bytes = field(default=b"", repr=False)
 
-    @property
-    def keep_alive(self) -> bool:
-        """Whether the connection stays open after the response."""
-        connection = self.headers.get("connection")
-        if connection is None:  # most requests: read on every one, so kept short
-            return not self.http10
-        if self.http10:
-            return "keep-alive" in connection.lower()
-        return "close" not in connection.lower()
 
-    @property
-    def is_upgrade(self) -> bool:
-        """Whether this asks to switch to the WebSocket protocol."""
-        upgrade = self.headers.get("upgrade")
-        return upgrade is not None and "websocket" in upgrade.lower()
+def _keeps_alive(headers: dict[str, str], http10: bool) -> bool:
+    connection = headers.get("connection")
+    if connection is None:
+        return not http10
+    if http10:
+        return "keep-alive" in connection.lower()
+    return "close" not in connection.lower()
+
+
+def _asks_upgrade(headers: dict[str, str]) -> bool:
+    upgrade = headers.get("upgrade")
+    return upgrade is not None and "websocket" in upgrade.lower()
 
 
 class _Head:
@@ -204,11 +206,18 @@ def _parse_head(head: bytes) -> Request:
                 raise _bad(f"invalid request target {_shown(target)}: it names no host")
             headers["host"] = authority
             target_text = rest if rest[:1] == "/" else "/" + rest
-    return Request(method.decode("ascii"), target_text, http10, headers)
+    return Request(
+        method.decode("ascii"),
+        target_text,
+        http10,
+        headers,
+        _keeps_alive(headers, http10),
+        _asks_upgrade(headers),
+    )
 
 
 #: Heads seen lately, parsed: clients that poll send the same head again and again.
-_parsed_heads: dict[bytes, tuple[str, str, bool, dict[str, str]]] = {}
+_parsed_heads: dict[bytes, tuple[str, str, bool, dict[str, str], bool, bool]] = {}
 _PARSED_HEADS_KEPT = 256
 _PARSED_HEAD_MAX_SIZE = 2048  # so that the heads kept take half a megabyte at most
 
@@ -229,7 +238,14 @@ def _parse_head_cached(head: bytes) -> Request:
     if len(head) <= _PARSED_HEAD_MAX_SIZE:
         if len(_parsed_heads) >= _PARSED_HEADS_KEPT:
             _parsed_heads.clear()
-        _parsed_heads[head] = (request.method, request.target, request.http10, request.headers)
+        _parsed_heads[head] = (
+            request.method,
+            request.target,
+            request.http10,
+            request.headers,
+            request.keep_alive,
+            request.is_upgrade,
+        )
     return request
 
 
@@ -249,11 +265,6 @@ class RequestReader:
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
         self._buffer += data
-
-    @property
-    def reading_body(self) -> bool:
-        """True once a request's head is read and its body is still arriving."""
-        return self._head is not None
 
     @property
     def body_size(self) -> int:

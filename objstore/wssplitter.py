@@ -11,9 +11,9 @@ for its payload, so that websockets fails the connection before the payload
 is buffered. Knows nothing of sockets, asyncio or what a message means.
 
 Memory: bytes are held only while a frame is incomplete. A frame whose header
-has arrived is collected as a list of the chunks received and joined once,
-when it is whole, so a frame arriving in many small pieces costs its own size
-once, not its size times the number of pieces. A frame is at most the size
+has arrived is collected in one growing buffer and copied out once, when it
+is whole, so a frame arriving in many small pieces costs about its own size
+(not its size times the number of pieces, nor an object per piece). A frame is at most the size
 limit (``--max-size``) plus its 14-byte header, since longer ones are refused
 from the header.
 """
@@ -46,7 +46,7 @@ _LONG_HEADER: Final = 0x80 | 126
 class FrameSplitter:
     """Splits the bytes one client sends into whole frames, in order."""
 
-    __slots__ = ("_chunks", "_data", "_have", "_need", "_pos", "max_size")
+    __slots__ = ("_arriving", "_data", "_need", "_pos", "max_size")
 
     def __init__(self, max_size: int | None) -> None:
         #: Longest message accepted, in bytes; None for no limit.
@@ -54,26 +54,24 @@ class FrameSplitter:
         #: Received bytes, read up to ``_pos``.
         self._data = b""
         self._pos = 0
-        #: The chunks of a frame still arriving, once its length is known; else None.
-        self._chunks: list[bytes] | None = None
-        self._have = 0
+        #: A frame still arriving, once its length (``_need``) is known; else None.
+        self._arriving: bytearray | None = None
         self._need = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received and not given out yet."""
-        return len(self._data) - self._pos + self._have
+        arriving = self._arriving
+        return len(self._data) - self._pos + (0 if arriving is None else len(arriving))
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the client."""
-        chunks = self._chunks
-        if chunks is not None:
-            chunks.append(data)
-            self._have += len(data)
-            if self._have >= self._need:
-                self._data = b"".join(chunks)
-                self._chunks = None
-                self._have = 0
+        arriving = self._arriving
+        if arriving is not None:
+            arriving += data
+            if len(arriving) >= self._need:
+                self._data = bytes(arriving)
+                self._arriving = None
         elif self._pos < len(self._data):
             # What is left is less than a frame header: copying it is cheap.
             self._data = self._data[self._pos :] + data
@@ -85,10 +83,9 @@ class FrameSplitter:
     def take_all(self) -> bytes:
         """Every byte received and not given out yet; the splitter is empty afterwards."""
         rest = self._data[self._pos :]
-        if self._chunks is not None:
-            rest += b"".join(self._chunks)
-            self._chunks = None
-            self._have = 0
+        if self._arriving is not None:
+            rest += self._arriving
+            self._arriving = None
         self._data = b""
         self._pos = 0
         return rest
@@ -103,7 +100,7 @@ class FrameSplitter:
         and :data:`MESSAGE_BINARY` the bytes are the unmasked payload; for
         :data:`FRAME` and :data:`REFUSED`, the bytes as received.
         """
-        if self._chunks is not None:
+        if self._arriving is not None:
             return None
         data = self._data
         pos = self._pos
@@ -127,9 +124,7 @@ class FrameSplitter:
         end = start + length
         if end > size:
             # The payload is still arriving: collect it, to be joined once whole.
-            rest = data[pos:]
-            self._chunks = [rest]
-            self._have = len(rest)
+            self._arriving = bytearray(data[pos:])
             self._need = end - pos
             self._data = b""
             self._pos = 0
