@@ -35,6 +35,7 @@ __all__ = [
     "Update",
     "encode_error",
     "encode_key",
+    "encode_rev_update",
     "encode_update",
     "parse_message",
     "parse_set_body",
@@ -80,20 +81,51 @@ Command = Subscribe | Unsubscribe | Set | Get
 
 
 class Update:
-    """A new value of a key, encoded once for every subscriber whatever its transport.
+    """A change of a key, encoded once for every subscriber whatever its transport.
 
-    ``payload`` is ``{"key": K, "value": V}`` as JSON bytes; ``ws_frame`` is the
-    same as a WebSocket text frame, made on first use and then shared.
+    Two forms, each made on first use and then shared by every subscriber of
+    that form: ``payload`` is the original's ``{"key": K, "value": V}`` (a
+    deletion has ``null``), for subscriptions made without a request id;
+    ``rev_payload`` adds ``"rev"``, and ``"deleted"`` (and ``"expired"``) for a
+    deletion, for subscriptions made with one. ``ws_frame`` and
+    ``rev_ws_frame`` are the same as WebSocket text frames.
     """
 
-    __slots__ = ("_payload", "_value", "_ws_frame", "key")
+    __slots__ = (
+        "_payload",
+        "_rev_payload",
+        "_rev_ws_frame",
+        "_value",
+        "_ws_frame",
+        "expired",
+        "key",
+        "rev",
+    )
 
-    def __init__(self, key: str, value: bytes | None) -> None:
+    def __init__(
+        self, key: str, value: bytes | None, rev: int = 0, *, expired: bool = False
+    ) -> None:
         self.key = key
         self._value = value
+        #: The revision of the change; 0 where revisions are not known.
+        self.rev = rev
+        #: The key was deleted because its time to live ran out.
+        self.expired = expired
         # Encoded on first use: a set nobody subscribed to encodes nothing.
         self._payload: bytes | None = None
         self._ws_frame: bytes | None = None
+        self._rev_payload: bytes | None = None
+        self._rev_ws_frame: bytes | None = None
+
+    @property
+    def value(self) -> bytes | None:
+        """The new value as compact JSON; None for a deletion."""
+        return self._value
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the change removed the key."""
+        return self._value is None
 
     @property
     def payload(self) -> bytes:
@@ -109,6 +141,24 @@ class Update:
         frame = self._ws_frame
         if frame is None:
             frame = self._ws_frame = text_frame(self.payload)
+        return frame
+
+    @property
+    def rev_payload(self) -> bytes:
+        """``{"key": K, "value": V, "rev": N}`` (plus ``"deleted"``, ``"expired"``) as JSON."""
+        payload = self._rev_payload
+        if payload is None:
+            payload = self._rev_payload = encode_rev_update(
+                self.key, self._value, self.rev, expired=self.expired
+            )
+        return payload
+
+    @property
+    def rev_ws_frame(self) -> bytes:
+        """The revision form as one WebSocket text frame."""
+        frame = self._rev_ws_frame
+        if frame is None:
+            frame = self._rev_ws_frame = text_frame(self.rev_payload)
         return frame
 
 
@@ -214,6 +264,21 @@ def encode_update(key: str | bytes, value: bytes | None) -> bytes:
     """
     key_json = key if isinstance(key, bytes) else encode_key(key)
     return b'{"key":' + key_json + b',"value":' + (b"null" if value is None else value) + b"}"
+
+
+def encode_rev_update(
+    key: str | bytes, value: bytes | None, rev: int, *, expired: bool = False
+) -> bytes:
+    """Encode the revision form of an update: ``{"key": K, "value": V, "rev": N}``.
+
+    A deletion (*value* None) adds ``"deleted": true``, and ``"expired": true``
+    when its time to live ran out.
+    """
+    key_json = key if isinstance(key, bytes) else encode_key(key)
+    if value is None:
+        tail = b',"deleted":true,"expired":true}' if expired else b',"deleted":true}'
+        return b'{"key":' + key_json + b',"value":null,"rev":' + str(rev).encode() + tail
+    return b'{"key":' + key_json + b',"value":' + value + b',"rev":' + str(rev).encode() + b"}"
 
 
 def encode_error(error: ClientError | str) -> bytes:
