@@ -1,0 +1,215 @@
+"""Merge patch on stored values: RFC 7386's examples and its laws."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from objstore import jsonvalues
+from objstore.errors import InvalidValue
+from objstore.valueops import apply_patch, merge_patch
+
+# Few names, so that targets and patches share members.
+names = st.text(alphabet="abc", max_size=2)
+scalars = (
+    st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4)
+)
+json_values = st.recursive(
+    st.none() | scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=4),
+    max_leaves=16,
+)
+# Without null anywhere: a null member of a patch means "remove".
+null_free_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=4),
+    max_leaves=16,
+)
+null_free_objects = st.dictionaries(names, null_free_values, max_size=4)
+json_objects = st.dictionaries(names, json_values, max_size=4)
+
+
+def canonical(value: Any) -> str:
+    """*value* as JSON text with sorted names: equal only if equal as JSON (1 is not true)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that turns the null-free object *a* into the null-free object *b*."""
+    patch: dict[str, Any] = {name: None for name in a if name not in b}
+    for name, new in b.items():
+        old = a.get(name)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = diff(old, new)
+            if inner:
+                patch[name] = inner
+        elif name not in a or canonical(old) != canonical(new):
+            patch[name] = new
+    return patch
+
+
+def nested(depth: int) -> Any:
+    """Objects nested *depth* levels deep: {"a": {"a": ... {} ...}}."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """How many levels of objects nest in a value made by nested()."""
+    depth = 0
+    while isinstance(value, dict):
+        depth += 1
+        value = value.get("a")
+    return depth
+
+
+# RFC 7386, Appendix A: original, patch, result, in the RFC's order.
+RFC_7386_EXAMPLES = [
+    ('{"a":"b"}', '{"a":"c"}', '{"a":"c"}'),
+    ('{"a":"b"}', '{"b":"c"}', '{"a":"b","b":"c"}'),
+    ('{"a":"b"}', '{"a":null}', "{}"),
+    ('{"a":"b","b":"c"}', '{"a":null}', '{"b":"c"}'),
+    ('{"a":["b"]}', '{"a":"c"}', '{"a":"c"}'),
+    ('{"a":"c"}', '{"a":["b"]}', '{"a":["b"]}'),
+    ('{"a":{"b":"c"}}', '{"a":{"b":"d","c":null}}', '{"a":{"b":"d"}}'),
+    ('{"a":[{"b":"c"}]}', '{"a":[1]}', '{"a":[1]}'),
+    ('["a","b"]', '["c","d"]', '["c","d"]'),
+    ('{"a":"b"}', '["c"]', '["c"]'),
+    ('{"a":"foo"}', "null", "null"),
+    ('{"a":"foo"}', '"bar"', '"bar"'),
+    ('{"e":null}', '{"a":1}', '{"e":null,"a":1}'),
+    ("[1,2]", '{"a":"b","c":null}', '{"a":"b"}'),
+    ("{}", '{"a":{"bb":{"ccc":null}}}', '{"a":{"bb":{}}}'),
+]
+
+
+@pytest.mark.parametrize(("original", "patch", "result"), RFC_7386_EXAMPLES)
+def test_merge_patch_gives_each_rfc_7386_example(original: str, patch: str, result: str) -> None:
+    """merge_patch gives the result RFC 7386 Appendix A lists for each example."""
+    merged = merge_patch(json.loads(original), json.loads(patch))
+    assert canonical(merged) == canonical(json.loads(result))
+
+
+@pytest.mark.parametrize(("original", "patch", "result"), RFC_7386_EXAMPLES)
+def test_apply_patch_stores_each_rfc_7386_example(original: str, patch: str, result: str) -> None:
+    """apply_patch turns the stored original into the RFC's result, byte for byte."""
+    assert apply_patch(original.encode(), json.loads(patch)) == result.encode()
+
+
+def test_patch_keeps_the_place_of_existing_members() -> None:
+    """Replaced members keep their place; new members come after, in the patch's order."""
+    assert apply_patch(b'{"a":1,"b":2}', {"c": 4, "a": 3}) == b'{"a":3,"b":2,"c":4}'
+
+
+def test_patch_of_a_missing_key_starts_from_an_empty_object() -> None:
+    """A missing key is patched as {}: its null members are dropped, at every level."""
+    assert apply_patch(None, {"a": {"b": None, "c": 1}, "d": None}) == b'{"a":{"c":1}}'
+
+
+def test_patch_that_is_not_an_object_replaces_a_missing_key() -> None:
+    """A patch that is not an object becomes the value of a missing key."""
+    assert apply_patch(None, [1, None]) == b"[1,null]"
+
+
+def test_patch_that_is_not_an_object_replaces_the_value() -> None:
+    """A number as the patch replaces an object, as RFC 7386 says (no error)."""
+    assert apply_patch(b'{"a":1}', 5) == b"5"
+
+
+def test_patch_of_a_number_starts_from_an_empty_object() -> None:
+    """An object patch on a key holding a number discards the number."""
+    assert apply_patch(b"42", {"a": 1}) == b'{"a":1}'
+
+
+def test_patch_that_would_nest_too_deep_is_refused() -> None:
+    """A result nested one level deeper than the limit is refused, naming the key."""
+    with pytest.raises(InvalidValue) as caught:
+        apply_patch(b"{}", nested(jsonvalues.MAX_DEPTH + 1), key="doc")
+    assert str(caught.value) == (
+        'invalid value: patching key "doc" would nest its value deeper than 128 levels; '
+        "send a shallower patch"
+    )
+
+
+def test_patch_that_nests_to_the_limit_is_kept() -> None:
+    """A result nested exactly as deep as the limit is stored."""
+    stored = apply_patch(None, nested(jsonvalues.MAX_DEPTH))
+    assert depth_of(json.loads(stored)) == jsonvalues.MAX_DEPTH
+
+
+def test_patch_far_too_deep_is_refused_without_a_key() -> None:
+    """A result nested far beyond what the encoder can walk is refused as too deep."""
+    with pytest.raises(InvalidValue) as caught:
+        apply_patch(None, nested(20 * sys.getrecursionlimit()))
+    assert str(caught.value) == (
+        "invalid value: patching the key would nest its value deeper than 128 levels; "
+        "send a shallower patch"
+    )
+
+
+def test_merge_patch_leaves_nested_objects_of_the_target_alone() -> None:
+    """Merging into a nested object copies it: the target's own object is unchanged."""
+    target = {"a": {"b": 1, "c": 2}}
+    assert merge_patch(target, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
+    assert target == {"a": {"b": 1, "c": 2}}
+
+
+def test_merge_patch_does_not_recurse() -> None:
+    """Merging a patch nested far deeper than Python's recursion limit works."""
+    depth = 20 * sys.getrecursionlimit()
+    assert depth_of(merge_patch({"a": {"b": 1}}, nested(depth))) == depth
+
+
+def test_patch_with_a_lone_surrogate_is_refused() -> None:
+    """A patch whose result holds a lone surrogate cannot be stored as UTF-8."""
+    with pytest.raises(InvalidValue) as caught:
+        apply_patch(b"{}", {"a": "\ud800"})
+    assert str(caught.value) == "invalid value: not valid Unicode (contains a lone surrogate)"
+
+
+@given(json_values, json_values)
+def test_merge_patch_is_idempotent(target: Any, patch: Any) -> None:
+    """Applying a patch twice gives what applying it once gives."""
+    once = merge_patch(target, patch)
+    assert canonical(merge_patch(once, patch)) == canonical(once)
+
+
+@given(null_free_objects)
+def test_null_free_patch_on_an_empty_object_is_the_patch(patch: dict[str, Any]) -> None:
+    """A patch without nulls, applied to {}, gives the patch itself."""
+    assert canonical(merge_patch({}, patch)) == canonical(patch)
+
+
+@given(null_free_objects, null_free_objects)
+def test_merge_patch_of_a_diff_gives_the_second_object(
+    a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    """merge(a, diff(a, b)) is b for objects without nulls."""
+    assert canonical(merge_patch(a, diff(a, b))) == canonical(b)
+
+
+@given(json_objects | json_values, json_objects | json_values)
+def test_merge_patch_never_changes_its_inputs(target: Any, patch: Any) -> None:
+    """The target and the patch are as they were after a merge."""
+    target_before, patch_before = copy.deepcopy(target), copy.deepcopy(patch)
+    merge_patch(target, patch)
+    assert canonical(target) == canonical(target_before)
+    assert canonical(patch) == canonical(patch_before)
+
+
+@given(json_values, json_values)
+def test_apply_patch_stores_what_merge_patch_gives(target: Any, patch: Any) -> None:
+    """apply_patch on stored JSON is merge_patch on the decoded value, encoded."""
+    stored = apply_patch(jsonvalues.encode(target), patch)
+    assert stored == jsonvalues.encode(merge_patch(target, patch))
