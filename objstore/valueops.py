@@ -1,6 +1,6 @@
-"""Pure operations on stored values: JSON merge patch.
+"""Pure operations on stored values: JSON merge patch and increment.
 
-Owns what ``patch`` computes from a key's current value: the new
+Owns what ``patch`` and ``incr`` compute from a key's current value: the new
 value, as the compact JSON bytes every stored value is kept as, or the client
 error that refuses it. Knows nothing of keys' storage, revisions, messages,
 subscribers or I/O; the size limit (``--max-size``) is the caller's to check.
@@ -22,18 +22,27 @@ never nested deeper than the deeper of its target and patch, so a stored target
 and a decoded patch, both within the limit, cannot trip it: the check guards
 direct callers.)
 
+Increments work on Python integers, exact at any size up to the limit of
+digits that :mod:`objstore.jsonvalues` accepts (4,300 by default), and on
+doubles, refused when the sum overflows.
+
 Messages name the key when the caller passes it (``key="score"``) and say "the
 key" otherwise.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 from . import jsonvalues
-from .errors import InvalidValue, describe
+from .errors import InvalidMessage, InvalidValue, describe
 
-__all__ = ["apply_patch", "merge_patch"]
+__all__ = ["apply_patch", "increment", "merge_patch"]
+
+#: The range every float must be within, as jsonvalues words it.
+_FLOAT_RANGE = "±1.7976931348623157e308"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -101,3 +110,53 @@ def _too_deep(key: str | None) -> InvalidValue:
         f"invalid value: patching {_subject(key)} would nest its value deeper than "
         f"{jsonvalues.MAX_DEPTH} levels; send a shallower patch"
     )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def increment(current: bytes | None, by: Any, *, key: str | None = None) -> bytes:
+    """Return the stored JSON of the number *current* plus *by*.
+
+    *current* is the key's stored JSON, or ``None`` when the key is missing
+    (which counts as 0); *key* only names the key in messages. Two integers
+    give their exact integer sum; a float on either side gives a float.
+
+    Raises :class:`~objstore.errors.InvalidMessage` when *by* is not a finite
+    number (``true`` is not a number), and
+    :class:`~objstore.errors.InvalidValue` when the key holds anything but a
+    number, or when the sum is a float out of the range of a double or an
+    integer of more digits than :mod:`objstore.jsonvalues` accepts.
+    """
+    if not _is_number(by) or (isinstance(by, float) and not math.isfinite(by)):
+        raise InvalidMessage(
+            f'invalid message: "by" must be a number, got {describe(by)}; '
+            "send a number such as 1 or -2.5"
+        )
+    value = 0 if current is None else jsonvalues.decode(current.decode("utf-8"))
+    if not _is_number(value):
+        raise InvalidValue(
+            f"invalid value: {_subject(key)} holds {describe(value)}, not a number; "
+            "use set to replace it"
+        )
+    try:
+        result = value + by
+    except OverflowError:  # an integer too large for a double, added to a float
+        result = math.inf
+    if isinstance(result, float):
+        if not math.isfinite(result):
+            raise InvalidValue(
+                f"invalid value: {_subject(key)} holds {describe(value)}, and adding "
+                f"{describe(by)} to it is out of range; numbers must be within {_FLOAT_RANGE}"
+            )
+    else:
+        digits = sys.get_int_max_str_digits()
+        # 10**digits has over 3 * digits bits: only such sums need the exact check.
+        if digits and result.bit_length() > 3 * digits and abs(result) >= 10**digits:
+            raise InvalidValue(
+                f"invalid value: {_subject(key)} holds {describe(value)}, and adding "
+                f"{describe(by)} to it gives over {digits} digits; send larger numbers "
+                "as strings"
+            )
+    return jsonvalues.encode(result)

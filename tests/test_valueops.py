@@ -1,4 +1,4 @@
-"""Merge patch on stored values: RFC 7386's examples and its laws."""
+"""Merge patch and increment on stored values: RFC 7386's examples, its laws, exact numbers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objstore import jsonvalues
-from objstore.errors import InvalidValue
-from objstore.valueops import apply_patch, merge_patch
+from objstore.errors import InvalidMessage, InvalidValue
+from objstore.valueops import apply_patch, increment, merge_patch
 
 # Few names, so that targets and patches share members.
 names = st.text(alphabet="abc", max_size=2)
@@ -213,3 +213,145 @@ def test_apply_patch_stores_what_merge_patch_gives(target: Any, patch: Any) -> N
     """apply_patch on stored JSON is merge_patch on the decoded value, encoded."""
     stored = apply_patch(jsonvalues.encode(target), patch)
     assert stored == jsonvalues.encode(merge_patch(target, patch))
+
+
+def test_increment_of_a_missing_key_starts_from_zero() -> None:
+    """A missing key counts as 0."""
+    assert increment(None, 5) == b"5"
+
+
+def test_increment_of_a_missing_key_by_a_float_is_a_float() -> None:
+    """A missing key plus a float is that float."""
+    assert increment(None, 2.5) == b"2.5"
+
+
+def test_increment_by_a_negative_number() -> None:
+    """A negative increment subtracts."""
+    assert increment(b"3", -5) == b"-2"
+
+
+def test_increment_is_exact_beyond_2_53() -> None:
+    """Integers past 2**53 (where doubles skip odd numbers) are added exactly."""
+    assert increment(b"9007199254740993", 1) == b"9007199254740994"
+
+
+def test_increment_keeps_integers_beyond_the_double_range() -> None:
+    """Integers larger than any double stay exact integers."""
+    big = 10**400
+    assert increment(str(big).encode(), 1) == str(big + 1).encode()
+
+
+def test_increment_of_an_integer_by_a_float_is_a_float() -> None:
+    """An integer plus a float is a float."""
+    assert increment(b"1", 0.5) == b"1.5"
+
+
+def test_increment_of_a_float_by_an_integer_is_a_float() -> None:
+    """A float plus an integer is a float."""
+    assert increment(b"1.5", 1) == b"2.5"
+
+
+def test_increment_by_a_whole_float_stays_a_float() -> None:
+    """A whole float result is stored as a float (3.0, not 3)."""
+    assert increment(b"2", 1.0) == b"3.0"
+
+
+@given(
+    st.integers(min_value=-(2**200), max_value=2**200),
+    st.integers(min_value=-(2**200), max_value=2**200),
+)
+def test_increment_of_integers_is_their_exact_sum(current: int, by: int) -> None:
+    """Any two integers add up exactly."""
+    assert increment(jsonvalues.encode(current), by) == str(current + by).encode()
+
+
+@pytest.mark.parametrize("by", [True, False])
+def test_increment_by_a_boolean_is_refused(by: bool) -> None:
+    """true and false are not numbers, though Python counts them as integers."""
+    with pytest.raises(InvalidMessage) as caught:
+        increment(b"1", by)
+    assert str(caught.value) == (
+        f'invalid message: "by" must be a number, got {json.dumps(by)}; '
+        "send a number such as 1 or -2.5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("by", "shown"), [("2", '"2"'), (None, "null"), ([1], "[1]"), ({"n": 1}, '{"n": 1}')]
+)
+def test_increment_by_a_non_number_is_refused(by: Any, shown: str) -> None:
+    """A "by" that is not a number is a field of the wrong type."""
+    with pytest.raises(InvalidMessage) as caught:
+        increment(b"1", by)
+    assert str(caught.value) == (
+        f'invalid message: "by" must be a number, got {shown}; send a number such as 1 or -2.5'
+    )
+
+
+@pytest.mark.parametrize(("by", "shown"), [(float("nan"), "NaN"), (float("inf"), "Infinity")])
+def test_increment_by_a_non_finite_float_is_refused(by: float, shown: str) -> None:
+    """NaN and infinity are not numbers JSON can carry."""
+    with pytest.raises(InvalidMessage) as caught:
+        increment(None, by)
+    assert str(caught.value) == (
+        f'invalid message: "by" must be a number, got {shown}; send a number such as 1 or -2.5'
+    )
+
+
+def test_increment_of_a_string_is_refused() -> None:
+    """A key holding a string is not incremented, and the message names key and value."""
+    with pytest.raises(InvalidValue) as caught:
+        increment(b'"abc"', 1, key="score")
+    assert str(caught.value) == (
+        'invalid value: key "score" holds "abc", not a number; use set to replace it'
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"), [(b"true", "true"), (b"null", "null"), (b"[1]", "[1]"), (b"{}", "{}")]
+)
+def test_increment_of_a_non_number_is_refused(stored: bytes, shown: str) -> None:
+    """A key holding true, null, an array or an object is not incremented."""
+    with pytest.raises(InvalidValue) as caught:
+        increment(stored, 1)
+    assert str(caught.value) == (
+        f"invalid value: the key holds {shown}, not a number; use set to replace it"
+    )
+
+
+def test_increment_overflowing_to_infinity_is_refused() -> None:
+    """A float sum beyond the largest double is refused."""
+    with pytest.raises(InvalidValue) as caught:
+        increment(b"1.7976931348623157e308", 1e308, key="score")
+    assert str(caught.value) == (
+        'invalid value: key "score" holds 1.7976931348623157e+308, and adding 1e+308 to it '
+        "is out of range; numbers must be within ±1.7976931348623157e308"
+    )
+
+
+def test_increment_of_a_huge_integer_by_a_float_is_refused() -> None:
+    """An integer too large for a double, plus a float, is out of range."""
+    with pytest.raises(InvalidValue) as caught:
+        increment(b"1" + b"0" * 400, 0.5)
+    assert str(caught.value) == (
+        "invalid value: the key holds 1000000000000000000000000000000000000000000000000000000"
+        "00..., and adding 0.5 to it is out of range; numbers must be within "
+        "±1.7976931348623157e308"
+    )
+
+
+def test_increment_past_the_limit_of_digits_is_refused() -> None:
+    """An integer sum of more digits than a value may hold is refused."""
+    digits = sys.get_int_max_str_digits()
+    with pytest.raises(InvalidValue) as caught:
+        increment(b"9" * digits, 1)
+    assert str(caught.value) == (
+        "invalid value: the key holds 9999999999999999999999999999999999999999999999999999999"
+        f"99..., and adding 1 to it gives over {digits} digits; send larger numbers as strings"
+    )
+
+
+def test_increment_up_to_the_limit_of_digits_is_kept() -> None:
+    """An integer sum of exactly the limit of digits is stored."""
+    digits = sys.get_int_max_str_digits()
+    assert increment(b"9" * (digits - 1) + b"8", 1) == b"9" * digits
