@@ -17,10 +17,10 @@ object of the patch still to merge. The result is built by copying only the
 objects of the target that the patch reaches (one level each, shallow) and
 shares everything else with its inputs, which are never changed: memory is at
 most the patch plus the members of the objects it reaches. A result nested
-deeper than :data:`~objstore.jsonvalues.MAX_DEPTH` is refused. (A result is
-never nested deeper than the deeper of its target and patch, so a stored target
-and a decoded patch, both within the limit, cannot trip it: the check guards
-direct callers.)
+deeper than :data:`~objstore.jsonvalues.MAX_DEPTH` is refused, which happens
+exactly when the patch is nested deeper, so only the patch is walked. (A patch
+decoded from a message is within the limit already: the check guards direct
+callers.)
 
 Increments work on Python integers, exact at any size up to the limit of
 digits that :mod:`objstore.jsonvalues` accepts (4,300 by default), and on
@@ -87,29 +87,18 @@ def apply_patch(current: bytes | None, patch: Any, *, key: str | None = None) ->
     deeper than :data:`~objstore.jsonvalues.MAX_DEPTH` or holds a lone
     surrogate. Whether the result fits ``--max-size`` is for the caller.
     """
+    # The result is nested too deep exactly when the patch is: a merge keeps
+    # every object and value of the patch at its place (a null member removes
+    # a member, not a level), and takes the rest from the target, which was
+    # stored within the limit (decode refuses deeper). So the patch is walked,
+    # not the result, which is usually far larger.
+    if isinstance(patch, dict | list) and jsonvalues.depth_exceeds(patch, jsonvalues.MAX_DEPTH):
+        raise InvalidValue(
+            f"invalid value: patching {_subject(key)} would nest its value deeper than "
+            f"{jsonvalues.MAX_DEPTH} levels; send a shallower patch"
+        )
     target = None if current is None else jsonvalues.decode(current.decode("utf-8"))
-    result = merge_patch(target, patch)
-    limit = jsonvalues.MAX_DEPTH
-    try:
-        encoded = jsonvalues.encode(result)
-    except RecursionError:  # far deeper than the limit: nothing to count
-        raise _too_deep(key) from None
-    # Deeper than the limit takes over *limit* pairs of brackets: the counts are
-    # a fast scan in C, so the walk runs only for results that may be too deep.
-    if (
-        len(encoded) > 2 * limit
-        and encoded.count(b"[") + encoded.count(b"{") > limit
-        and jsonvalues.depth_exceeds(result, limit)
-    ):
-        raise _too_deep(key)
-    return encoded
-
-
-def _too_deep(key: str | None) -> InvalidValue:
-    return InvalidValue(
-        f"invalid value: patching {_subject(key)} would nest its value deeper than "
-        f"{jsonvalues.MAX_DEPTH} levels; send a shallower patch"
-    )
+    return jsonvalues.encode(merge_patch(target, patch))
 
 
 def _is_number(value: object) -> bool:

@@ -165,6 +165,28 @@ def test_merge_patch_leaves_nested_objects_of_the_target_alone() -> None:
     assert target == {"a": {"b": 1, "c": 2}}
 
 
+def test_patch_into_a_value_nested_to_the_limit_is_kept() -> None:
+    """A shallow patch of a value nested as deep as the limit is stored."""
+    patched = apply_patch(jsonvalues.encode(nested(jsonvalues.MAX_DEPTH)), {"a": {"b": 1}})
+    assert depth_of(json.loads(patched)) == jsonvalues.MAX_DEPTH
+
+
+def depth(value: Any) -> int:
+    """How many arrays and objects nest in *value*, at the deepest."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+@given(json_objects | json_values, json_objects | json_values)
+def test_merge_is_as_deep_as_its_patch_and_no_deeper_than_both(target: Any, patch: Any) -> None:
+    """The result nests at least as deep as the patch, and at most as the deeper input."""
+    merged = depth(merge_patch(target, patch))
+    assert depth(patch) <= merged <= max(depth(target), depth(patch))
+
+
 def test_merge_patch_does_not_recurse() -> None:
     """Merging a patch nested far deeper than Python's recursion limit works."""
     depth = 20 * sys.getrecursionlimit()
