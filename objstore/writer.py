@@ -25,6 +25,9 @@ ahead of its record (an expiry deadline, a revision). If the sink fails, that
 batch's files are not written either; records and writes are kept and tried
 again on the same schedule, and the batch's setters hear of the failure.
 Records are never coalesced: every one is appended, in the order given.
+Memory: while the sink fails, its records stay here, one per record given
+(the writer cannot tell which ones a later one makes useless); the owner of
+the sink bounds them, watching :attr:`WriteBehind.unjournaled`.
 
 Knows nothing of the wire protocol, subscribers or what records mean; the
 file format belongs to :class:`~objstore.cachefolder.CacheFolder`.
@@ -171,12 +174,13 @@ class WriteBehind:
         return entry
 
     def journal(self, record: object, key: str | None = None) -> None:
-        """Schedule *record* to be appended to the journal before any value file written
-        after this call.
+        """Schedule *record* to be appended to the journal before the file of any write
+        scheduled after this call: give a change's record first, then its write.
 
         *key* names the key the record is about, if any: if the record still cannot
         be appended at :meth:`close`, that key is among those it returns. Records are
-        appended in the order given, each once (twice at most after a failure).
+        appended in the order given, each once (again after a failed append, which
+        may have written part of them).
         """
         if self._sink is None:
             raise RuntimeError("this writer was made without a journal")
@@ -305,8 +309,10 @@ class WriteBehind:
         records = self._records
         if records:
             self._records = []
-        if self._unjournaled:
-            return self._unjournaled + records
+        unjournaled = self._unjournaled
+        if unjournaled:
+            unjournaled.extend(records)  # in place: it may be long after a long failure
+            return unjournaled
         return records
 
     def _keep_failed(
