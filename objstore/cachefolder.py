@@ -5,7 +5,7 @@ removed while the server runs), its lock, and turning the file layer's
 OSErrors into :class:`~objstore.errors.StorageError` and
 :class:`~objstore.errors.StartupError` messages. The work is done by
 :mod:`objstore.folderlock` (the lock), :mod:`objstore.folderload` (loading and
-tidying) and :mod:`objstore.folderwrite` (writing), on the names of
+tidying) and :mod:`objstore.folderwrite` (writing and removing), on the names of
 :mod:`objstore.foldernames`. Blocking code, meant to run off the event loop;
 knows nothing of asyncio, subscribers or the wire protocol.
 
@@ -93,6 +93,23 @@ class CacheFolder:
             )
             raise StorageError(
                 f"could not save key {describe(key)} to {self.path / file_name(key)}: {reason}"
+            ) from exc
+
+    def remove(self, key: str) -> None:
+        """Remove the file of *key* (and its spare and sidecar), if it has one.
+
+        The value file goes first: a crash at any moment leaves the old value or
+        none. A key without a file, or a folder removed since, is not an error:
+        nothing of the key is on disk, which is what a removal wants (the next
+        write creates the folder again). Raises
+        :class:`~objstore.errors.StorageError` when the file stays.
+        """
+        try:
+            self._writer.remove(key)
+        except OSError as exc:
+            raise StorageError(
+                f"could not remove key {describe(key)} by deleting "
+                f"{self.path / file_name(key)}: {exc.strerror or exc}"
             ) from exc
 
     def _restore(self) -> bool:

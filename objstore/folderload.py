@@ -5,7 +5,8 @@ Owns what happens to each entry found in the folder, as
 original-style names renamed to canonical ones), files that cannot be read
 and symbolic links under the store's names are renamed ``*.corrupt`` with a
 warning (a link itself is renamed; what it points to is never read or
-touched), leftovers of a crash are removed. Blocking code, run once before
+touched), leftovers of a crash (and spares and sidecars whose value file is
+gone) are removed. Blocking code, run once before
 the server listens; knows nothing of asyncio or of writing values.
 """
 
@@ -37,7 +38,7 @@ class LoadReport:
     set_aside: list[tuple[str, str]] = field(default_factory=list)
     #: Original-style names renamed to canonical ones, as ``(old, new)``.
     renamed: list[tuple[str, str]] = field(default_factory=list)
-    #: Leftover temporary files (and spares without their value file) removed.
+    #: Leftover temporary files (and spares and sidecars without their value file) removed.
     temp_files_removed: int = 0
 
 
@@ -71,9 +72,11 @@ class _Loader:
         legacy: list[tuple[str, str]] = []
         for name in names:
             kind = classify(name)
-            if kind.kind == "leftover" or (kind.kind == "spare" and kind.of not in present):
+            if kind.kind == "leftover" or (
+                kind.kind in ("spare", "sidecar") and kind.of not in present
+            ):
                 # Left by a crash between writing a file and renaming it, or the
-                # spare of a file removed since: of no use to any key.
+                # spare or sidecar of a file removed since: of no use to any key.
                 if remove_quietly(self._join(name)):
                     report.temp_files_removed += 1
             elif kind.kind == "canonical":
@@ -131,11 +134,7 @@ class _Loader:
     def _set_aside(self, name: str, reason: str) -> None:
         """Rename an entry that cannot be loaded so that it is kept but no longer read."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        counter = 1
-        target = set_aside_name(name, stamp)
-        while os.path.lexists(self._join(target)):
-            counter += 1
-            target = set_aside_name(name, stamp, counter)
+        target = self._aside_name(name, stamp)
         try:
             os.replace(self._join(name), self._join(target))
         except OSError as exc:
@@ -143,6 +142,31 @@ class _Loader:
             return
         logger.warning("cannot load %s (%s); renamed it to %s", name, reason, target)
         self.report.set_aside.append((name, target))
+        if classify(name).kind == "hashed":
+            self._set_sidecar_aside(name, stamp)
+
+    def _set_sidecar_aside(self, name: str, stamp: str) -> None:
+        """Keep the sidecar of the set-aside hashed file *name* beside it, so that its key
+        stays known (a sidecar without its value file is removed at start)."""
+        sidecar = sidecar_name(name)
+        if not os.path.lexists(self._join(sidecar)):
+            return
+        target = self._aside_name(sidecar, stamp)
+        try:
+            os.replace(self._join(sidecar), self._join(target))
+        except OSError as exc:
+            logger.warning("could not rename %s to %s: %s", sidecar, target, exc)
+            return
+        logger.info("renamed %s, the key of %s, to %s", sidecar, name, target)
+
+    def _aside_name(self, name: str, stamp: str) -> str:
+        """A free name to set *name* aside under."""
+        counter = 1
+        target = set_aside_name(name, stamp)
+        while os.path.lexists(self._join(target)):
+            counter += 1
+            target = set_aside_name(name, stamp, counter)
+        return target
 
     def _mtime(self, name: str) -> float:
         try:

@@ -3,14 +3,17 @@
 Owns how a value becomes a key's file: into the spare then a name exchange
 (:mod:`objstore.swapwrite`) for keys written before, into the spare then
 renames for the others and where the system cannot exchange names, and
-temporary files for sidecars. Never writes through a symbolic link (see
-:mod:`objstore.diskio`), and leaves no partial spare or temporary file behind
-a failed write. Names come from :mod:`objstore.foldernames`. Blocking code,
-run by the writer thread; knows nothing of asyncio, JSON or retries.
+temporary files for sidecars; and how a key's files are removed (its value
+file first, so that a crash leaves the old value or nothing). Never writes
+through a symbolic link (see :mod:`objstore.diskio`), and leaves no partial
+spare or temporary file behind a failed write. Names come from
+:mod:`objstore.foldernames`. Blocking code, run by the writer thread; knows
+nothing of asyncio, JSON or retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -65,6 +68,32 @@ class FolderWriter:
         if swapper is None or not swapper.rewrite(name, data):
             self._write_recycling(name, data)
         return name
+
+    def remove(self, key: str) -> None:
+        """Remove *key*'s value file, then its spare and (for a hashed name) its sidecar.
+
+        A key without a file is not an error. Names are removed, never what a
+        symbolic link under them points to. The value file goes first: a crash
+        at any moment leaves the old value (loadable) or no value, and a spare
+        or sidecar left without its value file is removed at the next start.
+        Raises OSError when the value file cannot be removed; once it is gone
+        the key is, so a spare or sidecar that cannot be removed is only logged.
+        """
+        name = file_name(key)
+        if self._swapper is not None:
+            # Its two files are about to lose their names; a later write opens new ones.
+            self._swapper.forget(name)
+        _remove_if_present(os.path.join(self.path, name))
+        leftovers = [spare_name(name)]
+        if is_hashed(name):
+            leftovers.append(sidecar_name(name))
+        for leftover in leftovers:
+            try:
+                _remove_if_present(os.path.join(self.path, leftover))
+            except OSError as exc:
+                logger.warning(
+                    "could not remove %s (removed at the next start): %s", leftover, exc
+                )
 
     def _write_recycling(self, name: str, data: bytes) -> None:
         """Write atomically, reusing the previous file's inode for the next write.
@@ -143,6 +172,12 @@ class FolderWriter:
                 return open_file(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), temp
             except FileExistsError:
                 continue  # left by an earlier process with the same id
+
+
+def _remove_if_present(path: str) -> None:
+    """Remove the name *path* (a link itself, never its target); a missing name is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _link(path: str, second: str) -> None:

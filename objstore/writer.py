@@ -8,14 +8,29 @@ latest value. The loop hears back only when somebody waits for a write
 (``POST /set``, shutdown) or a write failed: a set costs a dictionary entry,
 with no future and no task. A slow disk never stalls the loop.
 
+A write of None removes the key's file instead (a deletion, an expired or
+ephemeral key), with everything said here of writes: removals coalesce with
+writes of the key, keep their order, are retried and reported the same way.
+
 A failed write is retried, since its cause may pass (a full disk, a drive
 that comes back): the setter hears of the failure once, and the key's latest
 value is written again after 0.1 s, then after twice as long each time up to
 5 s, until it is written or a newer set of the key replaces it. Closing tries
 once more and returns the keys that still could not be written. The retry
 table holds one reference per key to the value the store holds anyway.
-Knows nothing of the wire protocol or subscribers; the file format belongs
-to :class:`~objstore.cachefolder.CacheFolder`.
+
+Journal records (opaque objects, see :class:`JournalSink`) go to the sink
+before any value file of the batch they came with: a file on disk never runs
+ahead of its record (an expiry deadline, a revision). If the sink fails, that
+batch's files are not written either; records and writes are kept and tried
+again on the same schedule, and the batch's setters hear of the failure.
+Records are never coalesced: every one is appended, in the order given.
+Memory: while the sink fails, its records stay here, one per record given
+(the writer cannot tell which ones a later one makes useless); the owner of
+the sink bounds them, watching :attr:`WriteBehind.unjournaled`.
+
+Knows nothing of the wire protocol, subscribers or what records mean; the
+file format belongs to :class:`~objstore.cachefolder.CacheFolder`.
 """
 
 from __future__ import annotations
@@ -27,12 +42,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 from .cachefolder import CacheFolder
 from .errors import StorageError
 
-__all__ = ["FailureCallback", "WriteBehind", "WriteResult"]
+__all__ = ["FailureCallback", "JournalSink", "WriteBehind", "WriteResult"]
 
 logger = logging.getLogger("objstore.cache")
 
@@ -47,12 +63,27 @@ FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
 
 
+class JournalSink(Protocol):
+    """Where journal records go, on the writer thread, before the value files of their batch."""
+
+    def append(self, records: Sequence[object]) -> None:
+        """Append *records*, in order, before the value files written next; block until
+        done. Raise OSError or StorageError on failure: all of them are given again
+        on the next try, so a record may be appended twice (replaying one twice must
+        be harmless)."""
+
+
+#: A journal record and the key it is about, if any.
+_Record = tuple[object, str | None]
+
+
 class _Pending:
-    """A write waiting to start: the latest data of a key and who wants to know."""
+    """A write waiting to start: the latest data of a key (None: remove its file) and who
+    wants to know."""
 
     __slots__ = ("data", "on_failure", "waiters")
 
-    def __init__(self, data: bytes, on_failure: FailureCallback | None) -> None:
+    def __init__(self, data: bytes | None, on_failure: FailureCallback | None) -> None:
         self.data = data
         self.on_failure = on_failure
         self.waiters: list[WriteResult] | None = None
@@ -66,30 +97,41 @@ class WriteBehind:
     from the event loop's thread.
     """
 
-    def __init__(self, folder: CacheFolder) -> None:
+    def __init__(self, folder: CacheFolder, journal: JournalSink | None = None) -> None:
+        """*journal* receives the records given to :meth:`journal`; without one, giving
+        a record is an error."""
         self._folder = folder
+        self._sink = journal
         # Guards everything below it; held for dictionary swaps, never for I/O.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: dict[str, _Pending] = {}
+        #: Journal records not handed to the writer thread yet, with their keys.
+        self._records: list[_Record] = []
         #: The thread is between taking a batch and finishing it.
         self._writing = False
         self._closing = False
         #: Waiting until nothing is pending or being written.
         self._idle_waiters: list[asyncio.Future[None]] = []
         #: The latest data of keys whose write failed, to be written again.
-        self._failed: dict[str, bytes] = {}
+        self._failed: dict[str, bytes | None] = {}
+        #: Records whose append failed, in order: appended before anything else.
+        self._unjournaled: list[_Record] = []
         self._retry_delay = FIRST_RETRY_DELAY
         self._retry_at = 0.0
         #: Keys that could not be written by the time of close().
         self._unsaved: list[str] = []
         #: Keys whose failure was logged and that were not written since (writer thread).
         self._logged_failures: set[str] = set()
+        #: The journal's failure was logged and no append worked since (writer thread).
+        self._journal_failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def write(self, key: str, data: bytes, on_failure: FailureCallback | None = None) -> None:
-        """Schedule *data* to become the file of *key*.
+    def write(
+        self, key: str, data: bytes | None, on_failure: FailureCallback | None = None
+    ) -> None:
+        """Schedule *data* to become the file of *key*; None removes the file.
 
         If the write fails, the error is logged, *on_failure* is called with
         it, and the write is retried (see the module's docstring). A later
@@ -99,12 +141,12 @@ class WriteBehind:
         with self._lock:
             self._put(key, data, on_failure)
 
-    def write_and_wait(self, key: str, data: bytes) -> WriteResult:
+    def write_and_wait(self, key: str, data: bytes | None) -> WriteResult:
         """Like :meth:`write`, and return a future of the outcome.
 
         The future never raises: it resolves to None once the value (or a later
-        one of the same key) is on disk, or to the :class:`~objstore.errors.StorageError`
-        that prevented it.
+        one of the same key) is on disk, or the file removed, or to the
+        :class:`~objstore.errors.StorageError` that prevented it.
         """
         result: WriteResult = asyncio.get_running_loop().create_future()
         with self._lock:
@@ -115,7 +157,7 @@ class WriteBehind:
                 entry.waiters.append(result)
         return result
 
-    def _put(self, key: str, data: bytes, on_failure: FailureCallback | None) -> _Pending:
+    def _put(self, key: str, data: bytes | None, on_failure: FailureCallback | None) -> _Pending:
         if self._failed:
             self._failed.pop(key, None)  # the newer value replaces the one to retry
         pending = self._pending
@@ -131,6 +173,25 @@ class WriteBehind:
             self._wake.notify()  # it is idle, waiting for work
         return entry
 
+    def journal(self, record: object, key: str | None = None) -> None:
+        """Schedule *record* to be appended to the journal before the file of any write
+        scheduled after this call: give a change's record first, then its write.
+
+        *key* names the key the record is about, if any: if the record still cannot
+        be appended at :meth:`close`, that key is among those it returns. Records are
+        appended in the order given, each once (again after a failed append, which
+        may have written part of them).
+        """
+        if self._sink is None:
+            raise RuntimeError("this writer was made without a journal")
+        with self._lock:
+            records = self._records
+            records.append((record, key))
+            if len(records) == 1 and not self._pending and not self._writing:
+                if self._thread is None:
+                    self._start()
+                self._wake.notify()  # it is idle, waiting for work
+
     @property
     def pending(self) -> int:
         """Number of keys waiting for their write to start."""
@@ -143,10 +204,16 @@ class WriteBehind:
         with self._lock:
             return len(self._failed)
 
-    async def flush(self) -> None:
-        """Wait until every write scheduled so far has finished."""
+    @property
+    def unjournaled(self) -> int:
+        """Number of journal records whose append failed and waits for a retry."""
         with self._lock:
-            if not self._pending and not self._writing:
+            return len(self._unjournaled)
+
+    async def flush(self) -> None:
+        """Wait until every write and journal record scheduled so far has been tried."""
+        with self._lock:
+            if not self._pending and not self._records and not self._writing:
                 return
             idle = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(idle)
@@ -154,7 +221,8 @@ class WriteBehind:
 
     async def close(self) -> list[str]:
         """Finish pending writes, retry failed ones once more, stop the thread and close
-        the folder's files; return the keys whose latest value could not be written."""
+        the folder's files; return the keys whose latest value could not be written
+        (or whose journal record could not be appended)."""
         await self.flush()
         thread = self._thread
         if thread is not None:
@@ -180,18 +248,29 @@ class WriteBehind:
         lock = self._lock
         while True:
             with lock:
-                retry = self._wait_for_work()
-                if retry is None:  # closing, and nothing pending
+                work = self._wait_for_work()
+                if work is None:  # closing, and nothing pending
                     last, self._failed = self._failed, {}
+                    last_records, self._unjournaled = self._unjournaled, []
                     break
+                retry, retrying = work
                 batch, self._pending = self._pending, {}
+                records = self._take_records()
                 self._writing = True
-            errors = self._write_all((key, entry.data) for key, entry in batch.items())
-            still_failing = self._write_all(retry.items()) if retry else {}
+            journal_error = self._append(records) if records else None
+            if journal_error is None:
+                errors = self._write_all((key, entry.data) for key, entry in batch.items())
+                still_failing = self._write_all(retry.items()) if retry else {}
+            else:  # no file may run ahead of its record: none is written
+                errors = dict.fromkeys(batch, journal_error)
+                still_failing = dict.fromkeys(retry, journal_error)
             with lock:
                 self._writing = False
-                self._keep_failed(batch, errors, retry, still_failing)
-                idle = self._idle_waiters if not self._pending else []
+                unjournaled = records if journal_error is not None else []
+                self._keep_failed(
+                    batch, errors, retry, still_failing, unjournaled=unjournaled, retrying=retrying
+                )
+                idle = self._idle_waiters if not self._pending and not self._records else []
                 if idle:
                     self._idle_waiters = []
             if retry and not still_failing:
@@ -201,66 +280,125 @@ class WriteBehind:
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
             # Not kept while waiting for the next batch: a key string and an entry
             # per key written (measured 8 to 17 bytes per stored key).
-            del batch, errors, idle, retry, still_failing
+            del batch, errors, idle, retry, still_failing, records, unjournaled
         # One last try before stopping; close() reports what still fails.
-        self._unsaved = list(self._write_all(last.items())) if last else []
+        self._unsaved = self._last_try(last, last_records)
 
-    def _wait_for_work(self) -> dict[str, bytes] | None:
-        """With the lock held: wait for sets or a retry; return the writes to retry now,
-        or None when closing with nothing pending."""
-        while not self._pending:
+    def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
+        """With the lock held: wait for sets, records or a retry; return the writes to
+        retry now and whether this is a retry (of them or of records), or None when
+        closing with nothing pending."""
+        while not self._pending and not self._records:
             if self._closing:
                 return None
-            if not self._failed:
+            if not self._failed and not self._unjournaled:
                 self._wake.wait()
                 continue
             delay = self._retry_at - time.monotonic()
             if delay <= 0:
                 break
             self._wake.wait(delay)
-        if not self._failed or time.monotonic() < self._retry_at:
-            return {}
+        if not (self._failed or self._unjournaled) or time.monotonic() < self._retry_at:
+            return {}, False
         retry, self._failed = self._failed, {}
-        return retry
+        return retry, True
+
+    def _take_records(self) -> list[_Record]:
+        """With the lock held: the records to append before this batch's files, in order:
+        those whose append failed, then the new ones."""
+        records = self._records
+        if records:
+            self._records = []
+        unjournaled = self._unjournaled
+        if unjournaled:
+            unjournaled.extend(records)  # in place: it may be long after a long failure
+            return unjournaled
+        return records
 
     def _keep_failed(
         self,
         batch: dict[str, _Pending],
         errors: dict[str, StorageError],
-        retry: dict[str, bytes],
+        retry: dict[str, bytes | None],
         still_failing: dict[str, StorageError],
+        *,
+        unjournaled: list[_Record],
+        retrying: bool,
     ) -> None:
-        """With the lock held: remember what failed, unless a newer set replaced it,
-        and when to try again."""
-        was_failing = bool(self._failed)
-        if retry:
-            self._retry_delay = (
-                min(self._retry_delay * 2, MAX_RETRY_DELAY) if still_failing else FIRST_RETRY_DELAY
-            )
+        """With the lock held: remember what failed (the records whose append failed, and
+        the writes unless a newer set replaced them), and when to try again."""
         failed = self._failed
+        was_failing = bool(failed or self._unjournaled)
+        self._unjournaled = unjournaled
+        if retrying:
+            self._retry_delay = (
+                min(self._retry_delay * 2, MAX_RETRY_DELAY)
+                if still_failing or unjournaled
+                else FIRST_RETRY_DELAY
+            )
         for key in errors:
             if key not in self._pending:
                 failed[key] = batch[key].data
         for key in still_failing:
             if key not in self._pending:
                 failed[key] = retry[key]
-        if failed and (retry or not was_failing):
+        if (failed or unjournaled) and (retrying or not was_failing):
             self._retry_at = time.monotonic() + self._retry_delay
 
-    def _write_all(self, writes: Iterable[tuple[str, bytes]]) -> dict[str, StorageError]:
-        """Write each key's data; return the errors. A key's failure is logged once, at
-        ERROR, until the key is written: a key set 30 times a second on a full disk
-        does not fill the log."""
+    def _append(self, records: list[_Record]) -> StorageError | None:
+        """Append *records* to the journal; return the error, logged once at ERROR until
+        an append works again."""
+        assert self._sink is not None
+        try:
+            self._sink.append([record for record, _ in records])
+        except StorageError as exc:
+            error = exc
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            error = StorageError(f"could not write the journal{where}: {exc.strerror or exc}")
+        except Exception as exc:  # a bug in the sink must not stop the writer
+            logger.exception("unexpected error while writing the journal")
+            error = StorageError(f"could not write the journal: {exc}")
+        else:
+            if self._journal_failing:
+                self._journal_failing = False
+                logger.info("the journal is written again")
+            return None
+        if self._journal_failing:
+            logger.debug("%s", error)
+        else:
+            self._journal_failing = True
+            logger.error("%s; will try again", error)
+        return error
+
+    def _last_try(self, last: dict[str, bytes | None], records: list[_Record]) -> list[str]:
+        """Append the records and write the writes that failed so far, once; return the
+        keys that still fail."""
+        if records and self._append(records) is not None:
+            keys = dict.fromkeys(last)
+            keys.update((key, None) for _, key in records if key is not None)
+            return list(keys)
+        return list(self._write_all(last.items())) if last else []
+
+    def _write_all(self, writes: Iterable[tuple[str, bytes | None]]) -> dict[str, StorageError]:
+        """Write each key's data, or remove its file for None; return the errors. A key's
+        failure is logged once, at ERROR, until the key is written: a key set 30 times a
+        second on a full disk does not fill the log."""
         errors: dict[str, StorageError] = {}
         logged = self._logged_failures
+        folder = self._folder
         for key, data in writes:
             try:
-                self._folder.write(key, data)
+                if data is None:
+                    folder.remove(key)
+                else:
+                    folder.write(key, data)
             except StorageError as exc:
                 error = exc
             except Exception as exc:  # a bug in one write must not stop the others
                 logger.exception("unexpected error while saving a key")
-                error = StorageError(f"could not save the key: {exc}")
+                what = "save" if data is not None else "remove"
+                error = StorageError(f"could not {what} the key: {exc}")
             else:
                 if logged:
                     logged.discard(key)

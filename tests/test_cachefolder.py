@@ -16,6 +16,7 @@ import pytest
 
 from objstore.cachefolder import CacheFolder
 from objstore.errors import StartupError, StorageError
+from objstore.foldernames import set_aside_name
 from objstore.keys import file_name, sidecar_name
 from objstore.writer import WriteBehind
 
@@ -231,6 +232,125 @@ def test_other_files_are_ignored(folder: CacheFolder) -> None:
         "sub",
         "x.json.20260101T000000.corrupt",
     ]
+
+
+def names_in(folder: CacheFolder) -> list[str]:
+    return sorted(p.name for p in folder.path.iterdir())
+
+
+def test_remove_deletes_the_file_and_its_spare(folder: CacheFolder) -> None:
+    """Removing a key leaves none of its files, and it no longer loads."""
+    folder.write("k", b"1")
+    folder.write("k", b"2")
+    folder.remove("k")
+    assert names_in(folder) == [".objstore.lock"]
+    assert folder.load().values == {}
+
+
+def test_remove_deletes_a_hashed_keys_sidecar(folder: CacheFolder) -> None:
+    """Removing a long key removes its hashed file, its spare and its sidecar."""
+    key = "k" * 1000
+    folder.write(key, b"1")
+    folder.write(key, b"2")
+    folder.remove(key)
+    assert names_in(folder) == [".objstore.lock"]
+
+
+def test_remove_of_a_key_without_a_file_does_nothing(folder: CacheFolder) -> None:
+    """Removing a key that has no file is not an error."""
+    folder.write("other", b"1")
+    folder.remove("k")
+    assert names_in(folder) == [".objstore.lock", "other.json"]
+
+
+def test_key_removed_while_hot_is_written_again(folder: CacheFolder) -> None:
+    """A key rewritten often enough to keep its files open, removed, then written again,
+    loads with its new value."""
+    for value in (b"1", b"2", b"3"):
+        folder.write("k", value)
+    folder.remove("k")
+    folder.write("k", b"4")
+    folder.write("k", b"5")
+    assert folder.load().values == {"k": b"5"}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists open files via /proc")
+def test_remove_closes_the_files_kept_open(folder: CacheFolder) -> None:
+    """A removed key keeps no file of the folder open."""
+    for value in (b"1", b"2", b"3"):
+        folder.write("k", value)
+    folder.remove("k")
+    opened = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            opened.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    prefix = str(folder.path) + os.sep
+    assert [path for path in opened if path.startswith(prefix) and "lock" not in path] == []
+
+
+def test_remove_failure_is_a_storage_error(folder: CacheFolder) -> None:
+    """A key's file that cannot be removed raises StorageError naming the key and file."""
+    block(folder, "k")
+    with pytest.raises(StorageError) as caught:
+        folder.remove("k")
+    assert str(caught.value).startswith(
+        f'could not remove key "k" by deleting {folder.path / "k.json"}: '
+    )
+    assert (folder.path / "k.json").is_dir()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need extra rights")
+def test_remove_never_follows_a_symbolic_link(folder: CacheFolder, tmp_path: Path) -> None:
+    """A symbolic link under a key's file name is removed itself; its target is untouched."""
+    outside = tmp_path / "outside.json"
+    outside.write_text("1")
+    (folder.path / "k.json").symlink_to(outside)
+    folder.remove("k")
+    assert names_in(folder) == [".objstore.lock"]
+    assert outside.read_text() == "1"
+
+
+@removes_the_folder
+def test_remove_in_a_removed_folder_succeeds(folder: CacheFolder) -> None:
+    """With the folder gone nothing of the key is on disk: removing it succeeds."""
+    folder.write("k", b"1")
+    shutil.rmtree(folder.path)
+    folder.remove("k")
+    folder.write("j", b"2")
+    assert folder.load().values == {"j": b"2"}
+
+
+def test_crash_after_removing_the_value_file_loads_nothing(folder: CacheFolder) -> None:
+    """The state a crash leaves mid-removal (value file gone, spare and sidecar left) loads
+    no value, and the spare and sidecar are removed."""
+    key = "k" * 1000
+    folder.write(key, b"1")
+    folder.write(key, b"2")
+    (folder.path / file_name(key)).unlink()
+    report = folder.load()
+    assert report.values == {}
+    assert report.temp_files_removed == 2
+    assert names_in(folder) == [".objstore.lock"]
+
+
+def test_set_aside_hashed_file_keeps_its_sidecar_beside_it(folder: CacheFolder) -> None:
+    """A hashed file that cannot be loaded is set aside with its sidecar, which is then
+    not removed as a sidecar without its file."""
+    key = "k" * 1000
+    folder.write(key, b"1")
+    name = file_name(key)
+    (folder.path / name).write_text("{")
+    report = folder.load()
+    assert report.values == {}
+    ((set_aside, aside),) = report.set_aside
+    assert set_aside == name
+    stamp = aside.removeprefix(f"{name}.").removesuffix(".corrupt")
+    assert folder.load().temp_files_removed == 0
+    assert names_in(folder) == sorted(
+        [".objstore.lock", aside, set_aside_name(sidecar_name(name), stamp)]
+    )
 
 
 async def test_writer_coalesces_repeated_sets(folder: CacheFolder) -> None:
