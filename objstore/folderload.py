@@ -5,8 +5,10 @@ Owns what happens to each entry found in the folder, as
 original-style names renamed to canonical ones), files that cannot be read
 and symbolic links under the store's names are renamed ``*.corrupt`` with a
 warning (a link itself is renamed; what it points to is never read or
-touched), leftovers of a crash are removed. Blocking code, run once before
-the server listens; knows nothing of asyncio or of writing values.
+touched), leftovers of a crash are removed; the state files (snapshot and
+journal) are left to :mod:`objstore.statefiles`, neither read nor removed.
+Blocking code, run once before the server listens; knows nothing of asyncio
+or of writing values.
 """
 
 from __future__ import annotations
