@@ -15,14 +15,8 @@ import pytest
 from objstore.folderload import load_folder
 from objstore.foldernames import JOURNAL_NAME, META_NAME, temp_name
 from objstore.folderwrite import FolderWriter
-from objstore.statefiles import (
-    MAX_LINE_BYTES,
-    Deadline,
-    KeyState,
-    Reserve,
-    SavedState,
-    StateFiles,
-)
+from objstore.statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
+from objstore.statelines import MAX_LINE_BYTES
 
 needs_symlinks = pytest.mark.skipif(
     sys.platform == "win32", reason="creating symbolic links needs extra rights on Windows"
@@ -199,8 +193,7 @@ def test_many_bad_lines_are_warned_about_in_a_few_warnings(
         reread(tmp_path)
     assert len(caplog.records) == 11
     assert (
-        caplog.records[-1].getMessage()
-        == f"{JOURNAL_NAME}: skipped 990 more lines that cannot be read"
+        caplog.records[-1].getMessage() == f"{JOURNAL_NAME}: 990 more lines skipped or corrected"
     )
 
 
