@@ -16,9 +16,10 @@ the caller's to compute and compare).
 - :meth:`StateFiles.write_snapshot` writes the snapshot to a temporary file,
   flushes it to disk, renames it over the old one and flushes the folder;
   only then does it begin the new journal, the same way (a temporary file
-  holding the header, renamed in place), so that each file is always whole
-  and a journal left from before is never taken for the new snapshot's. The
-  generation is picked here: one past any seen in either file.
+  holding the header, renamed in place, then opened to append), so that each
+  file is always whole and a journal left from before is never taken for the
+  new snapshot's. The generation is picked here: one past any seen in either
+  file.
 - :meth:`StateFiles.append` writes its records in one write to the journal it
   keeps open (``O_APPEND``), cuts a partial write back to the last whole line,
   and flushes the journal to disk when a record is a reservation (one per
@@ -194,18 +195,22 @@ class StateFiles:
             raise
         self._generation = generation
         self._sync_folder()
+        # Closed before the renames: Windows renames neither an open file nor over one.
+        self.close()
         header = journal_header(generation)
         fd, temp = self._create_temp(JOURNAL_NAME)
         try:
-            _write_all(fd, header)
+            try:
+                _write_all(fd, header)
+            finally:
+                os.close(fd)
             replace(temp, self._join(JOURNAL_NAME))
         except BaseException:
-            os.close(fd)
             remove_quietly(temp)
             raise
-        self.close()
-        self._fd, self._size = fd, len(header)
         self._sync_folder()
+        self._fd = open_file(self._join(JOURNAL_NAME), os.O_WRONLY | os.O_APPEND)
+        self._size = len(header)
         return generation
 
     def append(self, records: Sequence[Reserve | Deadline]) -> None:
@@ -238,15 +243,14 @@ class StateFiles:
             os.close(fd)
 
     def _create_temp(self, name: str) -> tuple[int, str]:
-        """A new temporary file beside *name*, open for appending (a ``.tmp`` leftover if a
+        """A new temporary file beside *name*, open for writing (a ``.tmp`` leftover if a
         crash leaves it, removed at startup)."""
         number = 0
         while True:
             number += 1
             temp = self._join(temp_name(name, _PID, number))
             try:
-                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
-                return open_file(temp, flags), temp
+                return open_file(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), temp
             except FileExistsError:
                 continue  # left by an earlier process with the same id
 

@@ -417,3 +417,23 @@ def test_folder_load_removes_a_snapshot_temporary_file(tmp_path: Path) -> None:
     (tmp_path / temp_name(META_NAME, 12, 1)).write_bytes(b'{"meta": 1')
     report = load_folder(FolderWriter(str(tmp_path), swap_names=False))
     assert (report.temp_files_removed, list(tmp_path.iterdir())) == (1, [])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file size limits as on Linux")
+def test_failed_append_is_cut_back_to_whole_lines(files: StateFiles, tmp_path: Path) -> None:
+    """An append that fails halfway leaves no partial line: the next record reads back."""
+    import resource
+
+    files.write_snapshot(sample())
+    files.append([Deadline("a", 1)])
+    before = (tmp_path / JOURNAL_NAME).read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 10, limits[1]))
+    try:
+        with pytest.raises(OSError, match="too large"):
+            files.append([Deadline("a", 2), Deadline("b", 3)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == before
+    files.append([Deadline("c", 4)])
+    assert reread(tmp_path).keys["c"] == KeyState(0, 4)
