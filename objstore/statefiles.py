@@ -80,7 +80,9 @@ class StateFiles:
     :meth:`read` once at start; :meth:`write_snapshot` before the first
     :meth:`append` (the journal is only appended to after this object began
     it), then whenever the caller folds the journal (:attr:`journal_size`) and
-    at a clean stop; :meth:`close` at the end.
+    at a clean stop; :meth:`close` at the end. A snapshot written while the
+    server runs must say ``clean=False`` with the counter at the reservation:
+    changes made under a reservation already in it leave no journal record.
     """
 
     def __init__(self, folder: str, *, history_limit: int = HISTORY_LIMIT) -> None:
