@@ -81,6 +81,7 @@ _MAX_WARNINGS: Final = 10
 _SKIP_CHUNK: Final = 64 * 1024
 _MAX_REV: Final = 2**53
 _MAX_CRC: Final = 2**32
+_decode = json.JSONDecoder().decode
 
 
 @dataclass(slots=True)
@@ -350,7 +351,7 @@ def _parse(line: bytes | None) -> dict[str, object] | None:
     if line is None:
         return None
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = _decode(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -363,6 +364,10 @@ def _is_int(value: object, below: int) -> TypeGuard[int]:
 
 def _is_deadline(value: object) -> TypeGuard[int | None]:
     return value is None or _is_int(value, _MAX_REV)
+
+
+def _is_checksum(value: object) -> TypeGuard[int | None]:
+    return value is None or _is_int(value, _MAX_CRC)
 
 
 def _valid_key(value: object) -> str | None:
@@ -388,14 +393,12 @@ def _read_key_line(
     state: SavedState, record: dict[str, object], lines: LineReader, number: int
 ) -> None:
     """Take the key line *record* (line *number*) into *state*, or warn and skip it."""
-    key, rev, expires, crc = (record.get(n) for n in ("k", "r", "x", "c"))
-    valid = _valid_key(key)
-    if not (
-        valid is not None
-        and _is_int(rev, _MAX_REV)
-        and _is_deadline(expires)
-        and (crc is None or _is_int(crc, _MAX_CRC))
-    ):
+    rev, expires, crc = record.get("r"), record.get("x"), record.get("c")
+    if not (_is_int(rev, _MAX_REV) and _is_deadline(expires) and _is_checksum(crc)):
+        lines.warn(number)
+        return
+    valid = _valid_key(record.get("k"))
+    if valid is None:
         lines.warn(number)
         return
     if rev > state.rev:
