@@ -437,3 +437,14 @@ def test_failed_append_is_cut_back_to_whole_lines(files: StateFiles, tmp_path: P
     assert (tmp_path / JOURNAL_NAME).read_bytes() == before
     files.append([Deadline("c", 4)])
     assert reread(tmp_path).keys["c"] == KeyState(0, 4)
+
+
+@needs_symlinks
+def test_folder_load_sets_aside_a_link_under_a_state_name(tmp_path: Path) -> None:
+    """Loading the folder renames a link named like a state file, as it does for values."""
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"untouched")
+    (tmp_path / JOURNAL_NAME).symlink_to(target)
+    report = load_folder(FolderWriter(str(tmp_path), swap_names=False))
+    assert [old for old, _ in report.set_aside] == [JOURNAL_NAME]
+    assert (target.read_bytes(), (tmp_path / JOURNAL_NAME).exists()) == (b"untouched", False)
