@@ -6,8 +6,9 @@ original-style names renamed to canonical ones), files that cannot be read
 and symbolic links under the store's names are renamed ``*.corrupt`` with a
 warning (a link itself is renamed; what it points to is never read or
 touched), leftovers of a crash (and spares and sidecars whose value file is
-gone) are removed. Blocking code, run once before
-the server listens; knows nothing of asyncio or of writing values.
+gone) are removed; the state files (snapshot and journal) are left to
+:mod:`objstore.statefiles`, neither read nor removed. Blocking code, run once
+before the server listens; knows nothing of asyncio or of writing values.
 """
 
 from __future__ import annotations

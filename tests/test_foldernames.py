@@ -6,7 +6,9 @@ import pytest
 
 from objstore.foldernames import (
     HIDDEN_NAMES,
+    JOURNAL_NAME,
     LOCK_NAME,
+    META_NAME,
     Entry,
     classify,
     file_name,
@@ -48,6 +50,11 @@ def test_set_aside_names_count_from_the_second() -> None:
         (".k.json.12-3.tmp", Entry("leftover")),
         (LOCK_NAME, Entry("lock")),
         ("k.json.20260101T000000.corrupt", Entry("set-aside")),
+        (".objstore.meta", Entry("state")),
+        (".objstore.journal", Entry("state")),
+        (".objstore.meta.20260101T000000.corrupt", Entry("set-aside")),
+        (temp_name(".objstore.meta", 12, 3), Entry("leftover")),
+        (".objstore.metadata", Entry("other")),
         ("notes.txt", Entry("other")),
         ("notes.key", Entry("other")),
         (".notes.txt.spare", Entry("other")),
@@ -76,3 +83,14 @@ def test_only_value_files_are_loaded_and_other_files_are_not_ours() -> None:
 def test_documentation_names_the_lock_file() -> None:
     """HIDDEN_NAMES documents the lock file under its real name."""
     assert LOCK_NAME in HIDDEN_NAMES
+
+
+def test_documentation_names_the_state_files() -> None:
+    """HIDDEN_NAMES documents the snapshot and the journal under their real names."""
+    assert (META_NAME in HIDDEN_NAMES, JOURNAL_NAME in HIDDEN_NAMES) == (True, True)
+
+
+def test_state_files_are_ours_but_not_values() -> None:
+    """The snapshot and the journal are the store's own files, never loaded as values."""
+    entries = [classify(META_NAME), classify(JOURNAL_NAME)]
+    assert [(e.is_ours, e.is_value) for e in entries] == [(True, False), (True, False)]

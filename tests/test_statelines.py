@@ -1,0 +1,123 @@
+"""The lines of the state files and the replay rules: pure, no files."""
+
+from __future__ import annotations
+
+import io
+
+from objstore.statelines import (
+    MAX_LINE_BYTES,
+    Deadline,
+    JournalContent,
+    KeyState,
+    LineReader,
+    Reserve,
+    SavedState,
+    encode_records,
+    header_generation,
+    journal_header,
+    read_journal,
+    read_snapshot,
+    replay,
+    snapshot_lines,
+)
+
+
+def reader(data: bytes) -> LineReader:
+    return LineReader(io.BytesIO(data), "test")
+
+
+def test_records_are_compact_lines() -> None:
+    """Each record is one compact line; non-ASCII stays UTF-8 and a newline is escaped."""
+    data = encode_records([Reserve(7), Deadline("é\n", 5), Deadline("k", None)])
+    assert data == b'{"reserve":7}\n{"k":"\xc3\xa9\\n","x":5}\n{"k":"k","x":null}\n'
+
+
+def test_snapshot_lines_read_back() -> None:
+    """The lines of a snapshot read back as the state, under the generation written."""
+    state = SavedState(
+        rev=5, clean=False, base=3, keys={"a": KeyState(4, 9, 1)}, history=[(4, "a", False)]
+    )
+    read = read_snapshot(reader(b"".join(snapshot_lines(state, 2))))
+    state.generation = 2
+    assert read == state
+
+
+def test_header_generation_of_either_file() -> None:
+    """The generation is read from a snapshot header and from a journal header."""
+    meta = next(iter(snapshot_lines(SavedState(), 4)))
+    assert (header_generation(meta), header_generation(journal_header(6))) == (4, 6)
+
+
+def test_header_generation_of_anything_else_is_none() -> None:
+    """A record, garbage or a boolean generation is not a header."""
+    lines = [b'{"reserve":1}', b"{garbage", b'{"journal":true}', b'{"journal":1,"x":2}', None]
+    assert [header_generation(line) for line in lines] == [None] * 5
+
+
+def test_line_reader_skips_an_overlong_line_unheld() -> None:
+    """An overlong line comes as None; the lines around it are whole; the size counts all."""
+    data = b"a\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\nb"
+    lines = reader(data)
+    assert (list(lines), lines.size) == ([(1, b"a\n"), (2, None), (3, b"b")], len(data))
+
+
+def test_line_reader_keeps_a_line_at_the_bound() -> None:
+    """A line of exactly the bound (its newline aside) is read."""
+    line = b"x" * MAX_LINE_BYTES + b"\n"
+    assert list(reader(line)) == [(1, line)]
+
+
+def test_empty_journal_is_none() -> None:
+    """A journal with no bytes was begun but never written."""
+    assert read_journal(reader(b"")) is None
+
+
+def test_journal_keeps_the_last_deadline_and_highest_reservation() -> None:
+    """Reservations keep their maximum; each key its last deadline."""
+    data = journal_header(3) + encode_records(
+        [Reserve(9), Deadline("a", 1), Reserve(4), Deadline("a", None)]
+    )
+    assert read_journal(reader(data)) == JournalContent(3, 9, {"a": None}, 4)
+
+
+def test_journal_record_in_place_of_the_header_counts() -> None:
+    """A journal whose first line is a reservation (its header lost) keeps that reservation."""
+    journal = read_journal(reader(encode_records([Reserve(8)])))
+    assert journal == JournalContent(None, 8, {}, 1)
+
+
+def test_no_files_is_a_new_clean_state() -> None:
+    """Neither file: revision 0, clean."""
+    assert replay(None, None) == SavedState()
+
+
+def test_current_journal_without_records_keeps_the_state_clean() -> None:
+    """A journal holding only its header leaves a clean snapshot clean."""
+    state = replay(SavedState(rev=5, generation=2), JournalContent(2))
+    assert (state.rev, state.clean) == (5, True)
+
+
+def test_torn_journal_header_alone_keeps_the_state_clean() -> None:
+    """A journal whose header was cut short, and nothing after it, says nothing."""
+    state = replay(SavedState(rev=5, generation=2), JournalContent(None))
+    assert (state.rev, state.clean) == (5, True)
+
+
+def test_lost_journal_makes_the_state_unclean() -> None:
+    """A journal set aside may have held anything: the state is unclean."""
+    state = replay(SavedState(rev=5, generation=2), None, journal_lost=True)
+    assert (state.rev, state.clean) == (5, False)
+
+
+def test_lost_snapshot_starts_past_the_reservations() -> None:
+    """A snapshot set aside: unclean, the counter and base at the highest reservation."""
+    state = replay(None, JournalContent(1, reserved=70), snapshot_lost=True)
+    assert state == SavedState(rev=70, clean=False, base=70)
+
+
+def test_stale_journal_raises_the_counter_only() -> None:
+    """A stale journal raises the counter; its deadlines and records do not count."""
+    snapshot = SavedState(rev=5, generation=2, keys={"a": KeyState(5)})
+    journal = JournalContent(1, reserved=90, deadlines={"a": 3}, records=2)
+    state = replay(snapshot, journal)
+    assert (state.rev, state.clean, state.keys) == (90, True, {"a": KeyState(5)})
