@@ -12,19 +12,41 @@ from __future__ import annotations
 import json
 
 __all__ = [
+    "ERROR_CODES",
     "ClientError",
+    "Conflict",
+    "InvalidJSON",
     "InvalidKey",
     "InvalidMessage",
     "InvalidValue",
+    "NotFound",
     "ObjstoreError",
     "StartupError",
     "StorageError",
+    "TooLarge",
+    "UnsupportedType",
     "describe",
 ]
+
+#: The stable set of error codes of protocol 2 (docs/protocol.md, section 1.2).
+ERROR_CODES = (
+    "invalid_json",
+    "invalid_message",
+    "invalid_key",
+    "invalid_value",
+    "not_found",
+    "conflict",
+    "too_large",
+    "storage",
+    "internal",
+)
 
 
 class ObjstoreError(Exception):
     """Root of every error objstore raises on purpose."""
+
+    #: The code of protocol 2 replies (one of :data:`ERROR_CODES`).
+    code = "internal"
 
 
 class ClientError(ObjstoreError):
@@ -32,22 +54,71 @@ class ClientError(ObjstoreError):
 
     #: HTTP status used when this error answers an HTTP request.
     http_status = 400
+    code = "invalid_message"
 
 
 class InvalidMessage(ClientError):
-    """A message that is not valid JSON, not an object, or has a bad ``action``."""
+    """A message that is not an object, has a bad ``action``, or a field of the wrong type."""
+
+
+class UnsupportedType(InvalidMessage):
+    """A body of a content type the route does not take (HTTP only)."""
+
+    http_status = 415
+
+
+class InvalidJSON(InvalidMessage):
+    """A message or body that is not valid JSON."""
+
+    code = "invalid_json"
 
 
 class InvalidKey(ClientError):
     """A key that is missing, not a string, empty, too long or not valid Unicode."""
 
+    code = "invalid_key"
+
 
 class InvalidValue(ClientError):
     """A value that is missing or cannot be stored as JSON."""
 
+    code = "invalid_value"
+
+
+class NotFound(ClientError):
+    """The key has no value (HTTP only: over WebSocket a missing key reads as null)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class TooLarge(ClientError):
+    """A batch, a listing or a patched value beyond its limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class Conflict(ClientError):
+    """A compare-and-set whose expected revision is not the key's; nothing changed.
+
+    Carries the key's current revision and value (compact JSON, None when the
+    key has none), so that the client can retry at once.
+    """
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, message: str, rev: int, value: bytes | None) -> None:
+        super().__init__(message)
+        self.rev = rev
+        self.value = value
+
 
 class StorageError(ObjstoreError):
     """A value could not be written to, or read from, the cache folder."""
+
+    code = "storage"
 
 
 class StartupError(ObjstoreError):

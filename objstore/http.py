@@ -21,6 +21,7 @@ from .errors import ClientError, InvalidKey
 from .keys import validate_key
 from .origins import OriginPolicy
 from .protocol import Update, encode_error, parse_set_body
+from .rest import Answer, keys_route
 from .service import StoreService
 from .writer import WriteResult
 
@@ -31,7 +32,10 @@ __all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "route", "test_page
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 
 _JSON = "application/json"
-_ROUTES_HINT = "routes are GET /get/{key}, POST /set, GET /test and WebSocket /ws"
+_ROUTES_HINT = (
+    "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, GET /test "
+    "and WebSocket /ws"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,18 @@ def _dispatch(
         # Like the original, answer once the value is on disk, so that a 200
         # means the value survives a restart.
         return _when_written(update, result)
+    if path == "/keys" or path.startswith("/keys/"):
+        answer = keys_route(
+            service,
+            method=request.method,
+            path=path,
+            target=request.target,
+            headers=dict(request.headers),
+            body=request.body,
+        )
+        if isinstance(answer, tuple):
+            return HttpResponse(answer[0], answer[1], headers=answer[2])
+        return _rest_later(answer)
     if path == "/test":
         if request.method != "GET":
             return _method_not_allowed(request, path, "GET")
@@ -163,6 +179,11 @@ def _dispatch(
         response.headers.append(("Location", "/test"))
         return response
     return _error(HTTPStatus.NOT_FOUND, f"not found: {json.dumps(path)}; {_ROUTES_HINT}")
+
+
+async def _rest_later(answer: Awaitable[Answer]) -> HttpResponse:
+    status, body, headers = await answer
+    return HttpResponse(status, body, headers=headers)
 
 
 async def _when_written(update: Update, result: WriteResult) -> HttpResponse:

@@ -70,8 +70,10 @@ NULL_ORIGIN = "null"
 #: Methods that read; every other method changes state.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Methods and request headers a preflight may ask for (the routes' methods).
-_CORS_METHODS = "GET, HEAD, POST, OPTIONS"
-_CORS_HEADERS = "Content-Type"
+_CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+_CORS_HEADERS = "Content-Type, If-Match, If-None-Match, Last-Event-ID"
+#: Response headers a page of an allowed origin may read (the revision of /keys/{key}).
+_CORS_EXPOSED = ("Access-Control-Expose-Headers", "ETag")
 #: Seconds a browser may keep a preflight answer (Chromium keeps at most 7200).
 _CORS_MAX_AGE = "600"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -332,8 +334,8 @@ class OriginPolicy:
 
     def _cors_headers(self, origin_text: str) -> tuple[tuple[str, str], ...]:
         if ANY_ORIGIN in self.allowed:
-            return (("Access-Control-Allow-Origin", "*"),)
-        return (("Access-Control-Allow-Origin", origin_text), ("Vary", "Origin"))
+            return (("Access-Control-Allow-Origin", "*"), _CORS_EXPOSED)
+        return (("Access-Control-Allow-Origin", origin_text), ("Vary", "Origin"), _CORS_EXPOSED)
 
     def _origin_error(self, origin_text: str, origin: Origin | None) -> str:
         if origin_text == NULL_ORIGIN:

@@ -22,7 +22,14 @@ from .protocol import Update
 if TYPE_CHECKING:
     from .hub import Subscriber
 
-__all__ = ["TURN_BUDGET", "FlushScheduler", "FrameWriter", "Outbox", "deliver_to_all"]
+__all__ = [
+    "TURN_BUDGET",
+    "FlushScheduler",
+    "FrameWriter",
+    "Outbox",
+    "deliver_rev_to_all",
+    "deliver_to_all",
+]
 
 
 class FrameWriter(Protocol):
@@ -68,6 +75,10 @@ class Outbox:
         """Queue *update*; while congested it replaces any held update of its key."""
         deliver_to_all((self,), update)
 
+    def deliver_rev(self, update: Update) -> None:
+        """Queue *update* in its revision form, as :meth:`deliver` does."""
+        _queue((self,), update.key, update.rev_ws_frame)
+
     def reply(self, frame: bytes) -> None:
         """Queue a reply; it is sent after everything queued before it, and never dropped."""
         self.replied += len(frame)
@@ -112,9 +123,28 @@ def deliver_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
     the event loop's busy time, most of it in calls; this loop halves that.
     The subscribers must all be outboxes.
     """
-    frame = update.ws_frame
-    key = update.key
-    for outbox in cast("Iterable[Outbox]", subscribers):
+    _queue(cast("Iterable[Outbox]", subscribers), update.key, update.ws_frame)
+
+
+def deliver_rev_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
+    """Queue the revision form of *update* on every subscriber: the hub's loop over them.
+
+    Outboxes are served in the loop; other subscribers (event streams) through
+    their ``deliver_rev``.
+    """
+    outboxes: list[Outbox] = []
+    for subscriber in subscribers:
+        if type(subscriber) is Outbox:
+            outboxes.append(subscriber)
+        else:
+            subscriber.deliver_rev(update)
+    if outboxes:
+        _queue(outboxes, update.key, update.rev_ws_frame)
+
+
+def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> None:
+    """Queue *frame*, an update of *key*, on every one of *outboxes*."""
+    for outbox in outboxes:
         held = outbox._held
         if held is None:
             batch = outbox._batch

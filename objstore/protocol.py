@@ -17,11 +17,40 @@ nest :data:`~objstore.jsonvalues.MAX_DEPTH` levels inside it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Final
 
 from . import jsonvalues
-from .errors import ClientError, InvalidMessage, InvalidValue, describe
+from .commands import (
+    DEFAULT_LIST_LIMIT,
+    MAX_BATCH_OPS,
+    MAX_ID_BYTES,
+    MAX_LIST_LIMIT,
+    MAX_REVISION,
+    MAX_TTL,
+    Batch,
+    Command,
+    Delete,
+    Get,
+    Incr,
+    Keys,
+    Patch,
+    RequestId,
+    Set,
+    Subscribe,
+    SubscribePrefix,
+    Unsubscribe,
+    UnsubscribePrefix,
+    Write,
+)
+from .errors import (
+    ClientError,
+    InvalidJSON,
+    InvalidKey,
+    InvalidMessage,
+    InvalidValue,
+    TooLarge,
+    describe,
+)
 from .keys import validate_key
 from .wsframes import text_frame
 
@@ -41,43 +70,18 @@ __all__ = [
     "parse_set_body",
 ]
 
-ACTIONS: Final = ("subscribe", "unsubscribe", "set", "get")
+ACTIONS: Final = (
+    "subscribe",
+    "unsubscribe",
+    "set",
+    "get",
+    "delete",
+    "patch",
+    "incr",
+    "keys",
+    "batch",
+)
 _EXPECTED_ACTIONS: Final = ", ".join(f'"{name}"' for name in ACTIONS)
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Send the key's value now (if it has one) and on every later set."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    """Stop sending updates of the key."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Set:
-    """Store a value and publish it to the key's subscribers.
-
-    ``value`` is the value already encoded as compact UTF-8 JSON.
-    """
-
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Get:
-    """Reply with the key's value, ``null`` when it has none."""
-
-    key: str
-
-
-Command = Subscribe | Unsubscribe | Set | Get
 
 
 class Update:
@@ -162,12 +166,12 @@ class Update:
         return frame
 
 
-def _decode_object(text: str, what: str) -> dict[str, Any]:
+def _decode_object(text: str, what: str, enclosing: int = 1) -> dict[str, Any]:
     try:
         # The object is the envelope: its members' values may nest MAX_DEPTH deep.
-        data = jsonvalues.decode(text, 1)
+        data = jsonvalues.decode(text, enclosing)
     except jsonvalues.JSONDecodeError as exc:
-        raise InvalidMessage(f"invalid JSON: {exc}") from None
+        raise InvalidJSON(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"invalid {what}: expected a JSON object, got {describe(data)}")
     return data
@@ -200,34 +204,83 @@ def _set_from(data: dict[str, Any], what: str, text: str, envelope: str) -> Set:
             and "\\" not in text
         ):
             _refuse_duplicates(text, data, envelope)
+    if len(data) > 3 and envelope == "message":
+        return _extended_set(data, value, what)
     key = validate_key(data.get("key"))
     if value is None:
         raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
     return Set(key, value)
 
 
+def _extended_set(data: dict[str, Any], value: bytes | None, what: str) -> Set:
+    """A set with fields of protocol 2 (or unknown ones, which are ignored)."""
+    request_id = _request_id(data)
+    try:
+        key = validate_key(data.get("key"))
+        if value is None:
+            raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
+        return Set(
+            key,
+            value,
+            request_id,
+            _revision_field(data, "ifRev"),
+            _ttl_field(data),
+            _flag_field(data, "ephemeral"),
+        )
+    except ClientError as exc:
+        exc.request_id = request_id  # type: ignore[attr-defined]
+        raise
+
+
 def parse_message(frame: str | bytes) -> Command:
     """Parse one WebSocket message into a command.
 
     Text frames and binary frames holding UTF-8 JSON are both accepted. Raises a
-    :class:`~objstore.errors.ClientError` whose message says what is wrong.
+    :class:`~objstore.errors.ClientError` whose message says what is wrong; once
+    the message's id is known, the error carries it as ``request_id``.
     """
     if isinstance(frame, bytes):
         try:
             frame = frame.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidMessage("invalid message: binary frame is not UTF-8 JSON text") from None
-    data = _decode_object(frame, "message")
+    # A batch nests its values two levels deeper than other messages (ops, op).
+    batch = '"batch"' in frame
+    data = _decode_object(frame, "message", 3 if batch else 1)
     action = data.get("action")
-    if action == "set":
+    if action == "set" and not batch:
         return _set_from(data, "set", frame, "message")
     _refuse_duplicates(frame, data, "message")
-    if action == "get":
+    if action == "get" and len(data) == 2:
         return Get(validate_key(data.get("key")))
-    if action == "subscribe":
-        return Subscribe(validate_key(data.get("key")))
-    if action == "unsubscribe":
-        return Unsubscribe(validate_key(data.get("key")))
+    request_id = _request_id(data)
+    try:
+        return _parse_action(action, data, request_id, batch)
+    except ClientError as exc:
+        exc.request_id = request_id  # type: ignore[attr-defined]
+        raise
+
+
+def _parse_action(
+    action: object, data: dict[str, Any], request_id: RequestId | None, batch: bool
+) -> Command:
+    if action == "get":
+        return Get(validate_key(data.get("key")), request_id)
+    if action in {"subscribe", "unsubscribe"}:
+        return _parse_subscription(action, data, request_id)
+    if action == "keys":
+        return Keys(
+            _prefix_field(data, "prefix"),
+            _optional_key_field(data, "after"),
+            _limit_field(data),
+            request_id,
+        )
+    if action == "batch":
+        return Batch(_parse_ops(data), request_id)
+    if action in _WRITE_ACTIONS:
+        if batch:
+            _check_value_depth(data)
+        return _parse_write(action, data, request_id, "message")
     if "action" not in data:
         raise InvalidMessage(
             f'invalid message: missing "action"; expected one of {_EXPECTED_ACTIONS}'
@@ -235,6 +288,170 @@ def parse_message(frame: str | bytes) -> Command:
     raise InvalidMessage(
         f"invalid action: expected one of {_EXPECTED_ACTIONS}, got {describe(action)}"
     )
+
+
+_WRITE_ACTIONS: Final = ("set", "delete", "patch", "incr")
+
+
+def _parse_write(
+    action: object, data: dict[str, Any], request_id: RequestId | None, what: str
+) -> Write:
+    """A set, delete, patch or incr from its decoded message (or batch op)."""
+    key = validate_key(data.get("key"))
+    if_rev = _revision_field(data, "ifRev")
+    if action == "delete":
+        return Delete(key, request_id, if_rev)
+    if action == "incr":
+        by = data.get("by", 1)
+        if not _is_number(by):
+            raise InvalidMessage(f'invalid incr: "by" must be a number, got {describe(by)}')
+        return Incr(key, by, request_id, if_rev, _ttl_field(data))
+    if "value" not in data:
+        raise InvalidValue(f'invalid {action}: missing "value" (send null to store null)')
+    if action == "patch":
+        return Patch(key, data["value"], request_id, if_rev, _ttl_field(data))
+    value = jsonvalues.encode(data["value"])
+    return Set(key, value, request_id, if_rev, _ttl_field(data), _flag_field(data, "ephemeral"))
+
+
+def _parse_ops(data: dict[str, Any]) -> tuple[Write, ...]:
+    ops = data.get("ops")
+    if not isinstance(ops, list):
+        raise InvalidMessage(f'invalid batch: "ops" must be an array, got {describe(ops)}')
+    if len(ops) > MAX_BATCH_OPS:
+        raise TooLarge(
+            f"too large: a batch of {len(ops)} operations, over the limit of {MAX_BATCH_OPS}; "
+            "split it"
+        )
+    parsed: list[Write] = []
+    for index, op in enumerate(ops):
+        try:
+            if not isinstance(op, dict):
+                raise InvalidMessage(f"invalid op: expected a JSON object, got {describe(op)}")
+            action = op.get("action")
+            if action not in _WRITE_ACTIONS:
+                raise InvalidMessage(
+                    'invalid op: "action" must be "set", "delete", "patch" or "incr", '
+                    f"got {describe(action)}"
+                )
+            if "id" in op:
+                raise InvalidMessage("invalid op: an op has no id; put the id on the batch")
+            _check_value_depth(op)
+            parsed.append(_parse_write(action, op, None, "op"))
+        except ClientError as exc:
+            exc.op = index  # type: ignore[attr-defined]
+            raise
+    return tuple(parsed)
+
+
+def _check_value_depth(data: dict[str, Any]) -> None:
+    """A value decoded with room for a batch's nesting still nests at most MAX_DEPTH levels."""
+    value = data.get("value")
+    if isinstance(value, (dict, list)) and jsonvalues.depth_exceeds(value, jsonvalues.MAX_DEPTH):
+        raise InvalidValue(f"invalid JSON: nested deeper than {jsonvalues.MAX_DEPTH} levels")
+
+
+def _parse_subscription(
+    action: str, data: dict[str, Any], request_id: RequestId | None
+) -> Command:
+    has_key = "key" in data
+    if "prefix" in data:
+        if has_key:
+            raise InvalidMessage(f'invalid {action}: give "key" or "prefix", not both')
+        prefix = _prefix_field(data, "prefix")
+        if action == "subscribe":
+            return SubscribePrefix(prefix, request_id, _revision_field(data, "since"))
+        return UnsubscribePrefix(prefix, request_id)
+    key = validate_key(data.get("key"))
+    if action == "subscribe":
+        return Subscribe(key, request_id, _revision_field(data, "since"))
+    return Unsubscribe(key, request_id)
+
+
+def _request_id(data: dict[str, Any]) -> RequestId | None:
+    """The message's id, None without one; raises InvalidMessage for an id of another kind."""
+    if "id" not in data:
+        return None
+    value = data["id"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -MAX_REVISION <= value <= MAX_REVISION:
+            return value
+    elif isinstance(value, str):
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = MAX_ID_BYTES + 1
+        if size <= MAX_ID_BYTES:
+            return value
+    error = InvalidMessage(
+        'invalid message: "id" must be an integer of at most 53 bits or a string of at most '
+        f"{MAX_ID_BYTES} bytes, got {describe(value)}"
+    )
+    error.coded = True  # type: ignore[attr-defined]  # no id to echo, but a code
+    raise error
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _revision_field(data: dict[str, Any], name: str) -> int | None:
+    if name not in data:
+        return None
+    value = data[name]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REVISION:
+        return value
+    raise InvalidMessage(
+        f'invalid message: "{name}" must be a revision, an integer from 0 to 2^53-1, '
+        f"got {describe(value)}"
+    )
+
+
+def _ttl_field(data: dict[str, Any]) -> float | None:
+    if "ttl" not in data:
+        return None
+    value = data["ttl"]
+    if _is_number(value) and 0 < value <= MAX_TTL:
+        return float(value)
+    raise InvalidMessage(
+        f'invalid message: "ttl" must be a number of seconds above 0 and at most {MAX_TTL} '
+        f"(ten years), got {describe(value)}"
+    )
+
+
+def _flag_field(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if isinstance(value, bool):
+        return value
+    raise InvalidMessage(f'invalid message: "{name}" must be true or false, got {describe(value)}')
+
+
+def _prefix_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise InvalidKey(f'invalid prefix: "{name}" must be a string, got {describe(value)}')
+    return validate_key(value)
+
+
+def _optional_key_field(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return None if value is None else validate_key(value)
+
+
+def _limit_field(data: dict[str, Any]) -> int:
+    value = data.get("limit", DEFAULT_LIST_LIMIT)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidMessage(
+            f'invalid keys: "limit" must be a positive integer, got {describe(value)}'
+        )
+    if value > MAX_LIST_LIMIT:
+        raise TooLarge(
+            f"too large: a limit of {value} keys, over the most of {MAX_LIST_LIMIT}; "
+            'page with "after"'
+        )
+    return value
 
 
 def parse_set_body(body: bytes) -> Set:

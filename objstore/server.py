@@ -12,6 +12,7 @@ import asyncio
 import errno
 import logging
 import sys
+import time
 from collections.abc import Awaitable
 from functools import cached_property
 
@@ -26,7 +27,7 @@ from .errors import StartupError
 from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
 from .origins import OriginPolicy
-from .outbox import FlushScheduler, Outbox, deliver_to_all
+from .outbox import FlushScheduler, Outbox, deliver_rev_to_all, deliver_to_all
 from .service import StoreService
 from .session import ClientSession
 from .store import Store
@@ -42,8 +43,11 @@ class ObjstoreServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = Store(config.cache_dir)
-        self.hub = Hub(fan_out=deliver_to_all)
-        self.service = StoreService(self.store, self.hub)
+        self.hub = Hub(fan_out=deliver_to_all, fan_out_rev=deliver_rev_to_all)
+        self.service = StoreService(self.store, self.hub, config.max_size)
+        self.service.deadline_changed = self._expire_at
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at: float | None = None
         self._server: Server | None = None
         self.load_report = LoadReport()
         self._flush_scheduler: FlushScheduler | None = None
@@ -106,6 +110,27 @@ class ObjstoreServer:
             ) from None
         if self.config.ping_interval is not None:
             self._keepalive = asyncio.get_running_loop().create_task(self._send_keepalives())
+        deadline = self.store.next_deadline()
+        if deadline is not None:
+            self._expire_at(deadline)
+
+    def _expire_at(self, deadline: float) -> None:
+        """Make sure keys are expired at *deadline* (seconds since the epoch) or earlier."""
+        if self._expiry_at is not None and self._expiry_at <= deadline:
+            return
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        delay = max(0.0, deadline - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        """Expire the keys whose deadline has come, and wait for the next deadline."""
+        self._expiry = self._expiry_at = None
+        self.service.expire_due(time.time())
+        deadline = self.store.next_deadline()
+        if deadline is not None:
+            self._expire_at(deadline)
 
     async def _send_keepalives(self) -> None:
         assert self._server is not None
@@ -125,6 +150,9 @@ class ObjstoreServer:
         """
         if self._keepalive is not None:
             self._keepalive.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = self._expiry_at = None
         if self._server is not None:
             for connection in list(self._http_connections):
                 connection.close_if_http()

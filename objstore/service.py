@@ -1,27 +1,103 @@
 """The commands of the protocol applied to the store and the hub, for every transport.
 
-Owns what ``get``, ``set``, ``subscribe`` and ``unsubscribe`` do: a set stores,
-persists and publishes one encoded update to every subscriber. WebSocket
-connections and HTTP routes both call this module, so a set behaves the same
-whichever way it arrives. Knows nothing of sockets or HTTP.
+Owns what every command does: a write changes the store (through the
+:class:`~objstore.storage.Storage` seam) and publishes one update, encoded
+once, to every subscriber; a read answers from the store; a subscription
+sends what the client must know first (the current values, or what changed
+since its revision) and then leaves it to the hub. WebSocket connections and
+HTTP routes both call this module, so a command behaves the same whichever
+way it arrives. Knows nothing of sockets or HTTP.
+
+Results are the reply's bytes, None when there is none, or a
+:class:`Deferred` reply that is ready once the change is on disk.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Protocol
+
+from . import replies, valueops
+from .commands import (
+    MAX_PREFIX_SUBSCRIPTIONS,
+    Batch,
+    Command,
+    Delete,
+    Get,
+    Incr,
+    Keys,
+    Patch,
+    RequestId,
+    Set,
+    Subscribe,
+    SubscribePrefix,
+    Unsubscribe,
+    UnsubscribePrefix,
+    Write,
+)
+from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .protocol import Command, Get, Set, Subscribe, Unsubscribe, Update, encode_update
+from .protocol import Update, encode_key, encode_rev_update, encode_update
 from .store import Store
 from .writer import FailureCallback, WriteResult
 
-__all__ = ["StoreService"]
+__all__ = ["Client", "Deferred", "Reply", "StoreService"]
+
+
+class Client(Hashable, Protocol):
+    """Who sends commands: its subscriber in the hub, and who hears of failed writes.
+
+    The client itself owns the ephemeral keys it sets.
+    """
+
+    @property
+    def subscriber(self) -> Subscriber:
+        """Where its updates go."""
+
+    @property
+    def report_failure(self) -> FailureCallback:
+        """Told when a write it made without an id could not be saved."""
+
+    def send(self, payload: bytes) -> None:
+        """Send a message at once, ahead of replies still waiting (a subscription's values)."""
+
+
+class Deferred:
+    """A reply that is ready once the writes it acknowledges are on disk."""
+
+    __slots__ = ("reply", "request_id", "written")
+
+    def __init__(self, written: WriteResult, reply: bytes, request_id: RequestId) -> None:
+        #: Resolves to None once every write is on disk, or to the error.
+        self.written = written
+        #: The reply when they are.
+        self.reply = reply
+        self.request_id = request_id
+
+    def result(self) -> bytes:
+        """The reply, once :attr:`written` is done: the acknowledgement, or a storage error."""
+        failure = self.written.result()
+        if failure is None:
+            return self.reply
+        return replies.encode_error_reply(failure, self.request_id)
+
+
+Reply = bytes | Deferred | None
 
 
 class StoreService:
     """Applies commands to a :class:`~objstore.store.Store` and a :class:`~objstore.hub.Hub`."""
 
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, max_value_size: int = 16 * 1024 * 1024) -> None:
         self.store = store
         self.hub = hub
+        #: Largest value a patch or increment may make (the config's max size).
+        self.max_value_size = max_value_size
+        #: Told the earliest deadline after a write with a time to live; set by the server.
+        self.deadline_changed: Callable[[float], None] | None = None
+
+    # -- the original protocol ------------------------------------------------------------
 
     def get(self, key: str) -> bytes:
         """The reply to a get: ``{"key": K, "value": V}``, with ``null`` for a missing key."""
@@ -33,18 +109,18 @@ class StoreService:
         The update is encoded once and the same bytes go to every subscriber;
         *on_failure* hears of a failed file write.
         """
-        self.store.set(key, value, on_failure)
-        return self._publish(key, value)
+        update = Update(key, value, self.store.set(key, value, on_failure))
+        self.hub.publish(update)
+        return update
 
     def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
         """Like :meth:`set`, and return a future of the file write too."""
-        result = self.store.set_and_wait(key, value)
-        return self._publish(key, value), result
-
-    def _publish(self, key: str, value: bytes) -> Update:
-        update = Update(key, value)
+        rev, result = self.store.write(key, value, wait=True)
+        assert rev is not None
+        assert result is not None
+        update = Update(key, value, rev)
         self.hub.publish(update)
-        return update
+        return update, result
 
     def subscribe(self, subscriber: Subscriber, key: str) -> bytes | None:
         """Subscribe; return the current value as an update, or None when the key has none."""
@@ -56,26 +132,351 @@ class StoreService:
         """Stop updates of *key* to *subscriber*."""
         self.hub.unsubscribe(subscriber, key)
 
-    def execute(
-        self,
-        subscriber: Subscriber,
-        command: Command,
-        on_failure: FailureCallback | None = None,
-    ) -> bytes | None:
-        """Apply *command* from *subscriber*; return its direct reply, if it has one.
+    # -- every command ----------------------------------------------------------------------
 
-        A set has no direct reply, as in the original: the setter hears of it
-        through its own subscription, if it has one, and through *on_failure*
-        if its value cannot be written to disk.
+    def execute(self, client: Client, command: Command) -> Reply:
+        """Apply *command* from *client*; return its reply, if it has one.
+
+        A set without an id has no reply, as in the original: the setter hears
+        of it through its own subscription, if it has one, and through its
+        ``report_failure`` if its value cannot be written to disk. Raises
+        :class:`~objstore.errors.ClientError` for a command that cannot apply.
         """
+        kind = type(command)
+        if kind is Set:
+            assert isinstance(command, Set)
+            if (
+                command.id is None
+                and command.if_rev is None
+                and command.ttl is None
+                and not command.ephemeral
+            ):
+                self.set(command.key, command.value, client.report_failure)
+                return None
+        if kind is Get:
+            assert isinstance(command, Get)
+            if command.id is None:
+                return self.get(command.key)
+            key = command.key
+            return replies.encode_ok(
+                command.id,
+                b',"key":'
+                + encode_key(key)
+                + replies.value_member(self.store.get(key))
+                + replies.rev_member(self.store.revision(key)),
+            )
+        if kind is Subscribe:
+            assert isinstance(command, Subscribe)
+            return self._subscribe_key(client, command)
+        if kind is Unsubscribe:
+            assert isinstance(command, Unsubscribe)
+            if command.id is None:
+                self.hub.unsubscribe(client.subscriber, command.key)
+                return None
+            self.hub.unsubscribe_any(client.subscriber, command.key)
+            return replies.encode_ok(command.id)
+        if kind is Batch:
+            assert isinstance(command, Batch)
+            return self._batch(client, command)
+        if kind is Keys:
+            assert isinstance(command, Keys)
+            return self._keys(command)
+        if kind is SubscribePrefix:
+            assert isinstance(command, SubscribePrefix)
+            return self._subscribe_prefix(client, command)
+        if kind is UnsubscribePrefix:
+            assert isinstance(command, UnsubscribePrefix)
+            self.hub.unsubscribe_prefix(client.subscriber, command.prefix)
+            return None if command.id is None else replies.encode_ok(command.id)
+        assert isinstance(command, (Set, Delete, Patch, Incr))
+        return self._write(client, command)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _write(self, client: Client, command: Write) -> Reply:
+        request_id = command.id
+        rev, value, written = self._apply(client, command, request_id is not None)
+        if request_id is None:
+            return None
+        if rev is None:  # the deletion of a key without a value: nothing to wait for
+            return replies.encode_ok(
+                request_id, replies.rev_member(self.store.rev) + b',"deleted":false'
+            )
+        assert written is not None
+        return self._when_written(written, request_id, _result_members(command, rev, value))
+
+    def _apply(
+        self, client: Client, command: Write, wait: bool
+    ) -> tuple[int | None, bytes | None, WriteResult | None]:
+        """Apply one write; return its revision (None: nothing changed), new value and
+        durability."""
+        store = self.store
+        key = command.key
+        if command.if_rev is not None and not isinstance(command, Set | Delete):
+            self._check_rev(key, command.if_rev)
+        value = self._new_value(command, store.get(key))
+        owner = client if isinstance(command, Set) and command.ephemeral else None
+        rev, written = store.write(
+            key,
+            value,
+            if_rev=command.if_rev,
+            ttl=None if isinstance(command, Delete) else command.ttl,
+            owner=owner,
+            keep_owner=isinstance(command, Patch | Incr),
+            wait=wait,
+            on_failure=None if wait else client.report_failure,
+        )
+        if rev is not None:
+            self.hub.publish(Update(key, value, rev))
+            if not isinstance(command, Delete) and command.ttl is not None:
+                self._deadline_changed()
+        return rev, value, written
+
+    def _new_value(self, command: Write, current: bytes | None) -> bytes | None:
+        """The value *command* makes of *current*: raises ClientError when it cannot."""
         if isinstance(command, Set):
-            self.set(command.key, command.value, on_failure)
+            return command.value
+        if isinstance(command, Delete):
             return None
-        if isinstance(command, Get):
-            return self.get(command.key)
-        if isinstance(command, Subscribe):
-            return self.subscribe(subscriber, command.key)
-        if isinstance(command, Unsubscribe):
-            self.unsubscribe(subscriber, command.key)
+        if isinstance(command, Patch):
+            value = valueops.apply_patch(current, command.patch, key=command.key)
+        else:
+            value = valueops.increment(current, command.by, key=command.key)
+        if len(value) > self.max_value_size:
+            raise TooLarge(
+                f"too large: the {command.__class__.__name__.lower()} would make key "
+                f"{describe(command.key)} {len(value)} bytes, over the limit of "
+                f"{self.max_value_size}; nothing changed"
+            )
+        return value
+
+    def _check_rev(self, key: str, if_rev: int) -> None:
+        current = self.store.revision(key)
+        if current != if_rev:
+            raise Conflict(
+                f"conflict: key {describe(key)} is at revision {current}, not {if_rev}",
+                current,
+                self.store.get(key),
+            )
+
+    def _when_written(
+        self, written: WriteResult | list[WriteResult], request_id: RequestId, members: bytes
+    ) -> Reply:
+        reply = replies.encode_ok(request_id, members)
+        if isinstance(written, list):
+            written = _all_written(written)
+        if written.done() and written.result() is None:
+            return reply
+        return Deferred(written, reply, request_id)
+
+    def _batch(self, client: Client, command: Batch) -> Reply:
+        """Check every op against the store as the ops before it leave it, then apply all."""
+        store = self.store
+        planned: dict[str, tuple[bytes | None, int]] = {}
+        rev = store.rev
+        for index, op in enumerate(command.ops):
+            try:
+                key = op.key
+                current, current_rev = planned.get(key) or (store.get(key), store.revision(key))
+                if op.if_rev is not None and op.if_rev != current_rev:
+                    raise Conflict(
+                        f"conflict: key {describe(key)} is at revision {current_rev}, "
+                        f"not {op.if_rev}",
+                        current_rev,
+                        current,
+                    )
+                value = self._new_value(op, current)
+                if value is not None or current is not None:
+                    rev += 1
+                    planned[key] = (value, rev)
+            except ClientError as exc:
+                exc.op = index  # type: ignore[attr-defined]
+                raise
+        wait = command.id is not None
+        results: list[bytes] = []
+        written: list[WriteResult] = []
+        for op in command.ops:
+            # Checked above: apply without the revision check, which the ops before
+            # this one would fail.
+            unchecked = _without_if_rev(op)
+            op_rev, value, done = self._apply(client, unchecked, wait)
+            if done is not None:
+                written.append(done)
+            if op_rev is None:  # the deletion of a key without a value
+                members = replies.rev_member(store.rev) + b',"deleted":false'
+            else:
+                members = _result_members(op, op_rev, value)
+            results.append(b"{" + members[1:] + b"}")
+        if command.id is None:
             return None
-        raise AssertionError(f"unknown command {command!r}")  # pragma: no cover
+        members = replies.rev_member(store.rev) + b',"results":[' + b",".join(results) + b"]"
+        return self._when_written(written, command.id, members)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _keys(self, command: Keys) -> bytes:
+        keys = self.store.keys(command.prefix, command.after, command.limit + 1)
+        next_key = None
+        if len(keys) > command.limit:
+            del keys[command.limit :]
+            next_key = keys[-1]
+        members = replies.encode_keys(keys, next_key)
+        if command.id is None:
+            return b"{" + members[1:] + b"}"
+        return replies.encode_ok(command.id, members)
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def _subscribe_key(self, client: Client, command: Subscribe) -> Reply:
+        key = command.key
+        if command.id is None and command.since is None:
+            return self.subscribe(client.subscriber, key)
+        rev_form = command.id is not None
+        if rev_form:
+            self.hub.subscribe_rev(client.subscriber, key)
+        else:
+            self.hub.subscribe(client.subscriber, key)
+        reset = self._send_state(
+            client, rev_form=rev_form, since=command.since, kind="key", name=key, keys=[key]
+        )
+        return self._subscribed(command.id, command.since, reset)
+
+    def _subscribe_prefix(self, client: Client, command: SubscribePrefix) -> Reply:
+        prefix = command.prefix
+        hub = self.hub
+        if hub.prefixes_of(client.subscriber) >= MAX_PREFIX_SUBSCRIPTIONS:
+            raise TooLarge(
+                f"too large: this connection holds {MAX_PREFIX_SUBSCRIPTIONS} prefix "
+                "subscriptions, the most allowed; unsubscribe from some first"
+            )
+        rev_form = command.id is not None
+        hub.subscribe_prefix(client.subscriber, prefix, rev_form)
+        reset = self._send_state(
+            client,
+            rev_form=rev_form,
+            since=command.since,
+            kind="prefix",
+            name=prefix,
+            keys=self.store.matching(prefix),
+        )
+        return self._subscribed(command.id, command.since, reset)
+
+    def _send_state(
+        self,
+        client: Client,
+        *,
+        rev_form: bool,
+        since: int | None,
+        kind: str,
+        name: str,
+        keys: object,
+    ) -> bool:
+        """Send what a new subscription must know first; return True for a reset.
+
+        With *since*, the changes after it of the subscription's keys, when the
+        history holds them; else a reset message and every current value.
+        """
+        store = self.store
+        send = client.send
+        if since is not None:
+            changes = store.changes_since(since)
+            if changes is not None:
+                for change in changes:
+                    key = change.key
+                    if key != name if kind == "key" else not key.startswith(name):
+                        continue
+                    value = store.get(key)
+                    if rev_form:
+                        send(encode_rev_update(key, value, change.rev))
+                    else:
+                        send(encode_update(key, value))
+                return False
+            send(replies.encode_reset(kind, name))
+        assert not isinstance(keys, str)
+        for key in keys:  # type: ignore[attr-defined]
+            value = store.get(key)
+            if value is None:
+                continue
+            if rev_form:
+                send(encode_rev_update(key, value, store.revision(key)))
+            else:
+                send(encode_update(key, value))
+        return since is not None
+
+    def _subscribed(self, request_id: RequestId | None, since: int | None, reset: bool) -> Reply:
+        if request_id is None:
+            return None
+        members = replies.rev_member(self.store.rev)
+        if since is not None:
+            members += b',"reset":true' if reset else b',"reset":false'
+        return replies.encode_ok(request_id, members)
+
+    # -- ends of keys ------------------------------------------------------------------------
+
+    def expire_due(self, now: float) -> int:
+        """Delete the keys whose deadline has come, telling subscribers; return how many."""
+        expired = self.store.expire_due(now)
+        for key, rev in expired:
+            self.hub.publish(Update(key, None, rev, expired=True))
+        return len(expired)
+
+    def release(self, owner: Hashable) -> int:
+        """Delete the ephemeral keys of *owner* (a client gone), telling subscribers."""
+        released = self.store.release(owner)
+        for key, rev in released:
+            self.hub.publish(Update(key, None, rev))
+        return len(released)
+
+    def _deadline_changed(self) -> None:
+        callback = self.deadline_changed
+        if callback is not None:
+            deadline = self.store.next_deadline()
+            if deadline is not None:
+                callback(deadline)
+
+
+def _result_members(command: Write, rev: int, value: bytes | None) -> bytes:
+    """The members of a write's acknowledgement after ``"ok"``."""
+    members = replies.rev_member(rev)
+    if isinstance(command, Delete):
+        return members + b',"deleted":true'
+    if isinstance(command, Patch | Incr):
+        return members + replies.value_member(value)
+    return members
+
+
+def _without_if_rev(op: Write) -> Write:
+    if op.if_rev is None:
+        return op
+    if isinstance(op, Set):
+        return Set(op.key, op.value, None, None, op.ttl, op.ephemeral)
+    if isinstance(op, Delete):
+        return Delete(op.key)
+    if isinstance(op, Patch):
+        return Patch(op.key, op.patch, None, None, op.ttl)
+    return Incr(op.key, op.by, None, None, op.ttl)
+
+
+def _all_written(results: list[WriteResult]) -> WriteResult:
+    """A future that resolves once every one of *results* has: to the first error, or None."""
+    combined: WriteResult = asyncio.get_running_loop().create_future()
+    pending = [result for result in results if not result.done()]
+    failure = next((r.result() for r in results if r.done() and r.result() is not None), None)
+    if not pending or failure is not None:
+        combined.set_result(failure)
+        return combined
+    left = len(pending)
+
+    def one_done(result: WriteResult) -> None:
+        nonlocal left
+        left -= 1
+        if combined.done():
+            return
+        if result.result() is not None:
+            combined.set_result(result.result())
+        elif left == 0:
+            combined.set_result(None)
+
+    for result in pending:
+        result.add_done_callback(one_done)
+    return combined

@@ -4,19 +4,28 @@ Owns what happens to a client's message between the socket and the service:
 parse, execute, queue the reply (an internal error, logged, when handling a
 message fails unexpectedly: one message's bug never drops the connection); and
 the client's side of subscriptions (updates it is sent, write failures it is
-told of). Knows nothing of websockets: the connection hands in message
-payloads and provides the outbox.
+told of) and of its ephemeral keys (deleted when it goes). Knows nothing of
+websockets: the connection hands in message payloads and provides the outbox.
+
+Replies go out in the order of the messages they answer. An acknowledgement
+waits for its write to reach disk; replies to later messages wait behind it
+(in a queue, bounded by the messages the connection may send meanwhile: the
+connection's flow control stops reading when replies pile up). Updates and a
+subscription's first values are not replies: they go out at once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
+from .commands import Command
 from .errors import ClientError, StorageError
 from .outbox import Outbox
-from .protocol import Command, encode_error, parse_message
-from .service import StoreService
+from .protocol import encode_error, parse_message
+from .replies import encode_error_reply
+from .service import Deferred, Reply, StoreService
 from .wsframes import text_frame
 
 __all__ = ["ClientSession"]
@@ -28,17 +37,23 @@ class ClientSession:
     """A connected client, as the service's caller; its outbox is the hub's subscriber."""
 
     __slots__ = (
+        "_waiting",
         "messages",
         "opened",
         "outbox",
         "peer",
         "report_failure",
         "service",
+        "subscriber",
     )
 
     def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
         self.service = service
         self.outbox = outbox
+        #: The hub's subscriber for this client: its outbox.
+        self.subscriber = outbox
+        #: Replies waiting for an acknowledgement before them; None while there is none.
+        self._waiting: deque[Reply] | None = None
         #: The client's address as the socket gives it, formatted only for logs.
         self.peer = peer
         self.messages = 0
@@ -66,16 +81,53 @@ class ClientSession:
         command: Command | None = None
         try:
             command = parse_message(message)
-            # The outbox is the client's subscriber: the hub delivers to it directly.
-            reply = self.service.execute(self.outbox, command, self.report_failure)
+            reply = self.service.execute(self, command)
             if reply is not None:
-                self.outbox.reply(text_frame(reply))
+                self._reply(reply)
         except ClientError as exc:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s sent %r: %s", self.address, message[:500], exc)
-            self.outbox.reply(text_frame(encode_error(exc)))
+            self._reply(_error_reply(exc, command))
         except Exception:
             self._failed(command)
+
+    def send(self, payload: bytes) -> None:
+        """Send *payload* at once, ahead of replies waiting for an acknowledgement."""
+        self.outbox.reply(text_frame(payload))
+
+    def _reply(self, reply: Reply) -> None:
+        """Send *reply* after every reply before it."""
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.append(reply)
+            if isinstance(reply, Deferred):
+                reply.written.add_done_callback(self._written)
+        elif isinstance(reply, Deferred):
+            if reply.written.done():
+                self.outbox.reply(text_frame(reply.result()))
+            else:
+                self._waiting = deque((reply,))
+                reply.written.add_done_callback(self._written)
+        elif reply is not None:
+            self.outbox.reply(text_frame(reply))
+
+    def _written(self, _: object) -> None:
+        """An acknowledged write is on disk: send the replies now ready, in order."""
+        waiting = self._waiting
+        if waiting is None:
+            return
+        while waiting:
+            reply = waiting[0]
+            if isinstance(reply, Deferred):
+                if not reply.written.done():
+                    return
+                payload = reply.result()
+            else:
+                assert reply is not None
+                payload = reply
+            waiting.popleft()
+            self.outbox.reply(text_frame(payload))
+        self._waiting = None
 
     def _failed(self, command: Command | None) -> None:
         """Log the exception being handled, once, and tell the client without its details."""
@@ -83,20 +135,29 @@ class ClientSession:
             logger.exception("%s: internal error while parsing a message", self.address)
             error = "internal error: could not handle this message; see the server log"
         else:
-            action = type(command).__name__.lower()  # Get -> "get"
+            action = {"subscribeprefix": "subscribe", "unsubscribeprefix": "unsubscribe"}.get(
+                type(command).__name__.lower(), type(command).__name__.lower()
+            )  # Get -> "get"
             logger.exception(
                 "%s: internal error while handling a %r message", self.address, action
             )
             error = f'internal error: could not handle this "{action}" message; see the server log'
-        self.outbox.reply(text_frame(encode_error(error)))
+        request_id = getattr(command, "id", None)
+        if request_id is None:
+            self._reply(encode_error(error))
+        else:
+            self._reply(encode_error_reply(error, request_id, "internal"))
 
     def write_failed(self, error: StorageError) -> None:
         """Tell the client that a value it set could not be saved to disk."""
         self.outbox.reply(text_frame(encode_error(str(error))))
 
     def close(self, code: int | None, reason: str) -> None:
-        """Forget every subscription and log the connection's one line; it is gone."""
+        """Forget every subscription, delete its ephemeral keys and log the connection's
+        one line; it is gone."""
         self.service.hub.drop(self.outbox)
+        self._waiting = None
+        self.service.release(self)
         logger.info(
             "%s disconnected after %.1f s and %d messages (close code %s%s)",
             self.address,
@@ -105,3 +166,15 @@ class ClientSession:
             code,
             f", {reason}" if reason else "",
         )
+
+
+def _error_reply(error: ClientError, command: Command | None) -> bytes:
+    """The reply to a message refused: with its id and code when it had an id."""
+    request_id = getattr(error, "request_id", None)
+    if request_id is None and command is not None:
+        request_id = getattr(command, "id", None)
+    if request_id is not None:
+        return encode_error_reply(error, request_id)
+    if getattr(error, "coded", False):
+        return encode_error_reply(error, None)
+    return encode_error(error)

@@ -1,55 +1,211 @@
-"""The store: every key's current value in memory, each set persisted to its file.
+"""The file store: the key space in memory, every change persisted to the cache folder.
 
-Owns the mapping from keys to values and the promise that every set reaches
-disk. Values are kept as compact JSON bytes, encoded once per set. Knows
-nothing of subscribers, connections or the wire protocol.
+Owns the promise that every change reaches disk, and the state beside the
+values: revisions across restarts, expiry deadlines and ephemeral keys. Values
+go to one JSON file per key (:mod:`objstore.cachefolder`, written behind by
+:mod:`objstore.writer`); revisions, deadlines and the change history to the
+state files (:mod:`objstore.statefiles`), whose journal records reach disk
+before the value files of the same changes. Implements
+:class:`~objstore.storage.Storage`. Knows nothing of subscribers,
+connections or the wire protocol.
+
+Revisions after a restart (docs/protocol.md, section 2.2): after a clean stop
+every key keeps its revision and the history goes on; after an unclean one
+every key gets a new revision past the last reservation and the history starts
+empty, so no resume is told it is up to date when it may not be. Revisions are
+reserved :data:`RESERVE_BLOCK` at a time, the next block once half of the
+current one is used.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import logging
+import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 from .cachefolder import CacheFolder, LoadReport
+from .errors import Conflict, describe
+from .keyspace import Change, KeySpace
+from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
+from .storage import Owner
 from .writer import FailureCallback, WriteBehind, WriteResult
 
-__all__ = ["Store"]
+__all__ = ["RESERVE_BLOCK", "Store"]
 
 logger = logging.getLogger("objstore.store")
 
+#: Revisions reserved at a time in the journal.
+RESERVE_BLOCK: Final = 1 << 20
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
 
 class Store:
-    """Values by key, loaded from a cache folder and written back to it on every set."""
+    """Values by key, loaded from a cache folder and written back to it on every change."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.folder = CacheFolder(cache_dir)
-        self._values: dict[str, bytes] = {}
-        self._writer = WriteBehind(self.folder)
+        self.state = StateFiles(str(cache_dir))
+        self.space = KeySpace()
+        self._values = self.space.values
+        self._writer = WriteBehind(self.folder, journal=self.state)
+        #: Deadlines (ms since the epoch) of keys with a time to live.
+        self._expires: dict[str, int] = {}
+        #: (deadline, key), with entries of deadlines since changed left in place.
+        self._deadlines: list[tuple[int, str]] = []
+        #: Owners of ephemeral keys, and their keys.
+        self._owners: dict[str, Owner] = {}
+        self._owned: dict[Owner, set[str]] = {}
+        #: Revisions up to this one are reserved in the journal.
+        self._reserved = 0
+        self._generation = 0
+
+    # -- opening and closing ----------------------------------------------------------
 
     def open(self) -> LoadReport:
-        """Create or check the cache folder and load every value in it (blocking)."""
+        """Create or check the cache folder, load every value and the state beside them
+        (blocking); delete keys whose deadline passed while the server was down."""
         self.folder.prepare()
         report = self.folder.load()
-        self._values = report.values
+        saved = self.state.read()
+        self._restore(report.values, saved)
+        now = _now_ms()
+        for key, expires in list(self._expires.items()):
+            if expires <= now:
+                self._expired_at_start(key)
+        self._generation = saved.generation + 1
+        self._reserved = self.space.rev + RESERVE_BLOCK
+        self.state.write_snapshot(self._snapshot(clean=False))
         return report
 
+    def _restore(self, values: dict[str, bytes], saved: SavedState) -> None:
+        """Give every loaded value its revision and deadline from *saved*."""
+        revs: dict[str, int] = {}
+        space = KeySpace(values, revs, saved.rev)
+        fresh: list[str] = []
+        for key, value in values.items():
+            state = saved.keys.get(key)
+            if (
+                saved.clean
+                and state is not None
+                and state.rev > 0
+                and state.crc == zlib.crc32(value)
+            ):
+                revs[key] = state.rev
+            else:
+                fresh.append(key)
+            if state is not None and state.expires is not None:
+                self._expires[key] = state.expires
+                self._deadlines.append((state.expires, key))
+        heapq.heapify(self._deadlines)
+        if saved.clean:
+            space = KeySpace(
+                values,
+                revs,
+                saved.rev,
+                history=[Change(*h) for h in saved.history],
+                base=saved.base,
+            )
+        # Values new since the clean stop (or every value after an unclean one) take
+        # new revisions, in key order; then the history cannot tell what changed.
+        rev = space.rev
+        for key in sorted(fresh):
+            rev += 1
+            revs[key] = rev
+        # A key deleted by hand while the server was stopped is a change the history
+        # does not hold either.
+        vanished = saved.clean and any(key not in values for key in saved.keys)
+        if fresh or vanished or not saved.clean:
+            if not saved.clean and saved.rev:
+                logger.warning(
+                    "the last stop was not clean: every key has a new revision, and "
+                    "subscriptions resuming from before it start from a full snapshot"
+                )
+            space.rev = rev
+            space.forget_history()
+        self.space = space
+        self._values = space.values
+
+    def _expired_at_start(self, key: str) -> None:
+        self._expires.pop(key, None)
+        if self.space.remove(key) is not None:
+            self.folder.remove(key)
+            logger.info("key %s expired while the server was stopped", describe(key))
+
+    def _snapshot(self, clean: bool) -> SavedState:
+        space = self.space
+        keys: dict[str, KeyState] = {}
+        for key, expires in self._expires.items():
+            if key not in self._owners:
+                keys[key] = KeyState(space.revision(key), expires, None)
+        if clean:
+            for key, value in space.values.items():
+                if key in self._owners:
+                    continue
+                keys[key] = KeyState(space.revs[key], self._expires.get(key), zlib.crc32(value))
+        return SavedState(
+            rev=space.rev if clean else self._reserved,
+            clean=clean,
+            generation=self._generation,
+            base=space.base,
+            keys=keys,
+            history=[(c.rev, c.key, c.deleted) for c in space.history] if clean else [],
+        )
+
+    async def flush(self) -> None:
+        """Wait until every change so far is on disk."""
+        await self._writer.flush()
+
+    async def close(self) -> list[str]:
+        """Finish pending writes, retrying failed ones once more, and record the clean
+        stop; return the keys whose latest value could not be written. The store must
+        not be used afterwards."""
+        # Ephemeral keys were never on disk; forgetting them now keeps the history honest.
+        for owner in list(self._owned):
+            self.release(owner)
+        unsaved = await self._writer.close()
+        if not unsaved:
+            self._generation += 1
+            try:
+                self.state.write_snapshot(self._snapshot(clean=True))
+            except OSError as exc:
+                logger.error("could not record the clean stop: %s", exc)
+        self.state.close()
+        return unsaved
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def rev(self) -> int:
+        """The revision of the last change."""
+        return self.space.rev
+
     def get(self, key: str) -> bytes | None:
-        """The value of *key* as compact JSON, or None if it was never set."""
+        """The value of *key* as compact JSON, or None if it has none."""
         return self._values.get(key)
 
-    def set(self, key: str, value: bytes, on_failure: FailureCallback | None = None) -> None:
-        """Store *value* (compact JSON) under *key* and schedule its file write.
+    def revision(self, key: str) -> int:
+        """The revision of *key*'s last change, 0 when it has no value."""
+        return self.space.revs.get(key, 0)
 
-        The new value is visible at once; *on_failure* hears of a failed write.
-        """
-        self._values[key] = value
-        self._writer.write(key, value, on_failure)
+    def keys(self, prefix: str = "", after: str | None = None, limit: int = 100) -> list[str]:
+        """At most *limit* keys starting with *prefix*, after *after*, in UTF-8 byte order."""
+        return self.space.keys(prefix, after, limit)
 
-    def set_and_wait(self, key: str, value: bytes) -> WriteResult:
-        """Like :meth:`set`, and return a future that says when the value is on disk,
-        or why it could not be written."""
-        self._values[key] = value
-        return self._writer.write_and_wait(key, value)
+    def matching(self, prefix: str) -> Iterator[str]:
+        """Every key starting with *prefix*, in order."""
+        return self.space.matching(prefix)
+
+    def changes_since(self, since: int) -> list[Change] | None:
+        """The latest change of each key changed after *since*, or None when not known."""
+        return self.space.changes_since(since)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -57,11 +213,173 @@ class Store:
     def __contains__(self, key: object) -> bool:
         return key in self._values
 
-    async def flush(self) -> None:
-        """Wait until every set so far is on disk."""
-        await self._writer.flush()
+    # -- writing ----------------------------------------------------------------------
 
-    async def close(self) -> list[str]:
-        """Finish pending writes, retrying failed ones once more; return the keys whose
-        latest value could not be written. The store must not be used afterwards."""
-        return await self._writer.close()
+    def set(self, key: str, value: bytes, on_failure: FailureCallback | None = None) -> int:
+        """Store *value* (compact JSON) under *key*, permanently; return its revision.
+
+        The new value is visible at once; *on_failure* hears of a failed write.
+        """
+        if (self._expires and key in self._expires) or (self._owners and key in self._owners):
+            rev, _ = self.write(key, value, on_failure=on_failure)
+            assert rev is not None
+            return rev
+        rev = self.space.put(key, value)
+        if rev >= self._reserved - RESERVE_BLOCK // 2:
+            self._reserve()
+        self._writer.write(key, value, on_failure)
+        return rev
+
+    def set_and_wait(self, key: str, value: bytes) -> WriteResult:
+        """Like :meth:`set`, and return a future that says when the value is on disk,
+        or why it could not be written."""
+        _, result = self.write(key, value, wait=True)
+        assert result is not None
+        return result
+
+    def write(
+        self,
+        key: str,
+        value: bytes | None,
+        *,
+        if_rev: int | None = None,
+        ttl: float | None = None,
+        owner: Owner | None = None,
+        keep_owner: bool = False,
+        wait: bool = False,
+        on_failure: FailureCallback | None = None,
+    ) -> tuple[int | None, WriteResult | None]:
+        """Set (*value*) or delete (None) *key*; see :class:`~objstore.storage.Storage`."""
+        space = self.space
+        if if_rev is not None:
+            current = space.revision(key)
+            if current != if_rev:
+                raise Conflict(
+                    f"conflict: key {describe(key)} is at revision {current}, not {if_rev}",
+                    current,
+                    space.get(key),
+                )
+        current_owner = self._owners.get(key) if self._owners else None
+        if keep_owner:
+            owner = current_owner
+        was_ephemeral = current_owner is not None
+        if was_ephemeral and (value is None or current_owner is not owner):
+            self._disown(key)
+        if value is None:
+            rev = space.remove(key)
+            if rev is None:
+                return None, None
+            had_deadline = self._expires.pop(key, None) is not None
+            if was_ephemeral:
+                return rev, self._done() if wait else None
+            if had_deadline:
+                self._writer.journal(Deadline(key, None), key)
+        else:
+            had_file = not was_ephemeral and key in self._values
+            rev = space.put(key, value)
+            if owner is not None:
+                if not was_ephemeral and key in self._expires:
+                    # Its deadline is in the journal: take it back with the file.
+                    self._writer.journal(Deadline(key, None), key)
+                self._own(key, owner)
+                self._expires_for(key, ttl, journal=False)
+                if had_file:
+                    # An ephemeral key has no file: remove the one it had.
+                    self._writer.write(key, None)
+                if rev >= self._reserved - RESERVE_BLOCK // 2:
+                    self._reserve()
+                return rev, self._done() if wait else None
+            self._expires_for(key, ttl, journal=True)
+        if rev >= self._reserved - RESERVE_BLOCK // 2:
+            self._reserve()
+        if wait:
+            return rev, self._writer.write_and_wait(key, value)
+        self._writer.write(key, value, on_failure)
+        return rev, None
+
+    @staticmethod
+    def _done() -> WriteResult:
+        result: WriteResult = asyncio.get_running_loop().create_future()
+        result.set_result(None)
+        return result
+
+    def _expires_for(self, key: str, ttl: float | None, *, journal: bool) -> None:
+        """Give *key* the deadline of *ttl* seconds from now, or none."""
+        if ttl is None:
+            if self._expires.pop(key, None) is not None and journal:
+                self._writer.journal(Deadline(key, None), key)
+            return
+        expires = _now_ms() + max(1, round(ttl * 1000))
+        self._expires[key] = expires
+        heapq.heappush(self._deadlines, (expires, key))
+        if journal:
+            self._writer.journal(Deadline(key, expires), key)
+
+    def _own(self, key: str, owner: Owner) -> None:
+        self._owners[key] = owner
+        keys = self._owned.get(owner)
+        if keys is None:
+            self._owned[owner] = {key}
+        else:
+            keys.add(key)
+
+    def _disown(self, key: str) -> None:
+        owner = self._owners.pop(key)
+        keys = self._owned[owner]
+        keys.discard(key)
+        if not keys:
+            del self._owned[owner]
+
+    def _reserve(self) -> None:
+        self._reserved += RESERVE_BLOCK
+        self._writer.journal(Reserve(self._reserved))
+
+    # -- deadlines and owners ---------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a key, in seconds since the epoch, or None."""
+        deadlines = self._deadlines
+        expires = self._expires
+        while deadlines:
+            at, key = deadlines[0]
+            if expires.get(key) == at:
+                return at / 1000
+            heapq.heappop(deadlines)  # changed since: forget it
+        return None
+
+    def expire_due(self, now: float) -> list[tuple[str, int]]:
+        """Delete every key whose deadline is at or before *now* (seconds since the epoch);
+        return the key and revision of each deletion, in order."""
+        now_ms = now * 1000
+        deadlines = self._deadlines
+        expires = self._expires
+        done: list[tuple[str, int]] = []
+        while deadlines and deadlines[0][0] <= now_ms:
+            at, key = heapq.heappop(deadlines)
+            if expires.get(key) != at:
+                continue
+            rev, _ = self.write(key, None)
+            if rev is not None:
+                done.append((key, rev))
+        return done
+
+    def release(self, owner: Owner) -> list[tuple[str, int]]:
+        """Delete every key *owner* owns; return the key and revision of each."""
+        keys = self._owned.get(owner)
+        if not keys:
+            return []
+        done: list[tuple[str, int]] = []
+        for key in sorted(keys):
+            rev, _ = self.write(key, None, keep_owner=True)
+            if rev is not None:
+                done.append((key, rev))
+        return done
+
+    def owner(self, key: str) -> Owner | None:
+        """The owner of an ephemeral key, None for a permanent one."""
+        return self._owners.get(key)
+
+    def deadline(self, key: str) -> float | None:
+        """*key*'s deadline in seconds since the epoch, None when it has none."""
+        expires = self._expires.get(key)
+        return None if expires is None else expires / 1000

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cachefolder import CacheFolder
 from .errors import StorageError
@@ -66,7 +66,7 @@ MAX_RETRY_DELAY = 5.0
 class JournalSink(Protocol):
     """Where journal records go, on the writer thread, before the value files of their batch."""
 
-    def append(self, records: Sequence[object]) -> None:
+    def append(self, records: Sequence[Any]) -> None:
         """Append *records*, in order, before the value files written next; block until
         done. Raise OSError or StorageError on failure: all of them are given again
         on the next try, so a record may be appended twice (replaying one twice must

@@ -1,0 +1,85 @@
+"""Replies of protocol 2, sans I/O: ``{"id": I, "ok": true, ...}`` and errors with a code.
+
+Owns the bytes of every reply to a message that carries an id, of error
+replies with their ``code``, and of the messages a subscription sends before
+its reply (``{"reset": true, ...}``). Replies are built from members already
+encoded as JSON (values are stored encoded), so nothing is decoded again.
+Imports neither asyncio nor websockets; knows nothing of storage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from . import jsonvalues
+from .commands import RequestId
+from .errors import ClientError, Conflict, ObjstoreError
+
+__all__ = [
+    "encode_error_reply",
+    "encode_id",
+    "encode_keys",
+    "encode_ok",
+    "encode_reset",
+    "rev_member",
+    "value_member",
+]
+
+
+def encode_id(request_id: RequestId) -> bytes:
+    """The id as JSON, exactly as the client sent it (an integer or a string)."""
+    return jsonvalues.encode(request_id)
+
+
+def encode_ok(request_id: RequestId, members: bytes = b"") -> bytes:
+    """``{"id": I, "ok": true, ...}``; *members* are encoded, each starting with a comma."""
+    return b'{"id":' + encode_id(request_id) + b',"ok":true' + members + b"}"
+
+
+def rev_member(rev: int) -> bytes:
+    """``,"rev":N``."""
+    return b',"rev":' + str(rev).encode()
+
+
+def value_member(value: bytes | None) -> bytes:
+    """``,"value":V`` with *value* compact JSON, ``null`` for None."""
+    return b',"value":' + (b"null" if value is None else value)
+
+
+def encode_keys(keys: Iterable[str], next_key: str | None) -> bytes:
+    """``,"keys":[...],"next":K`` for a listing."""
+    return (
+        b',"keys":['
+        + b",".join(jsonvalues.encode(key) for key in keys)
+        + b'],"next":'
+        + (b"null" if next_key is None else jsonvalues.encode(next_key))
+    )
+
+
+def encode_error_reply(
+    error: ObjstoreError | str, request_id: RequestId | None, code: str | None = None
+) -> bytes:
+    """``{"id": I, "error": "...", "code": "..."}`` (without ``id`` when there is none).
+
+    A conflict adds the key's current ``rev`` and ``value``; an error in a
+    batch adds ``op``, the index of the operation that failed.
+    """
+    if code is None:
+        code = error.code if isinstance(error, ObjstoreError) else "internal"
+    head = b"{" if request_id is None else b'{"id":' + encode_id(request_id) + b","
+    # ASCII escapes keep the reply valid UTF-8 even when it quotes a lone surrogate.
+    text = json.dumps(str(error)).encode()
+    tail = b',"code":"' + code.encode() + b'"'
+    if isinstance(error, ClientError):
+        op = getattr(error, "op", None)
+        if op is not None:
+            tail += b',"op":' + str(op).encode()
+    if isinstance(error, Conflict):
+        tail += rev_member(error.rev) + value_member(error.value)
+    return head + b'"error":' + text + tail + b"}"
+
+
+def encode_reset(kind: str, name: str) -> bytes:
+    """``{"reset": true, "key": K}`` (or ``"prefix"``): drop what you hold of it."""
+    return b'{"reset":true,"' + kind.encode() + b'":' + jsonvalues.encode(name) + b"}"

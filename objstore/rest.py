@@ -1,0 +1,286 @@
+"""The REST resource of protocol 2: ``/keys/{key}`` and ``GET /keys``.
+
+Owns the HTTP shape of the store's commands: methods to commands, revisions
+to ``ETag`` and ``If-Match``, outcomes to statuses (docs/protocol.md, section
+6). The commands themselves are applied by :mod:`objstore.service`, the same
+as over WebSocket. Knows nothing of sockets; the router in :mod:`objstore.http`
+hands requests in and sends back what this module returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable
+from http import HTTPStatus
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from . import jsonvalues
+from .commands import DEFAULT_LIST_LIMIT, MAX_TTL, Delete, Keys, Patch, Set, Write
+from .errors import (
+    ClientError,
+    Conflict,
+    InvalidJSON,
+    InvalidKey,
+    InvalidMessage,
+    NotFound,
+    ObjstoreError,
+    UnsupportedType,
+    describe,
+)
+from .keys import validate_key
+from .protocol import parse_message
+from .replies import encode_error_reply
+from .service import Deferred, StoreService
+from .storage import Owner
+
+__all__ = ["JSON", "Answer", "error_response", "keys_route", "query"]
+
+JSON = "application/json"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+class _HttpClient:
+    """The client of a REST write: it owns nothing and hears of failures in its answer."""
+
+    __slots__ = ()
+
+    subscriber: object = None
+
+    def report_failure(self, error: Exception) -> None:  # pragma: no cover  # writes wait
+        pass
+
+    def send(self, payload: bytes) -> None:  # pragma: no cover  # REST does not subscribe
+        pass
+
+
+_CLIENT: Owner = _HttpClient()
+
+
+def error_response(
+    error: ObjstoreError | str, status: HTTPStatus | None = None
+) -> tuple[HTTPStatus, bytes]:
+    """The status and body of an error: ``{"error": "...", "code": "..."}``."""
+    if status is None:
+        status = (
+            HTTPStatus(error.http_status)
+            if isinstance(error, ClientError)
+            else (HTTPStatus.INTERNAL_SERVER_ERROR)
+        )
+    return status, encode_error_reply(error, None)
+
+
+def query(target: str) -> dict[str, str]:
+    """The query parameters of *target* (the last of a repeated name), percent-decoded."""
+    text = target.partition("?")[2]
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError:
+        raise InvalidMessage("invalid query: not UTF-8 once percent-decoded") from None
+
+
+def _etag(rev: int) -> tuple[str, str]:
+    return ("ETag", f'"{rev}"')
+
+
+def _revision_of(header: str, name: str) -> int:
+    """The revision in an ``If-Match`` header: one strong entity tag ``"N"``."""
+    tag = header.strip()
+    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit() and len(tag) < 20:
+        return int(tag[1:-1])
+    raise InvalidMessage(
+        f'invalid {name}: expected one revision as an entity tag, like "12", '
+        f"got {describe(header)}"
+    )
+
+
+def _ttl(params: dict[str, str]) -> float | None:
+    text = params.get("ttl")
+    if text is None:
+        return None
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = math.nan
+    if not (0 < ttl <= MAX_TTL):
+        raise InvalidMessage(
+            f"invalid ttl: expected seconds above 0 and at most {MAX_TTL}, got {describe(text)}"
+        )
+    return ttl
+
+
+def _body_value(body: bytes) -> object:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJSON("invalid body: not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidJSON("invalid body: empty; send the value as JSON")
+    try:
+        return jsonvalues.decode(text)
+    except jsonvalues.JSONDecodeError as exc:
+        raise InvalidJSON(f"invalid JSON: {exc}") from None
+
+
+Answer = tuple[HTTPStatus, bytes, list[tuple[str, str]]]
+
+
+def keys_route(
+    service: StoreService,
+    *,
+    method: str,
+    path: str,
+    target: str,
+    headers: dict[str, str] | object,
+    body: bytes,
+) -> Answer | Awaitable[Answer]:
+    """Answer a request to ``/keys`` or ``/keys/{key}``: status, body and headers."""
+    assert isinstance(headers, dict)
+    try:
+        if path == "/keys":
+            if method != "GET":
+                return _not_allowed(method, path, "GET")
+            return _list(service, query(target))
+        try:
+            key = unquote_to_bytes(path[len("/keys/") :]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidKey("invalid key: the percent-encoded path is not UTF-8") from None
+        key = validate_key(key)
+        if method == "GET":
+            return _get(service, key, headers)
+        if method in ("PUT", "PATCH", "DELETE"):
+            return _write(
+                service, method=method, key=key, target=target, headers=headers, body=body
+            )
+        return _not_allowed(method, path, "GET, PUT, PATCH, DELETE")
+    except ClientError as exc:
+        return _failed(service, exc)
+
+
+def _failed(service: StoreService, error: ClientError) -> Answer:
+    headers: list[tuple[str, str]] = []
+    status = None
+    if isinstance(error, Conflict):
+        status = HTTPStatus.PRECONDITION_FAILED
+        if error.rev:
+            headers.append(_etag(error.rev))
+    status, body = error_response(error, status)
+    return status, body, headers
+
+
+def _not_allowed(method: str, path: str, allowed: str) -> Answer:
+    _, body = error_response(
+        InvalidMessage(f"method {method} is not allowed on {path}; use {allowed}")
+    )
+    return HTTPStatus.METHOD_NOT_ALLOWED, body, [("Allow", allowed)]
+
+
+def _list(service: StoreService, params: dict[str, str]) -> Answer:
+    limit_text = params.get("limit", str(DEFAULT_LIST_LIMIT))
+    if not limit_text.isdigit() or len(limit_text) > 9:
+        raise InvalidMessage(
+            f"invalid limit: expected a positive integer, got {describe(limit_text)}"
+        )
+    message: dict[str, object] = {"action": "keys", "limit": int(limit_text)}
+    if "prefix" in params:
+        message["prefix"] = params["prefix"]
+    if params.get("after"):
+        message["after"] = params["after"]
+    command = parse_message(json.dumps(message))
+    assert isinstance(command, Keys)
+    reply = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    assert isinstance(reply, bytes)
+    return HTTPStatus.OK, reply, []
+
+
+def _get(service: StoreService, key: str, headers: dict[str, str]) -> Answer:
+    value = service.store.get(key)
+    if value is None:
+        raise NotFound(f"not found: key {describe(key)} has no value")
+    rev = service.store.revision(key)
+    tag = f'"{rev}"'
+    wanted = headers.get("if-none-match")
+    if wanted is not None and (wanted.strip() == "*" or tag in _tags(wanted)):
+        return HTTPStatus.NOT_MODIFIED, b"", [_etag(rev)]
+    return HTTPStatus.OK, value, [_etag(rev)]
+
+
+def _tags(header: str) -> list[str]:
+    return [part.strip().removeprefix("W/") for part in header.split(",")]
+
+
+def _write(
+    service: StoreService,
+    *,
+    method: str,
+    key: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+) -> Answer | Awaitable[Answer]:
+    params = query(target)
+    if_rev: int | None = None
+    if "if-match" in headers:
+        if_rev = _revision_of(headers["if-match"], "If-Match")
+    if headers.get("if-none-match", "").strip() == "*":
+        if if_rev is not None and if_rev != 0:
+            raise InvalidMessage("invalid request: If-Match and If-None-Match: * together")
+        if_rev = 0
+    command: Write
+    if method == "DELETE":
+        if if_rev is None and service.store.get(key) is None:
+            raise NotFound(f"not found: key {describe(key)} has no value")
+        command = Delete(key, 0, if_rev)
+    elif method == "PUT":
+        value = jsonvalues.encode(_body_value(body))
+        command = Set(key, value, 0, if_rev, _ttl(params))
+    else:
+        content_type = headers.get("content-type", _MERGE_PATCH).partition(";")[0].strip().lower()
+        if content_type not in (_MERGE_PATCH, JSON):
+            raise UnsupportedType(
+                f"unsupported content type {describe(content_type)}; send the merge patch as "
+                f"{_MERGE_PATCH}"
+            )
+        command = Patch(key, _body_value(body), 0, if_rev, _ttl(params))
+    reply = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    return _answer(service, method, key, reply)
+
+
+def _answer(
+    service: StoreService, method: str, key: str, reply: bytes | Deferred | None
+) -> Answer | Awaitable[Answer]:
+    if isinstance(reply, Deferred):
+        return _when_written(service, method, key, reply)
+    assert reply is not None
+    return _success(method, reply)
+
+
+async def _when_written(service: StoreService, method: str, key: str, reply: Deferred) -> Answer:
+    await reply.written
+    failure = reply.written.result()
+    if failure is not None:
+        status, body = error_response(failure)
+        return status, body, []
+    return _success(method, reply.reply)
+
+
+_ACK_HEAD = b'{"id":0,"ok":true,"rev":'
+_VALUE_MEMBER = b',"value":'
+
+
+def _success(method: str, reply: bytes) -> Answer:
+    """The answer of a write from its acknowledgement ``{"id":0,"ok":true,"rev":N,...}``.
+
+    Read by position rather than decoded: a patched value may be large.
+    """
+    assert reply.startswith(_ACK_HEAD)
+    end = len(_ACK_HEAD)
+    while reply[end : end + 1].isdigit():
+        end += 1
+    rev = int(reply[len(_ACK_HEAD) : end])
+    if method == "DELETE":
+        return HTTPStatus.NO_CONTENT, b"", [_etag(rev)]
+    if method == "PATCH":
+        assert reply.startswith(_VALUE_MEMBER, end)
+        return HTTPStatus.OK, reply[end + len(_VALUE_MEMBER) : -1], [_etag(rev)]
+    return HTTPStatus.OK, b'{"rev":' + str(rev).encode() + b"}", [_etag(rev)]

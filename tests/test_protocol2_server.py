@@ -1,0 +1,391 @@
+"""Protocol 2 over WebSocket against a real server: every operation, reply shape and error code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from objstore.server import ObjstoreServer
+
+from .conftest import Connect, StartServer
+from .helpers import assert_silent, recv_json
+
+
+async def ask(ws: ClientConnection, message: dict[str, Any]) -> Any:
+    """Send *message* and return the next message received."""
+    await ws.send(json.dumps(message))
+    return await recv_json(ws)
+
+
+async def test_set_with_an_id_is_acknowledged_with_its_revision_once_on_disk(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """The acknowledgement comes after the file holds the value."""
+    async with client() as ws:
+        reply = await ask(ws, {"action": "set", "key": "score", "value": 1, "id": 1})
+        assert reply == {"id": 1, "ok": True, "rev": 1}
+        assert (cache_dir / "score.json").read_text() == "1\n"
+        reply = await ask(ws, {"action": "set", "key": "score", "value": 2, "id": "two"})
+        assert reply == {"id": "two", "ok": True, "rev": 2}
+
+
+async def test_get_with_an_id_has_value_and_revision(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A get with an id tells the revision; a missing key is null at revision 0."""
+    async with client() as ws:
+        await ask(ws, {"action": "set", "key": "a", "value": {"x": 1}, "id": 1})
+        assert await ask(ws, {"action": "get", "key": "a", "id": 2}) == {
+            "id": 2,
+            "ok": True,
+            "key": "a",
+            "value": {"x": 1},
+            "rev": 1,
+        }
+        assert await ask(ws, {"action": "get", "key": "none", "id": 3}) == {
+            "id": 3,
+            "ok": True,
+            "key": "none",
+            "value": None,
+            "rev": 0,
+        }
+
+
+async def test_messages_without_an_id_behave_as_the_original(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """No id: a set is silent, a get has the original shape, an error has no code."""
+    async with client() as ws:
+        await ws.send(json.dumps({"action": "set", "key": "a", "value": 1}))
+        await ws.send(json.dumps({"action": "delete", "key": "a"}))
+        await ws.send(json.dumps({"action": "patch", "key": "b", "value": {"x": 1}}))
+        await ws.send(json.dumps({"action": "incr", "key": "c"}))
+        assert await ask(ws, {"action": "get", "key": "a"}) == {"key": "a", "value": None}
+        assert await ask(ws, {"action": "incr", "key": "b"}) == {
+            "error": 'invalid value: key "b" holds {"x": 1}, not a number; use set to replace it'
+        }
+
+
+async def test_errors_with_an_id_carry_it_and_a_code(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """Every refused message with an id gets its id back with a stable code."""
+    async with client() as ws:
+        assert await ask(ws, {"action": "get", "key": "", "id": 1}) == {
+            "id": 1,
+            "error": 'invalid key: expected a non-empty string, got ""',
+            "code": "invalid_key",
+        }
+        reply = await ask(ws, {"action": "nope", "id": 2})
+        assert (reply["id"], reply["code"]) == (2, "invalid_message")
+        reply = await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1.5})
+        assert reply["code"] == "invalid_message"
+        assert "id" not in reply
+        await ws.send("{not json")
+        assert await recv_json(ws) == {
+            "error": "invalid JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)"
+        }
+        reply = await ask(ws, {"action": "keys", "limit": 5000, "id": "L"})
+        assert (reply["id"], reply["code"]) == ("L", "too_large")
+
+
+async def test_compare_and_set_applies_only_at_the_expected_revision(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """ifRev 0 creates only; a stale ifRev is a conflict with the current state."""
+    async with client() as ws:
+        assert await ask(ws, {"action": "set", "key": "k", "value": 1, "ifRev": 0, "id": 1}) == {
+            "id": 1,
+            "ok": True,
+            "rev": 1,
+        }
+        assert await ask(ws, {"action": "set", "key": "k", "value": 2, "ifRev": 0, "id": 2}) == {
+            "id": 2,
+            "error": 'conflict: key "k" is at revision 1, not 0',
+            "code": "conflict",
+            "rev": 1,
+            "value": 1,
+        }
+        assert (await ask(ws, {"action": "set", "key": "k", "value": 3, "ifRev": 1, "id": 3}))[
+            "rev"
+        ] == 2
+        for action in ({"action": "patch", "value": {}}, {"action": "incr"}, {"action": "delete"}):
+            reply = await ask(ws, {**action, "key": "k", "ifRev": 1, "id": 4})
+            assert (reply["code"], reply["rev"], reply["value"]) == ("conflict", 2, 3)
+        assert await ask(ws, {"action": "get", "key": "k", "id": 5}) == {
+            "id": 5,
+            "ok": True,
+            "key": "k",
+            "value": 3,
+            "rev": 2,
+        }
+
+
+async def test_delete_removes_the_key_and_its_file(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """A delete is acknowledged once the file is gone; a second one deletes nothing."""
+    async with client() as ws:
+        await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1})
+        assert await ask(ws, {"action": "delete", "key": "k", "id": 2}) == {
+            "id": 2,
+            "ok": True,
+            "rev": 2,
+            "deleted": True,
+        }
+        assert not (cache_dir / "k.json").exists()
+        assert await ask(ws, {"action": "delete", "key": "k", "id": 3}) == {
+            "id": 3,
+            "ok": True,
+            "rev": 2,
+            "deleted": False,
+        }
+
+
+async def test_patch_merges_and_replies_with_the_whole_value(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A merge patch removes nulls, merges objects and starts a missing key from {}."""
+    async with client() as ws:
+        assert await ask(
+            ws, {"action": "patch", "key": "p", "value": {"a": 1, "b": {"c": 2}}, "id": 1}
+        ) == {"id": 1, "ok": True, "rev": 1, "value": {"a": 1, "b": {"c": 2}}}
+        reply = await ask(
+            ws, {"action": "patch", "key": "p", "value": {"a": None, "b": {"d": 3}}, "id": 2}
+        )
+        assert reply == {"id": 2, "ok": True, "rev": 2, "value": {"b": {"c": 2, "d": 3}}}
+
+
+async def test_incr_adds_and_refuses_non_numbers(server: ObjstoreServer, client: Connect) -> None:
+    """incr starts from 0, keeps integers exact and refuses a key holding text."""
+    async with client() as ws:
+        assert (await ask(ws, {"action": "incr", "key": "n", "id": 1}))["value"] == 1
+        assert (await ask(ws, {"action": "incr", "key": "n", "by": 2**60, "id": 2}))[
+            "value"
+        ] == 2**60 + 1
+        assert (await ask(ws, {"action": "incr", "key": "n", "by": -0.5, "id": 3}))[
+            "value"
+        ] == 2**60 + 0.5
+        await ask(ws, {"action": "set", "key": "t", "value": "x", "id": 4})
+        reply = await ask(ws, {"action": "incr", "key": "t", "id": 5})
+        assert reply["code"] == "invalid_value"
+
+
+async def test_a_patch_over_the_size_limit_is_refused(start_server: StartServer) -> None:
+    """A patch whose result would pass --max-size is too_large, and nothing changes."""
+    server = await start_server(max_size=200)
+    async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        await ask(ws, {"action": "set", "key": "p", "value": {"a": "x" * 100}, "id": 1})
+        reply = await ask(ws, {"action": "patch", "key": "p", "value": {"b": "y" * 100}, "id": 2})
+        assert reply["code"] == "too_large"
+        assert (await ask(ws, {"action": "get", "key": "p", "id": 3}))["rev"] == 1
+
+
+async def test_keys_lists_in_pages(server: ObjstoreServer, client: Connect) -> None:
+    """Listing pages with limit and next, filtered by prefix, in UTF-8 byte order."""
+    async with client() as ws:
+        for key in ["b/1", "a/2", "a/1", "a/3", "c"]:
+            await ws.send(json.dumps({"action": "set", "key": key, "value": 0}))
+        assert await ask(ws, {"action": "keys", "prefix": "a/", "limit": 2, "id": 1}) == {
+            "id": 1,
+            "ok": True,
+            "keys": ["a/1", "a/2"],
+            "next": "a/2",
+        }
+        assert await ask(
+            ws, {"action": "keys", "prefix": "a/", "limit": 2, "after": "a/2", "id": 2}
+        ) == {"id": 2, "ok": True, "keys": ["a/3"], "next": None}
+        assert await ask(ws, {"action": "keys"}) == {
+            "keys": ["a/1", "a/2", "a/3", "b/1", "c"],
+            "next": None,
+        }
+
+
+async def test_subscriptions_with_an_id_get_revisions_and_deletions(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """The id form of updates carries rev, and deleted for a deletion; the plain form does not."""
+    async with client() as watcher, client() as plain, client() as writer:
+        await ask(writer, {"action": "set", "key": "k", "value": 1, "id": 0})
+        assert await ask(watcher, {"action": "subscribe", "key": "k", "id": 1}) == {
+            "key": "k",
+            "value": 1,
+            "rev": 1,
+        }
+        assert await recv_json(watcher) == {"id": 1, "ok": True, "rev": 1}
+        assert await ask(plain, {"action": "subscribe", "key": "k"}) == {"key": "k", "value": 1}
+        await writer.send(json.dumps({"action": "delete", "key": "k"}))
+        assert await recv_json(watcher) == {"key": "k", "value": None, "rev": 2, "deleted": True}
+        assert await recv_json(plain) == {"key": "k", "value": None}
+
+
+async def test_prefix_subscription_sends_snapshot_then_reply_then_changes(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """Current values in key order, the reply with the store's revision, then new keys too."""
+    async with client() as ws, client() as writer:
+        for key in ["player/bob", "player/ann", "other"]:
+            await ask(writer, {"action": "set", "key": key, "value": key, "id": 1})
+        await ws.send(json.dumps({"action": "subscribe", "prefix": "player/", "id": 5}))
+        assert [await recv_json(ws) for _ in range(3)] == [
+            {"key": "player/ann", "value": "player/ann", "rev": 2},
+            {"key": "player/bob", "value": "player/bob", "rev": 1},
+            {"id": 5, "ok": True, "rev": 3},
+        ]
+        await writer.send(json.dumps({"action": "set", "key": "player/cy", "value": 1}))
+        await writer.send(json.dumps({"action": "set", "key": "other", "value": 2}))
+        assert await recv_json(ws) == {"key": "player/cy", "value": 1, "rev": 4}
+        await assert_silent(ws)
+        assert await ask(ws, {"action": "unsubscribe", "prefix": "player/", "id": 6}) == {
+            "id": 6,
+            "ok": True,
+        }
+        await writer.send(json.dumps({"action": "set", "key": "player/cy", "value": 2}))
+        await assert_silent(ws)
+
+
+async def test_a_key_under_several_subscriptions_arrives_once(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """Key, prefix and empty-prefix subscriptions of one connection give one update per change."""
+    async with client() as ws, client() as writer:
+        await ws.send(json.dumps({"action": "subscribe", "key": "a/b"}))
+        await ask(ws, {"action": "subscribe", "prefix": "a/", "id": 1})
+        await ask(ws, {"action": "subscribe", "prefix": "", "id": 2})
+        await writer.send(json.dumps({"action": "set", "key": "a/b", "value": 1}))
+        assert await recv_json(ws) == {"key": "a/b", "value": 1, "rev": 1}
+        await assert_silent(ws)
+
+
+async def test_resume_sends_only_what_changed(server: ObjstoreServer, client: Connect) -> None:
+    """since R sends each key changed after R once, deletions included, and reset false."""
+    async with client() as ws, client() as writer:
+        messages: list[dict[str, Any]] = [
+            {"action": "set", "key": "p/a", "value": 1},
+            {"action": "set", "key": "p/b", "value": 1},
+            {"action": "set", "key": "p/a", "value": 2},
+            {"action": "delete", "key": "p/b"},
+            {"action": "set", "key": "q", "value": 1},
+        ]
+        for message in messages:
+            await ask(writer, {**message, "id": 0})
+        await ws.send(json.dumps({"action": "subscribe", "prefix": "p/", "since": 1, "id": 1}))
+        assert [await recv_json(ws) for _ in range(3)] == [
+            {"key": "p/a", "value": 2, "rev": 3},
+            {"key": "p/b", "value": None, "rev": 4, "deleted": True},
+            {"id": 1, "ok": True, "rev": 5, "reset": False},
+        ]
+
+
+async def test_resume_from_an_unknown_revision_resets(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A revision ahead of the store is a reset: the reset message comes first."""
+    async with client() as ws:
+        await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 0})
+        await ws.send(json.dumps({"action": "subscribe", "key": "k", "since": 99, "id": 1}))
+        assert [await recv_json(ws) for _ in range(3)] == [
+            {"reset": True, "key": "k"},
+            {"key": "k", "value": 1, "rev": 1},
+            {"id": 1, "ok": True, "rev": 1, "reset": True},
+        ]
+
+
+async def test_batch_applies_all_or_nothing(server: ObjstoreServer, client: Connect) -> None:
+    """A failing op leaves everything as it was; a good batch applies in order."""
+    async with client() as ws, client() as watcher:
+        await ask(watcher, {"action": "subscribe", "prefix": "", "id": 0})
+        ops = [
+            {"action": "set", "key": "a", "value": 1},
+            {"action": "incr", "key": "a", "by": 2},
+            {"action": "delete", "key": "b", "ifRev": 5},
+        ]
+        reply = await ask(ws, {"action": "batch", "ops": ops, "id": 1})
+        assert (reply["code"], reply["op"], reply["rev"]) == ("conflict", 2, 0)
+        assert await ask(ws, {"action": "get", "key": "a", "id": 2}) == {
+            "id": 2,
+            "ok": True,
+            "key": "a",
+            "value": None,
+            "rev": 0,
+        }
+        ops[2] = {"action": "delete", "key": "b"}
+        assert await ask(ws, {"action": "batch", "ops": ops, "id": 3}) == {
+            "id": 3,
+            "ok": True,
+            "rev": 2,
+            "results": [{"rev": 1}, {"rev": 2, "value": 3}, {"rev": 2, "deleted": False}],
+        }
+        assert [await recv_json(watcher) for _ in range(2)] == [
+            {"key": "a", "value": 1, "rev": 1},
+            {"key": "a", "value": 3, "rev": 2},
+        ]
+
+
+async def test_replies_keep_the_order_of_messages(server: ObjstoreServer, client: Connect) -> None:
+    """A get after acknowledged sets is answered after their acknowledgements."""
+    async with client() as ws:
+        for number in range(20):
+            await ws.send(
+                json.dumps({"action": "set", "key": f"k{number}", "value": number, "id": number})
+            )
+        await ws.send(json.dumps({"action": "get", "key": "k0", "id": "last"}))
+        ids = [(await recv_json(ws))["id"] for _ in range(21)]
+        assert ids == [*range(20), "last"]
+
+
+async def test_ephemeral_keys_go_with_their_connection(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """An ephemeral key has no file and is deleted, subscribers told, when its writer leaves."""
+    async with client() as watcher:
+        await ask(watcher, {"action": "subscribe", "prefix": "online/", "id": 0})
+        async with client() as player:
+            reply = await ask(
+                player,
+                {"action": "set", "key": "online/ann", "value": 1, "ephemeral": True, "id": 1},
+            )
+            assert reply == {"id": 1, "ok": True, "rev": 1}
+            assert await recv_json(watcher) == {"key": "online/ann", "value": 1, "rev": 1}
+            assert not (cache_dir / "online%2Fann.json").exists()
+            assert not any(p.name.endswith(".json") for p in cache_dir.iterdir())
+        assert await recv_json(watcher) == {
+            "key": "online/ann",
+            "value": None,
+            "rev": 2,
+            "deleted": True,
+        }
+
+
+async def test_keys_expire_and_subscribers_are_told(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A ttl deletes the key when it runs out; the update says expired."""
+    async with client() as ws, client() as watcher:
+        await ask(watcher, {"action": "subscribe", "key": "t", "id": 0})
+        await ask(ws, {"action": "set", "key": "t", "value": 1, "ttl": 0.2, "id": 1})
+        assert await recv_json(watcher) == {"key": "t", "value": 1, "rev": 1}
+        assert await recv_json(watcher) == {
+            "key": "t",
+            "value": None,
+            "rev": 2,
+            "deleted": True,
+            "expired": True,
+        }
+        assert (await ask(ws, {"action": "get", "key": "t", "id": 2}))["value"] is None
+
+
+async def test_a_write_without_ttl_makes_the_key_permanent(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A set without ttl after one with it takes the deadline away."""
+    async with client() as ws:
+        await ask(ws, {"action": "set", "key": "t", "value": 1, "ttl": 0.2, "id": 1})
+        await ask(ws, {"action": "set", "key": "t", "value": 2, "id": 2})
+        await asyncio.sleep(0.4)
+        assert (await ask(ws, {"action": "get", "key": "t", "id": 3}))["value"] == 2
