@@ -129,6 +129,7 @@ async def test_a_deadline_survives_a_clean_restart(
         update = await recv_json(ws, timeout=3)
         assert update["deleted"] is True
         assert update["expired"] is True
+    await server.store.flush()
     assert not (cache_dir / "t.json").exists()
 
 
