@@ -22,7 +22,14 @@ from .protocol import Update
 if TYPE_CHECKING:
     from .hub import Subscriber
 
-__all__ = ["TURN_BUDGET", "FlushScheduler", "FrameWriter", "Outbox", "deliver_to_all"]
+__all__ = [
+    "TURN_BUDGET",
+    "FlushScheduler",
+    "Flushable",
+    "FrameWriter",
+    "Outbox",
+    "deliver_to_all",
+]
 
 
 class FrameWriter(Protocol):
@@ -30,6 +37,13 @@ class FrameWriter(Protocol):
 
     def write_frames(self, frames: list[bytes]) -> None:
         """Write *frames* (complete WebSocket frames) in order, without blocking."""
+
+
+class Flushable(Protocol):
+    """What :class:`FlushScheduler` flushes: an outbox, or an event stream."""
+
+    def flush(self) -> None:
+        """Write what was queued in this turn of the loop."""
 
 
 class _Reply:
@@ -110,12 +124,18 @@ def deliver_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
     :meth:`Outbox.deliver` once per outbox, written out in the loop: with 50
     clients each seeing 1,500 updates a second, delivering took a quarter of
     the event loop's busy time, most of it in calls; this loop halves that.
-    The subscribers must all be outboxes.
+    A subscriber that is not an outbox (an event stream) has no ``_held``: it
+    gets its own ``deliver``. Catching that costs outboxes nothing, where a
+    type check on each took a tenth more time.
     """
     frame = update.ws_frame
     key = update.key
     for outbox in cast("Iterable[Outbox]", subscribers):
-        held = outbox._held
+        try:
+            held = outbox._held
+        except AttributeError:
+            cast("Subscriber", outbox).deliver(update)
+            continue
         if held is None:
             batch = outbox._batch
             if batch is None:
@@ -133,7 +153,7 @@ TURN_BUDGET = 64 * 1024
 
 
 class FlushScheduler:
-    """Flushes every outbox that has frames once per turn of the event loop.
+    """Flushes every outbox (or event stream) that has frames once per turn of the event loop.
 
     One callback per turn for all connections, rather than one per connection.
 
@@ -156,13 +176,13 @@ class FlushScheduler:
 
     def __init__(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
         self._call_soon = call_soon
-        self._dirty: list[Outbox] = []
+        self._dirty: list[Flushable] = []
         self._deferred: list[Callable[[], None]] = []
         self._scheduled = False
         #: Bytes handled since the last flush.
         self.spent = 0
 
-    def __call__(self, outbox: Outbox) -> None:
+    def __call__(self, outbox: Flushable) -> None:
         """Mark *outbox* as having frames to write at the end of this turn."""
         if not self._scheduled:
             self._scheduled = True
