@@ -78,7 +78,11 @@ class EventStream:
 
     Made by a route, which subscribes it, queues what the client must see first
     and sets :attr:`on_close`; started by the connection once the response's
-    head is written. Until then, events wait as they do while congested.
+    head is written. Until then, events wait as they do while congested. From
+    the moment the response is returned, the connection sees that
+    :attr:`on_close` is called; a route that awaits anything between making a
+    stream and returning it must close it if it is cancelled (the connection
+    cancels an answer being made when its client leaves).
 
     Each update is the event ``update`` with the update's revision as its id and
     its revision form as data (``Update.rev_payload``). While the stream is not
