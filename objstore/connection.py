@@ -146,6 +146,8 @@ class ObjstoreConnection(WebsocketsConnection):
             timeout=self.http_timeout,
             upgrade=self._upgrade,
             ended=self._end_http,
+            mark_dirty=self.turn,
+            stall_timeout=self.stall_timeout,
         )
 
     def data_received(self, data: bytes) -> None:

@@ -18,6 +18,7 @@ from importlib import resources
 from urllib.parse import unquote_to_bytes
 
 from .errors import ClientError, InvalidKey
+from .eventstream import EventStream
 from .keys import validate_key
 from .origins import OriginPolicy
 from .protocol import Update, encode_error, parse_set_body
@@ -54,12 +55,15 @@ class HttpRequest:
 
 @dataclass(slots=True)
 class HttpResponse:
-    """An HTTP answer: status, headers without Content-Length, and body."""
+    """An HTTP answer: status, headers without Content-Length, and body (or a stream)."""
 
     status: HTTPStatus
     body: bytes
     content_type: str = _JSON
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Events sent after the head instead of a body (which must then be empty), until
+    #: the stream or the connection ends: no Content-Length, and ``Connection: close``.
+    stream: EventStream | None = None
 
 
 def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:

@@ -27,6 +27,7 @@ __all__ = [
     "Request",
     "RequestReader",
     "serialize_response",
+    "serialize_stream_head",
 ]
 
 #: Slowest body accepted, in bytes per second: a request must arrive whole within
@@ -261,3 +262,22 @@ def serialize_response(
         return b"%s%d\r\n\r\n%s" % (start, len(body), body)
     extra = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
     return b"%s%d\r\n%s\r\n%s" % (start, len(body), extra, body)
+
+
+def serialize_stream_head(
+    status: HTTPStatus, content_type: str, headers: list[tuple[str, str]]
+) -> bytes:
+    """The head of a response whose body is a stream that ends when the connection closes.
+
+    No ``Content-Length``: the body is what the server sends until it closes,
+    which ``Connection: close`` announces (RFC 9112, 6.3: the body then ends at
+    the close, and the connection is not reused).
+    """
+    lines = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        f"Content-Type: {content_type}",
+        "Cache-Control: no-store",
+        "Connection: close",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -12,6 +12,13 @@ answers: the transport's write buffer up to its high-water mark (64 KiB on
 asyncio and uvloop), plus the one answer that passed it, plus the reader's
 buffer (see :mod:`objstore.http11`); past that the connection stops reading,
 and it is aborted if its client takes nothing for the HTTP timeout.
+
+Streams: an answer with an :class:`~objstore.eventstream.EventStream` is a
+head without Content-Length, then the stream's events until the connection
+closes. From then on the connection is the stream's: what the client sends is
+read and dropped (so that its closing is seen), the keep-alive timeouts no
+longer apply, the one timer serves the stream's heartbeat and stall deadline,
+and stopping the server ends the stream.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ import math
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
+from .eventstream import EventStream
 from .http import HttpRequest, HttpResponse
-from .http11 import CONTINUE, Close, KeepAlive, Request, serialize_response
+from .http11 import CONTINUE, Close, KeepAlive, Request, serialize_response, serialize_stream_head
 from .protocol import encode_error
 
 __all__ = ["HttpHandler", "HttpMode"]
@@ -46,7 +54,10 @@ class HttpMode:
         "_local_host",
         "_loop",
         "_machine",
+        "_mark_dirty",
         "_reading",
+        "_stall_timeout",
+        "_stream",
         "_task",
         "_timer",
         "_timer_at",
@@ -64,15 +75,25 @@ class HttpMode:
         timeout: float,
         upgrade: Callable[[Request], None],
         ended: Callable[[], None],
+        mark_dirty: Callable[[EventStream], None],
+        stall_timeout: float,
     ) -> None:
-        """Start serving; *upgrade* takes a WebSocket upgrade request, *ended* is called once."""
+        """Start serving; *upgrade* takes a WebSocket upgrade request, *ended* is called once.
+
+        A stream is flushed at the end of the turn through *mark_dirty*, and
+        closed once its socket has not drained for *stall_timeout* seconds.
+        """
         self._transport = transport
         self._loop = loop
         self._handler = handler
         self._upgrade = upgrade
         self._ended: Callable[[], None] | None = ended
         self._machine = KeepAlive(max_body, timeout, loop.time())
+        self._mark_dirty = mark_dirty
+        self._stall_timeout = stall_timeout
         self._reading = True
+        #: The stream being sent, once its head is written.
+        self._stream: EventStream | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -84,18 +105,25 @@ class HttpMode:
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client: answer every complete request that may be answered now."""
+        if self._stream is not None:
+            return  # a stream answers no more requests: what comes is dropped
         now = self._loop.time()
         self._machine.receive_data(data, now)
         self._serve(now)
 
     def eof_received(self) -> bool:
         """The client is done sending: answer what it sent, then close."""
+        if self._stream is not None:
+            self._stream.close()  # the client is leaving: the stream ends
+            return True
         self._machine.receive_eof()
         self._serve(self._loop.time())
         return True  # the transport stays open for the answers; _close() closes it
 
     def connection_lost(self) -> None:
-        """The connection is gone: stop the timer and any answer being made."""
+        """The connection is gone: stop the timer, any answer being made, any stream."""
+        if self._stream is not None:
+            self._stream.lost()
         self._machine.close_when_idle()
         self._end()
         if self._task is not None:
@@ -104,17 +132,27 @@ class HttpMode:
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: take no more requests until it drains."""
-        self._machine.pause_writing(self._loop.time())
+        if self._stream is not None:
+            self._stream.pause_writing(self._loop.time())
+        else:
+            self._machine.pause_writing(self._loop.time())
         self._update()
 
     def resume_writing(self) -> None:
         """The transport's buffer drained: go on with requests already received."""
         now = self._loop.time()
+        if self._stream is not None:
+            self._stream.resume_writing(now)
+            self._update()
+            return
         self._machine.resume_writing(now)
         self._serve(now)
 
     def close_when_idle(self) -> None:
-        """Close at once if no answer is being made, else once it is written."""
+        """Close at once if no answer is being made, else once it is written; end a stream."""
+        if self._stream is not None:
+            self._stream.close()
+            return
         self._machine.close_when_idle()
         self._serve(self._loop.time())
 
@@ -144,6 +182,9 @@ class HttpMode:
                     # Answered later (POST /set waits for the disk); reading stops meanwhile.
                     self._task = self._loop.create_task(self._answer_later(answer))
                     break
+                if answer.stream is not None:
+                    self._start_stream(answer, answer.stream, now)
+                    return
                 self._write(answer)
                 machine.answer_written(now)
             elif event is CONTINUE:
@@ -177,23 +218,44 @@ class HttpMode:
             )
         self._task = None
         if self._ended is None:
-            return  # the connection was lost meanwhile
-        self._write(response)
+            # The connection was lost meanwhile.
+            if response.stream is not None:
+                response.stream.lost()
+            return
         now = self._loop.time()
+        if response.stream is not None:
+            self._start_stream(response, response.stream, now)
+            return
+        self._write(response)
         self._machine.answer_written(now)
         self._serve(now)
+
+    def _start_stream(self, response: HttpResponse, stream: EventStream, now: float) -> None:
+        """Write the head, then hand the transport to *stream*; the machine is done with."""
+        assert not response.body, "a streamed answer has no body"
+        self._stream = stream
+        transport = self._transport
+        transport.write(
+            serialize_stream_head(response.status, response.content_type, response.headers)
+        )
+        stream.start(transport, self._mark_dirty, stall_timeout=self._stall_timeout, now=now)
+        if self._machine.writing_paused:
+            stream.pause_writing(now)
+        self._update()
 
     def _update(self) -> None:
         """Read or not as the machine wants; make sure the timer fires by its deadline."""
         machine = self._machine
-        wants_data = machine.wants_data
+        stream = self._stream
+        # A stream reads (and drops) what comes, to see its client leave.
+        wants_data = stream is not None or machine.wants_data
         if wants_data is not self._reading and self._ended is not None:
             self._reading = wants_data
             if wants_data:
                 self._transport.resume_reading()
             else:
                 self._transport.pause_reading()
-        deadline = machine.deadline
+        deadline = machine.deadline if stream is None else stream.deadline
         # The timer is moved only when the deadline comes sooner: when it fires
         # early it looks again (a deadline moved later is the common case).
         if deadline is not None and deadline < self._timer_at:
@@ -206,6 +268,10 @@ class HttpMode:
         self._timer = None
         self._timer_at = math.inf
         if self._ended is None:
+            return
+        if self._stream is not None:
+            self._stream.expire(self._loop.time())
+            self._update()
             return
         if self._machine.expire(self._loop.time()):
             self._close(None)

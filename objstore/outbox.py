@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TURN_BUDGET",
     "FlushScheduler",
+    "Flushable",
     "FrameWriter",
     "Outbox",
     "deliver_rev_to_all",
@@ -37,6 +38,13 @@ class FrameWriter(Protocol):
 
     def write_frames(self, frames: list[bytes]) -> None:
         """Write *frames* (complete WebSocket frames) in order, without blocking."""
+
+
+class Flushable(Protocol):
+    """What :class:`FlushScheduler` flushes: an outbox, or an event stream."""
+
+    def flush(self) -> None:
+        """Write what was queued in this turn of the loop."""
 
 
 class _Reply:
@@ -121,7 +129,9 @@ def deliver_to_all(subscribers: Iterable[Subscriber], update: Update) -> None:
     :meth:`Outbox.deliver` once per outbox, written out in the loop: with 50
     clients each seeing 1,500 updates a second, delivering took a quarter of
     the event loop's busy time, most of it in calls; this loop halves that.
-    The subscribers must all be outboxes.
+    Subscriptions made without a request id are WebSocket ones, so every
+    subscriber here is an outbox; event streams take the revision form
+    (:func:`deliver_rev_to_all`).
     """
     _queue(cast("Iterable[Outbox]", subscribers), update.key, update.ws_frame)
 
@@ -154,6 +164,9 @@ def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> None:
             else:
                 batch.append(frame)
         else:
+            # Moved to the end: held updates stay in revision order, so a client cut
+            # off midway never holds a revision past an update it did not get.
+            held.pop(key, None)
             held[key] = frame
 
 
@@ -163,7 +176,7 @@ TURN_BUDGET = 64 * 1024
 
 
 class FlushScheduler:
-    """Flushes every outbox that has frames once per turn of the event loop.
+    """Flushes every outbox (or event stream) that has frames once per turn of the event loop.
 
     One callback per turn for all connections, rather than one per connection.
 
@@ -186,13 +199,13 @@ class FlushScheduler:
 
     def __init__(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
         self._call_soon = call_soon
-        self._dirty: list[Outbox] = []
+        self._dirty: list[Flushable] = []
         self._deferred: list[Callable[[], None]] = []
         self._scheduled = False
         #: Bytes handled since the last flush.
         self.spent = 0
 
-    def __call__(self, outbox: Outbox) -> None:
+    def __call__(self, outbox: Flushable) -> None:
         """Mark *outbox* as having frames to write at the end of this turn."""
         if not self._scheduled:
             self._scheduled = True

@@ -14,6 +14,7 @@ from objstore.http11 import (
     Request,
     RequestReader,
     serialize_response,
+    serialize_stream_head,
 )
 
 
@@ -316,3 +317,12 @@ def test_no_content_answer_has_no_length_nor_type() -> None:
         HTTPStatus.NO_CONTENT, b"", "application/json", [("Vary", "Origin")], True
     )
     assert answer == b"HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\nVary: Origin\r\n\r\n"
+
+
+def test_stream_head_has_no_length_and_closes() -> None:
+    """A streamed answer's head: type, no-store, Connection: close, extra headers, no length."""
+    head = serialize_stream_head(HTTPStatus.OK, "text/event-stream", [("Vary", "Origin")])
+    assert head == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+        b"Connection: close\r\nVary: Origin\r\n\r\n"
+    )
