@@ -22,7 +22,7 @@ from .eventstream import EventStream
 from .keys import validate_key
 from .origins import OriginPolicy
 from .protocol import Update, encode_error, parse_set_body
-from .rest import Answer, keys_route
+from .rest import Answer, events_route, keys_route
 from .service import StoreService
 from .writer import WriteResult
 
@@ -170,6 +170,11 @@ def _dispatch(
         if isinstance(answer, tuple):
             return HttpResponse(answer[0], answer[1], headers=answer[2])
         return _rest_later(answer)
+    if path == "/events":
+        stream = events_route(service, request.method, request.target, dict(request.headers))
+        if isinstance(stream, tuple):
+            return HttpResponse(stream[0], stream[1], headers=stream[2])
+        return HttpResponse(HTTPStatus.OK, b"", "text/event-stream", stream=stream)
     if path == "/test":
         if request.method != "GET":
             return _method_not_allowed(request, path, "GET")

@@ -226,8 +226,10 @@ class Hub:
         return True
 
     def subscribers(self, key: str) -> int:
-        """Number of subscribers of *key*."""
-        return len(self._by_key.get(key, ()))
+        """Number of subscribers of *key* itself (prefix subscriptions aside), of either form."""
+        plain = self._by_key.get(key, set())
+        rev = self._tables.get((_REV_KEY, key))
+        return len(plain | rev) if rev else len(plain)
 
     def keys_of(self, subscriber: Subscriber) -> frozenset[str]:
         """The keys *subscriber* is subscribed to."""

@@ -1,4 +1,4 @@
-"""The REST resource of protocol 2: ``/keys/{key}`` and ``GET /keys``.
+"""The HTTP routes of protocol 2: ``/keys/{key}``, ``GET /keys`` and ``GET /events``.
 
 Owns the HTTP shape of the store's commands: methods to commands, revisions
 to ``ETag`` and ``If-Match``, outcomes to statuses (docs/protocol.md, section
@@ -28,13 +28,14 @@ from .errors import (
     UnsupportedType,
     describe,
 )
+from .eventstream import EventStream
 from .keys import validate_key
 from .protocol import parse_message
-from .replies import encode_error_reply
+from .replies import encode_error_reply, encode_reset
 from .service import Deferred, StoreService
 from .storage import Owner
 
-__all__ = ["JSON", "Answer", "error_response", "keys_route", "query"]
+__all__ = ["JSON", "Answer", "error_response", "events_route", "keys_route", "query"]
 
 JSON = "application/json"
 _MERGE_PATCH = "application/merge-patch+json"
@@ -284,3 +285,56 @@ def _success(method: str, reply: bytes) -> Answer:
         assert reply.startswith(_VALUE_MEMBER, end)
         return HTTPStatus.OK, reply[end + len(_VALUE_MEMBER) : -1], [_etag(rev)]
     return HTTPStatus.OK, b'{"rev":' + str(rev).encode() + b"}", [_etag(rev)]
+
+
+def events_route(
+    service: StoreService, method: str, target: str, headers: dict[str, str]
+) -> EventStream | Answer:
+    """``GET /events?key=K`` or ``?prefix=P`` (``&since=R``, or ``Last-Event-ID``).
+
+    Returns the stream, subscribed and holding what the client must see first
+    (a ``reset`` event if it must drop what it holds, the updates, and a
+    ``ready`` event whose id is the store's revision), or an error answer.
+    """
+    try:
+        if method != "GET":
+            return _not_allowed(method, "/events", "GET")
+        params = query(target)
+        has_key, has_prefix = "key" in params, "prefix" in params
+        if has_key == has_prefix:
+            raise InvalidMessage(
+                "invalid events request: give exactly one of ?key=K and ?prefix=P"
+            )
+        kind = "key" if has_key else "prefix"
+        name = params[kind]
+        if has_key or name:
+            name = validate_key(name)
+        since_text = headers.get("last-event-id") or params.get("since")
+        since = None
+        if since_text is not None:
+            if not since_text.isdigit() or len(since_text) > 16:
+                raise InvalidMessage(
+                    f"invalid since: expected a revision, got {describe(since_text)}"
+                )
+            since = int(since_text)
+    except ClientError as exc:
+        return _failed(service, exc)
+    stream = EventStream()
+    hub = service.hub
+
+    def closed() -> None:
+        hub.drop(stream)
+
+    stream.on_close = closed
+    if has_key:
+        hub.subscribe_rev(stream, name)
+    else:
+        hub.subscribe_prefix(stream, name, rev_form=True)
+    reset, updates = service.initial_state(kind=kind, name=name, since=since)
+    if reset:
+        stream.send("reset", encode_reset(kind, name))
+    for update in updates:
+        stream.deliver(update)
+    rev = service.store.rev
+    stream.send("ready", b'{"rev":%d}' % rev, id=rev)
+    return stream

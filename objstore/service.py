@@ -38,7 +38,7 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .protocol import Update, encode_key, encode_rev_update, encode_update
+from .protocol import Update, encode_key, encode_update
 from .store import Store
 from .writer import FailureCallback, WriteResult
 
@@ -337,7 +337,7 @@ class StoreService:
         else:
             self.hub.subscribe(client.subscriber, key)
         reset = self._send_state(
-            client, rev_form=rev_form, since=command.since, kind="key", name=key, keys=[key]
+            client, rev_form=rev_form, since=command.since, kind="key", name=key
         )
         return self._subscribed(command.id, command.since, reset)
 
@@ -357,51 +357,50 @@ class StoreService:
             since=command.since,
             kind="prefix",
             name=prefix,
-            keys=self.store.matching(prefix),
         )
         return self._subscribed(command.id, command.since, reset)
 
-    def _send_state(
-        self,
-        client: Client,
-        *,
-        rev_form: bool,
-        since: int | None,
-        kind: str,
-        name: str,
-        keys: object,
-    ) -> bool:
-        """Send what a new subscription must know first; return True for a reset.
+    def initial_state(
+        self, *, kind: str, name: str, since: int | None
+    ) -> tuple[bool, list[Update]]:
+        """What a new subscription to the key or prefix *name* must receive first.
 
-        With *since*, the changes after it of the subscription's keys, when the
-        history holds them; else a reset message and every current value.
+        Returns whether the client must reset what it holds, and the updates, in
+        revision order: with *since*, the latest change after it of each key
+        covered (deletions included) when the history holds them all; else
+        (a reset, or no *since*) the current value of every key covered.
+        Revision order, not key order, so that a client cut off midway has
+        every change up to the highest revision it received.
         """
         store = self.store
-        send = client.send
         if since is not None:
             changes = store.changes_since(since)
             if changes is not None:
-                for change in changes:
-                    key = change.key
-                    if key != name if kind == "key" else not key.startswith(name):
-                        continue
-                    value = store.get(key)
-                    if rev_form:
-                        send(encode_rev_update(key, value, change.rev))
-                    else:
-                        send(encode_update(key, value))
-                return False
-            send(replies.encode_reset(kind, name))
-        assert not isinstance(keys, str)
-        for key in keys:  # type: ignore[attr-defined]
+                return False, [
+                    Update(change.key, store.get(change.key), change.rev)
+                    for change in changes
+                    if (change.key == name if kind == "key" else change.key.startswith(name))
+                ]
+        keys = [name] if kind == "key" else store.matching(name)
+        state = []
+        for key in keys:
             value = store.get(key)
-            if value is None:
-                continue
-            if rev_form:
-                send(encode_rev_update(key, value, store.revision(key)))
-            else:
-                send(encode_update(key, value))
-        return since is not None
+            if value is not None:
+                state.append(Update(key, value, store.revision(key)))
+        state.sort(key=_by_revision)
+        return since is not None, state
+
+    def _send_state(
+        self, client: Client, *, rev_form: bool, since: int | None, kind: str, name: str
+    ) -> bool:
+        """Send a new subscription's first messages (see :meth:`initial_state`)."""
+        reset, updates = self.initial_state(kind=kind, name=name, since=since)
+        send = client.send
+        if reset:
+            send(replies.encode_reset(kind, name))
+        for update in updates:
+            send(update.rev_payload if rev_form else update.payload)
+        return reset
 
     def _subscribed(self, request_id: RequestId | None, since: int | None, reset: bool) -> Reply:
         if request_id is None:
@@ -433,6 +432,10 @@ class StoreService:
             deadline = self.store.next_deadline()
             if deadline is not None:
                 callback(deadline)
+
+
+def _by_revision(update: Update) -> int:
+    return update.rev
 
 
 def _result_members(command: Write, rev: int, value: bytes | None) -> bytes:

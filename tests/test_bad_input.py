@@ -20,15 +20,18 @@ BAD_MESSAGES = [
     (
         "{}",
         'invalid message: missing "action"; '
-        'expected one of "subscribe", "unsubscribe", "set", "get"',
+        'expected one of "subscribe", "unsubscribe", "set", "get", "delete", "patch", '
+        '"incr", "keys", "batch"',
     ),
     (
-        '{"action": "delete", "key": "k"}',
-        'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", got "delete"',
+        '{"action": "destroy", "key": "k"}',
+        'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", "delete", '
+        '"patch", "incr", "keys", "batch", got "destroy"',
     ),
     (
         '{"action": 5, "key": "k"}',
-        'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", got 5',
+        'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", "delete", '
+        '"patch", "incr", "keys", "batch", got 5',
     ),
     ('{"action": "get"}', "invalid key: expected a non-empty string, got null"),
     ('{"action": "subscribe", "key": ""}', 'invalid key: expected a non-empty string, got ""'),
@@ -131,13 +134,17 @@ async def test_rejected_messages_write_no_file(
             await ws.send(message)
             await recv_json(ws)
     await server.store.flush()
-    assert sorted(path.name for path in cache_dir.iterdir()) == [".objstore.lock"]
+    assert sorted(path.name for path in cache_dir.iterdir()) == [
+        ".objstore.journal",
+        ".objstore.lock",
+        ".objstore.meta",
+    ]
 
 
 async def test_unknown_fields_are_ignored(client: Connect) -> None:
     """Fields a message does not need are ignored, for forward compatibility."""
     async with client() as ws:
-        await ws.send('{"action": "get", "key": "k", "id": 7, "extra": true}')
+        await ws.send('{"action": "get", "key": "k", "extra": true, "version": 9}')
         assert await recv_json(ws) == {"key": "k", "value": None}
 
 

@@ -63,7 +63,7 @@ class StreamingServer(ObjstoreServer):
 
         stream.on_close = on_close
         if key is not None:
-            self.hub.subscribe(stream, key)
+            self.hub.subscribe_rev(stream, key)
         self.streams.append(stream)
         return HttpResponse(HTTPStatus.OK, b"", "text/event-stream", [CORS], stream=stream)
 

@@ -160,7 +160,8 @@ async def test_unknown_path_is_404(server: ObjstoreServer) -> None:
     assert answer.status == 404
     assert answer.json() == {
         "error": 'not found: "/nope"; '
-        "routes are GET /get/{key}, POST /set, GET /test and WebSocket /ws"
+        "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, "
+        "GET /test and WebSocket /ws"
     }
 
 

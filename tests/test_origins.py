@@ -325,7 +325,8 @@ def test_no_origin_is_served() -> None:
 
 APP = "http://localhost:5173"
 ALLOWING = OriginPolicy.for_server("127.0.0.1", PORT, [APP])
-CORS = (("Access-Control-Allow-Origin", APP), ("Vary", "Origin"))
+EXPOSED = ("Access-Control-Expose-Headers", "ETag")
+CORS = (("Access-Control-Allow-Origin", APP), ("Vary", "Origin"), EXPOSED)
 
 
 def test_allowed_origin_may_upgrade() -> None:
@@ -373,8 +374,11 @@ def test_preflight_of_allowed_origin_is_204() -> None:
         HTTPStatus.NO_CONTENT,
         headers=(
             *CORS,
-            ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-            ("Access-Control-Allow-Headers", "Content-Type"),
+            ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (
+                "Access-Control-Allow-Headers",
+                "Content-Type, If-Match, If-None-Match, Last-Event-ID",
+            ),
             ("Access-Control-Max-Age", "600"),
         ),
     )
@@ -414,7 +418,7 @@ def test_other_origins_stay_refused_when_some_are_allowed() -> None:
 def test_any_origin_with_star() -> None:
     """With *, every origin, null included, may upgrade and post JSON; CORS says *."""
     policy = OriginPolicy.for_server("127.0.0.1", PORT, ["*"])
-    star = (("Access-Control-Allow-Origin", "*"),)
+    star = (("Access-Control-Allow-Origin", "*"), EXPOSED)
     assert check(policy, upgrade=True, origin="null") == Verdict(headers=star)
     verdict = check(policy, "POST", origin="http://evil.example", content_type="application/json")
     assert verdict == Verdict(headers=star)
@@ -424,7 +428,7 @@ def test_null_allowed_explicitly() -> None:
     """--allow-origin null lets file:// pages in, echoing null."""
     policy = OriginPolicy.for_server("127.0.0.1", PORT, ["null"])
     assert check(policy, upgrade=True, origin="null") == Verdict(
-        headers=(("Access-Control-Allow-Origin", "null"), ("Vary", "Origin"))
+        headers=(("Access-Control-Allow-Origin", "null"), ("Vary", "Origin"), EXPOSED)
     )
 
 

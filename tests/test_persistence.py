@@ -36,7 +36,9 @@ async def test_file_holds_the_value_itself(start_server: StartServer, cache_dir:
     )
     assert (cache_dir / "player-position.json").read_text() == '{"x":100,"y":200}\n'
     assert sorted(p.name for p in cache_dir.iterdir()) == [
+        ".objstore.journal",
         ".objstore.lock",
+        ".objstore.meta",
         "player-position.json",
     ]
 
@@ -92,7 +94,7 @@ async def test_corrupt_file_is_set_aside_and_the_rest_loads(
     assert server.store.get("good") == b'{"ok":true}'
     assert "broken" not in server.store
     assert "empty" not in server.store
-    names = sorted(p.name for p in cache_dir.iterdir() if p.name != ".objstore.lock")
+    names = sorted(p.name for p in cache_dir.iterdir() if not p.name.startswith(".objstore."))
     assert len(names) == 3
     assert "good.json" in names
     aside = [n for n in names if n.endswith(".corrupt")]
@@ -112,7 +114,12 @@ async def test_leftover_temp_files_are_removed(start_server: StartServer, cache_
     (cache_dir / ".k.json.abc123.tmp").write_text("2")
     server = await start_server()
     assert server.load_report.temp_files_removed == 1
-    assert sorted(p.name for p in cache_dir.iterdir()) == [".objstore.lock", "k.json"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == [
+        ".objstore.journal",
+        ".objstore.lock",
+        ".objstore.meta",
+        "k.json",
+    ]
     assert server.store.get("k") == b"1"
 
 

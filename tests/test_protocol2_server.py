@@ -227,14 +227,14 @@ async def test_subscriptions_with_an_id_get_revisions_and_deletions(
 async def test_prefix_subscription_sends_snapshot_then_reply_then_changes(
     server: ObjstoreServer, client: Connect
 ) -> None:
-    """Current values in key order, the reply with the store's revision, then new keys too."""
+    """Current values in revision order, the reply with the store's revision, then new keys too."""
     async with client() as ws, client() as writer:
         for key in ["player/bob", "player/ann", "other"]:
             await ask(writer, {"action": "set", "key": key, "value": key, "id": 1})
         await ws.send(json.dumps({"action": "subscribe", "prefix": "player/", "id": 5}))
         assert [await recv_json(ws) for _ in range(3)] == [
-            {"key": "player/ann", "value": "player/ann", "rev": 2},
             {"key": "player/bob", "value": "player/bob", "rev": 1},
+            {"key": "player/ann", "value": "player/ann", "rev": 2},
             {"id": 5, "ok": True, "rev": 3},
         ]
         await writer.send(json.dumps({"action": "set", "key": "player/cy", "value": 1}))
