@@ -298,12 +298,21 @@ class ObjstoreConnection(WebsocketsConnection):
                 return
             else:
                 self._receive(data, kind == MESSAGE_TEXT)
+                session = ours.session
+                if session is not None and session.backlogged:
+                    # Replies wait for the disk: read on once they have gone out.
+                    self._hold_frames()
+                    session.on_drained = self._backlog_drained
+                    return
             if turn.spent >= TURN_BUDGET or outbox.replied >= TURN_BUDGET:
                 # This turn has had its share: go on after the flush, when every
                 # congested outbox knows it and conflates.
                 self._hold_frames()
                 turn.defer(self._resume_frames)
                 return
+
+    def _backlog_drained(self) -> None:
+        self.turn.defer(self._resume_frames)
 
     def _hold_frames(self) -> None:
         """Stop reading and handling until _resume_frames."""

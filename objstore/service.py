@@ -170,11 +170,9 @@ class StoreService:
             return self._subscribe_key(client, command)
         if kind is Unsubscribe:
             assert isinstance(command, Unsubscribe)
-            if command.id is None:
-                self.hub.unsubscribe(client.subscriber, command.key)
-                return None
+            # Ends the key's subscription whichever way it was made.
             self.hub.unsubscribe_any(client.subscriber, command.key)
-            return replies.encode_ok(command.id)
+            return None if command.id is None else replies.encode_ok(command.id)
         if kind is Batch:
             assert isinstance(command, Batch)
             return self._batch(client, command)

@@ -8,10 +8,12 @@ told of) and of its ephemeral keys (deleted when it goes). Knows nothing of
 websockets: the connection hands in message payloads and provides the outbox.
 
 Replies go out in the order of the messages they answer. An acknowledgement
-waits for its write to reach disk; replies to later messages wait behind it
-(in a queue, bounded by the messages the connection may send meanwhile: the
-connection's flow control stops reading when replies pile up). Updates and a
-subscription's first values are not replies: they go out at once.
+waits for its write to reach disk; replies to later messages wait behind it,
+in a queue of at most :data:`MAX_WAITING_REPLIES` replies or
+:data:`MAX_WAITING_BYTES` bytes (plus the message being handled): past that
+the session is :attr:`~ClientSession.backlogged`, and the connection reads
+nothing more until the disk catches up. Updates and a subscription's first
+values are not replies: they go out at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from .commands import Command
 from .errors import ClientError, StorageError
@@ -28,9 +31,14 @@ from .replies import encode_error_reply
 from .service import Deferred, Reply, StoreService
 from .wsframes import text_frame
 
-__all__ = ["ClientSession"]
+__all__ = ["MAX_WAITING_BYTES", "MAX_WAITING_REPLIES", "ClientSession"]
 
 logger = logging.getLogger("objstore.session")
+
+#: Replies that may wait behind an acknowledgement before the client is read no more.
+MAX_WAITING_REPLIES = 1024
+#: Bytes of replies that may wait so.
+MAX_WAITING_BYTES = 1024 * 1024
 
 
 class ClientSession:
@@ -38,7 +46,9 @@ class ClientSession:
 
     __slots__ = (
         "_waiting",
+        "_waiting_bytes",
         "messages",
+        "on_drained",
         "opened",
         "outbox",
         "peer",
@@ -54,6 +64,9 @@ class ClientSession:
         self.subscriber = outbox
         #: Replies waiting for an acknowledgement before them; None while there is none.
         self._waiting: deque[Reply] | None = None
+        self._waiting_bytes = 0
+        #: Called once when a backlogged session's waiting replies have gone out.
+        self.on_drained: Callable[[], None] | None = None
         #: The client's address as the socket gives it, formatted only for logs.
         self.peer = peer
         self.messages = 0
@@ -102,6 +115,8 @@ class ClientSession:
             waiting.append(reply)
             if isinstance(reply, Deferred):
                 reply.written.add_done_callback(self._written)
+            elif reply is not None:
+                self._waiting_bytes += len(reply)
         elif isinstance(reply, Deferred):
             if reply.written.done():
                 self.outbox.reply(text_frame(reply.result()))
@@ -128,6 +143,19 @@ class ClientSession:
             waiting.popleft()
             self.outbox.reply(text_frame(payload))
         self._waiting = None
+        self._waiting_bytes = 0
+        drained = self.on_drained
+        if drained is not None:
+            self.on_drained = None
+            drained()
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether so many replies wait for an acknowledgement that reading should stop."""
+        waiting = self._waiting
+        return waiting is not None and (
+            len(waiting) >= MAX_WAITING_REPLIES or self._waiting_bytes >= MAX_WAITING_BYTES
+        )
 
     def _failed(self, command: Command | None) -> None:
         """Log the exception being handled, once, and tell the client without its details."""
@@ -157,6 +185,7 @@ class ClientSession:
         one line; it is gone."""
         self.service.hub.drop(self.outbox)
         self._waiting = None
+        self.on_drained = None
         self.service.release(self)
         logger.info(
             "%s disconnected after %.1f s and %d messages (close code %s%s)",

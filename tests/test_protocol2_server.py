@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import json
 from pathlib import Path
 from typing import Any
@@ -389,3 +390,32 @@ async def test_a_write_without_ttl_makes_the_key_permanent(
         await ask(ws, {"action": "set", "key": "t", "value": 2, "id": 2})
         await asyncio.sleep(0.4)
         assert (await ask(ws, {"action": "get", "key": "t", "id": 3}))["value"] == 2
+
+
+async def test_replies_waiting_for_the_disk_are_bounded(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """Behind an acknowledgement held up by a slow disk, a client is read no further than the
+    bound, and every reply still comes, in order, once the disk catches up."""
+    from objstore.session import MAX_WAITING_REPLIES
+
+    disk = threading.Event()
+    write = server.store.folder.write
+
+    def slow_write(key: str, data: bytes) -> None:
+        disk.wait(10)  # the disk is stuck until the test lets it go
+        write(key, data)
+
+    server.store.folder.write = slow_write  # type: ignore[method-assign]
+    count = 3 * MAX_WAITING_REPLIES
+    async with client() as ws:
+        await ws.send(json.dumps({"action": "set", "key": "k", "value": 1, "id": "set"}))
+        for number in range(count):
+            await ws.send(json.dumps({"action": "get", "key": "k", "id": number}))
+        await asyncio.sleep(0.5)
+        (connection,) = server._server.connections  # type: ignore[union-attr]
+        session = connection.session  # type: ignore[attr-defined]
+        assert MAX_WAITING_REPLIES <= len(session._waiting) <= MAX_WAITING_REPLIES + 1
+        disk.set()
+        ids = [(await recv_json(ws))["id"] for _ in range(count + 1)]
+        assert ids == ["set", *range(count)]
