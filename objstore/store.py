@@ -24,9 +24,9 @@ import heapq
 import logging
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from .cachefolder import CacheFolder, LoadReport
 from .errors import Conflict, describe
@@ -35,12 +35,45 @@ from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
 from .storage import Owner
 from .writer import FailureCallback, WriteBehind, WriteResult
 
-__all__ = ["RESERVE_BLOCK", "Store"]
+__all__ = ["JOURNAL_LIMIT", "RESERVE_BLOCK", "Store"]
 
 logger = logging.getLogger("objstore.store")
 
 #: Revisions reserved at a time in the journal.
 RESERVE_BLOCK: Final = 1 << 20
+#: A journal past this size is folded into a new snapshot.
+JOURNAL_LIMIT: Final = 16 * 1024 * 1024
+
+
+class _Compact(NamedTuple):
+    """A journal record that folds the journal into the snapshot *state*."""
+
+    state: SavedState
+
+
+class _StateSink:
+    """The writer's journal: records appended to the state files, snapshots folded in.
+
+    Called by the writer thread only, so that snapshot and appends never race.
+    """
+
+    __slots__ = ("files",)
+
+    def __init__(self, files: StateFiles) -> None:
+        self.files = files
+
+    def append(self, records: Sequence[Reserve | Deadline | _Compact]) -> None:
+        run: list[Reserve | Deadline] = []
+        for record in records:
+            if isinstance(record, _Compact):
+                if run:
+                    self.files.append(run)
+                    run = []
+                self.files.write_snapshot(record.state)
+            else:
+                run.append(record)
+        if run:
+            self.files.append(run)
 
 
 def _now_ms() -> int:
@@ -55,7 +88,11 @@ class Store:
         self.state = StateFiles(str(cache_dir))
         self.space = KeySpace()
         self._values = self.space.values
-        self._writer = WriteBehind(self.folder, journal=self.state)
+        self._writer = WriteBehind(self.folder, journal=_StateSink(self.state))
+        #: Bytes of deadline records journaled since the last snapshot (an estimate).
+        self._journaled = 0
+        #: Past this, the journal is folded into a new snapshot.
+        self.journal_limit = JOURNAL_LIMIT
         #: Deadlines (ms since the epoch) of keys with a time to live.
         self._expires: dict[str, int] = {}
         #: (deadline, key), with entries of deadlines since changed left in place.
@@ -273,14 +310,14 @@ class Store:
             if was_ephemeral:
                 return rev, self._done() if wait else None
             if had_deadline:
-                self._writer.journal(Deadline(key, None), key)
+                self._journal_deadline(key, None)
         else:
             had_file = not was_ephemeral and key in self._values
             rev = space.put(key, value)
             if owner is not None:
                 if not was_ephemeral and key in self._expires:
                     # Its deadline is in the journal: take it back with the file.
-                    self._writer.journal(Deadline(key, None), key)
+                    self._journal_deadline(key, None)
                 self._own(key, owner)
                 self._expires_for(key, ttl, journal=False)
                 if had_file:
@@ -307,13 +344,23 @@ class Store:
         """Give *key* the deadline of *ttl* seconds from now, or none."""
         if ttl is None:
             if self._expires.pop(key, None) is not None and journal:
-                self._writer.journal(Deadline(key, None), key)
+                self._journal_deadline(key, None)
             return
         expires = _now_ms() + max(1, round(ttl * 1000))
         self._expires[key] = expires
         heapq.heappush(self._deadlines, (expires, key))
         if journal:
-            self._writer.journal(Deadline(key, expires), key)
+            self._journal_deadline(key, expires)
+
+    def _journal_deadline(self, key: str, expires: int | None) -> None:
+        """Record *key*'s deadline before its file; fold the journal when it grows too large."""
+        self._writer.journal(Deadline(key, expires), key)
+        # Counted here rather than read from the file, which the writer thread
+        # fills later: about the size of the record's line.
+        self._journaled += len(key) + 40
+        if self._journaled > self.journal_limit:
+            self._journaled = 0
+            self._writer.journal(_Compact(self._snapshot(clean=False)))
 
     def _own(self, key: str, owner: Owner) -> None:
         self._owners[key] = owner

@@ -414,7 +414,7 @@ async def test_replies_waiting_for_the_disk_are_bounded(
             await ws.send(json.dumps({"action": "get", "key": "k", "id": number}))
         await asyncio.sleep(0.5)
         (connection,) = server._server.connections  # type: ignore[union-attr]
-        session = connection.session  # type: ignore[attr-defined]
+        session = connection.session  # type: ignore[union-attr]
         assert MAX_WAITING_REPLIES <= len(session._waiting) <= MAX_WAITING_REPLIES + 1
         disk.set()
         ids = [(await recv_json(ws))["id"] for _ in range(count + 1)]

@@ -180,3 +180,27 @@ async def test_state_files_are_hidden_beside_plain_value_files(
         ".objstore.meta",
         "k.json",
     ]
+
+
+async def test_the_journal_is_folded_into_the_snapshot_when_it_grows(
+    start_server: StartServer, cache_dir: Path
+) -> None:
+    """Many deadline changes do not grow the journal without end, and no deadline is lost."""
+    server = await start_server()
+    server.store.journal_limit = 8 * 1024
+    async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        for number in range(5000):
+            await ws.send(
+                json.dumps({"action": "set", "key": f"t{number % 7}", "value": number, "ttl": 600})
+            )
+        await ask(ws, {"action": "set", "key": "p", "value": 1, "id": 1})
+    await server.store.flush()
+    assert (cache_dir / ".objstore.journal").stat().st_size < 8 * 1024 + 1024 * 60
+    deadlines = {f"t{n}": server.store.deadline(f"t{n}") for n in range(7)}
+    meta_lines = (cache_dir / ".objstore.meta").read_text().splitlines()
+    assert '"clean":false' in meta_lines[0]
+    await asyncio.to_thread(server.store.state.close)  # as if killed: no clean snapshot
+    server.store.state.write_snapshot = lambda state: 0  # type: ignore[method-assign]
+    await server.stop()
+    server = await start_server()
+    assert {f"t{n}": server.store.deadline(f"t{n}") for n in range(7)} == deadlines
