@@ -48,3 +48,29 @@ async def test_every_http_error_has_the_shape(server: ObjstoreServer) -> None:
         assert answer.status >= 400
         assert answer.headers["content-type"] == "application/json"
         assert_error_shape(json.loads(answer.body))
+
+
+async def test_every_error_with_an_id_has_the_coded_shape(client: Connect) -> None:
+    """An error answering a message with an id is {"id", "error", "code"} (a conflict adds
+    the key's state, a batch the op), with a code from the stable set."""
+    from objstore.errors import ERROR_CODES
+
+    messages = [
+        '{"action": "get", "key": "", "id": 1}',
+        '{"action": "nope", "id": 1}',
+        '{"action": "set", "key": "k", "ttl": -1, "value": 1, "id": 1}',
+        '{"action": "keys", "limit": 5000, "id": 1}',
+        '{"action": "incr", "key": "text", "id": 1}',
+        '{"action": "batch", "ops": [{"action": "get", "key": "k"}], "id": 1}',
+        '{"action": "set", "key": "k", "value": 1, "ifRev": 7, "id": 1}',
+    ]
+    async with client() as ws:
+        await ws.send('{"action": "set", "key": "text", "value": "x", "id": 0}')
+        await recv_json(ws)
+        for message in messages:
+            await ws.send(message)
+            reply = await recv_json(ws)
+            assert list(reply)[:3] == ["id", "error", "code"]
+            assert set(reply) <= {"id", "error", "code", "rev", "value", "op"}
+            assert reply["code"] in ERROR_CODES
+            assert_error_shape({"error": reply["error"]})
