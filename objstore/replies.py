@@ -1,9 +1,11 @@
 """Replies of protocol 2, sans I/O: ``{"id": I, "ok": true, ...}`` and errors with a code.
 
-Owns the bytes of every reply to a message that carries an id, of error
-replies with their ``code``, and of the messages a subscription sends before
-its reply (``{"reset": true, ...}``). Replies are built from members already
-encoded as JSON (values are stored encoded), so nothing is decoded again.
+Owns the bytes of every reply to a message that carries an id (from the
+typed results of :mod:`objstore.results`), of the replies of the original's
+shape to messages without one, of error replies with their ``code``, and of
+the messages a subscription sends before its reply (``{"reset": true, ...}``).
+Replies are built from members already encoded as JSON (values are stored
+encoded), so nothing is decoded again.
 Imports neither asyncio nor websockets; knows nothing of storage.
 """
 
@@ -15,12 +17,16 @@ from collections.abc import Iterable
 from . import jsonvalues
 from .commands import RequestId
 from .errors import ClientError, Conflict, ObjstoreError
+from .protocol import encode_key, encode_update
+from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
 
 __all__ = [
     "encode_error_reply",
     "encode_id",
     "encode_keys",
     "encode_ok",
+    "encode_plain_reply",
+    "encode_reply",
     "encode_reset",
     "rev_member",
     "value_member",
@@ -83,3 +89,58 @@ def encode_error_reply(
 def encode_reset(kind: str, name: str) -> bytes:
     """``{"reset": true, "key": K}`` (or ``"prefix"``): drop what you hold of it."""
     return b'{"reset":true,"' + kind.encode() + b'":' + jsonvalues.encode(name) + b"}"
+
+
+def encode_reply(request_id: RequestId, result: Result) -> bytes:
+    """The reply to a message with an id: ``{"id": I, "ok": true, ...}``."""
+    return encode_ok(request_id, _members(result))
+
+
+def _members(result: Result) -> bytes:
+    if isinstance(result, Written):
+        return _written_members(result)
+    if isinstance(result, Read):
+        return (
+            b',"key":'
+            + encode_key(result.key)
+            + value_member(result.value)
+            + rev_member(result.rev)
+        )
+    if isinstance(result, Subscribed):
+        members = rev_member(result.rev)
+        if result.reset is not None:
+            members += b',"reset":true' if result.reset else b',"reset":false'
+        return members
+    if isinstance(result, Listed):
+        return encode_keys(result.keys, result.next)
+    if isinstance(result, BatchWritten):
+        return (
+            rev_member(result.rev)
+            + b',"results":['
+            + b",".join(b"{" + _written_members(one)[1:] + b"}" for one in result.results)
+            + b"]"
+        )
+    assert isinstance(result, Done)
+    return b""
+
+
+def _written_members(result: Written) -> bytes:
+    members = rev_member(result.rev)
+    if result.deleted is not None:
+        return members + (b',"deleted":true' if result.deleted else b',"deleted":false')
+    if result.action in ("patch", "incr"):
+        return members + value_member(result.value)
+    return members
+
+
+def encode_plain_reply(result: Result) -> bytes | None:
+    """The reply to a message without an id, in the original's shape; None when it has none.
+
+    A get answers ``{"key": K, "value": V}`` and a listing ``{"keys": [...], "next": K}``;
+    writes and subscriptions answer nothing, as in the original.
+    """
+    if isinstance(result, Read):
+        return encode_update(result.key, result.value)
+    if isinstance(result, Listed):
+        return b"{" + encode_keys(result.keys, result.next)[1:] + b"}"
+    return None

@@ -31,9 +31,11 @@ from .errors import (
 from .eventstream import EventStream
 from .keys import validate_key
 from .protocol import parse_message
-from .replies import encode_error_reply, encode_reset
-from .service import Deferred, StoreService
+from .replies import encode_error_reply, encode_plain_reply, encode_reset
+from .results import Listed, Written
+from .service import StoreService
 from .storage import Owner
+from .writer import WriteResult
 
 __all__ = ["JSON", "Answer", "error_response", "events_route", "keys_route", "query"]
 
@@ -189,9 +191,9 @@ def _list(service: StoreService, params: dict[str, str]) -> Answer:
         message["after"] = params["after"]
     command = parse_message(json.dumps(message))
     assert isinstance(command, Keys)
-    reply = service.execute(_CLIENT, command)  # type: ignore[arg-type]
-    assert isinstance(reply, bytes)
-    return HTTPStatus.OK, reply, []
+    result = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    assert isinstance(result, Listed)
+    return HTTPStatus.OK, encode_plain_reply(result) or b"", []
 
 
 def _get(service: StoreService, key: str, headers: dict[str, str]) -> Answer:
@@ -243,48 +245,32 @@ def _write(
                 f"{_MERGE_PATCH}"
             )
         command = Patch(key, _body_value(body), 0, if_rev, _ttl(params))
-    reply = service.execute(_CLIENT, command)  # type: ignore[arg-type]
-    return _answer(service, method, key, reply)
+    result = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    assert isinstance(result, Written)
+    written = result.written
+    if written is None or written.done():
+        return _written_answer(method, result)
+    return _when_written(method, result, written)
 
 
-def _answer(
-    service: StoreService, method: str, key: str, reply: bytes | Deferred | None
-) -> Answer | Awaitable[Answer]:
-    if isinstance(reply, Deferred):
-        return _when_written(service, method, key, reply)
-    assert reply is not None
-    return _success(method, reply)
+async def _when_written(method: str, result: Written, written: WriteResult) -> Answer:
+    await written
+    return _written_answer(method, result)
 
 
-async def _when_written(service: StoreService, method: str, key: str, reply: Deferred) -> Answer:
-    await reply.written
-    failure = reply.written.result()
+def _written_answer(method: str, result: Written) -> Answer:
+    """The answer of a write once its file is written (or could not be)."""
+    failure = None if result.written is None else result.written.result()
     if failure is not None:
         status, body = error_response(failure)
         return status, body, []
-    return _success(method, reply.reply)
-
-
-_ACK_HEAD = b'{"id":0,"ok":true,"rev":'
-_VALUE_MEMBER = b',"value":'
-
-
-def _success(method: str, reply: bytes) -> Answer:
-    """The answer of a write from its acknowledgement ``{"id":0,"ok":true,"rev":N,...}``.
-
-    Read by position rather than decoded: a patched value may be large.
-    """
-    assert reply.startswith(_ACK_HEAD)
-    end = len(_ACK_HEAD)
-    while reply[end : end + 1].isdigit():
-        end += 1
-    rev = int(reply[len(_ACK_HEAD) : end])
+    tag = [_etag(result.rev)]
     if method == "DELETE":
-        return HTTPStatus.NO_CONTENT, b"", [_etag(rev)]
+        return HTTPStatus.NO_CONTENT, b"", tag
     if method == "PATCH":
-        assert reply.startswith(_VALUE_MEMBER, end)
-        return HTTPStatus.OK, reply[end + len(_VALUE_MEMBER) : -1], [_etag(rev)]
-    return HTTPStatus.OK, b'{"rev":' + str(rev).encode() + b"}", [_etag(rev)]
+        assert result.value is not None
+        return HTTPStatus.OK, result.value, tag
+    return HTTPStatus.OK, b'{"rev":%d}' % result.rev, tag
 
 
 def events_route(

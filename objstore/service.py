@@ -8,8 +8,11 @@ since its revision) and then leaves it to the hub. WebSocket connections and
 HTTP routes both call this module, so a command behaves the same whichever
 way it arrives. Knows nothing of sockets or HTTP.
 
-Results are the reply's bytes, None when there is none, or a
-:class:`Deferred` reply that is ready once the change is on disk.
+Commands go in, typed results come out (:mod:`objstore.results`): a write's
+result carries its revision and, when the client asked for an
+acknowledgement, the future of its reaching disk. Encoding them is the
+transports' business (:mod:`objstore.replies` for WebSocket,
+:mod:`objstore.rest` for HTTP).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from .commands import (
     Incr,
     Keys,
     Patch,
-    RequestId,
     Set,
     Subscribe,
     SubscribePrefix,
@@ -38,11 +40,12 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .protocol import Update, encode_key, encode_update
+from .protocol import Update, encode_update
+from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
 from .store import Store
 from .writer import FailureCallback, WriteResult
 
-__all__ = ["Client", "Deferred", "Reply", "StoreService"]
+__all__ = ["Client", "StoreService"]
 
 
 class Client(Hashable, Protocol):
@@ -61,29 +64,6 @@ class Client(Hashable, Protocol):
 
     def send(self, payload: bytes) -> None:
         """Send a message at once, ahead of replies still waiting (a subscription's values)."""
-
-
-class Deferred:
-    """A reply that is ready once the writes it acknowledges are on disk."""
-
-    __slots__ = ("reply", "request_id", "written")
-
-    def __init__(self, written: WriteResult, reply: bytes, request_id: RequestId) -> None:
-        #: Resolves to None once every write is on disk, or to the error.
-        self.written = written
-        #: The reply when they are.
-        self.reply = reply
-        self.request_id = request_id
-
-    def result(self) -> bytes:
-        """The reply, once :attr:`written` is done: the acknowledgement, or a storage error."""
-        failure = self.written.result()
-        if failure is None:
-            return self.reply
-        return replies.encode_error_reply(failure, self.request_id)
-
-
-Reply = bytes | Deferred | None
 
 
 class StoreService:
@@ -122,24 +102,15 @@ class StoreService:
         self.hub.publish(update)
         return update, result
 
-    def subscribe(self, subscriber: Subscriber, key: str) -> bytes | None:
-        """Subscribe; return the current value as an update, or None when the key has none."""
-        self.hub.subscribe(subscriber, key)
-        value = self.store.get(key)
-        return None if value is None else encode_update(key, value)
-
-    def unsubscribe(self, subscriber: Subscriber, key: str) -> None:
-        """Stop updates of *key* to *subscriber*."""
-        self.hub.unsubscribe(subscriber, key)
-
     # -- every command ----------------------------------------------------------------------
 
-    def execute(self, client: Client, command: Command) -> Reply:
-        """Apply *command* from *client*; return its reply, if it has one.
+    def execute(self, client: Client, command: Command) -> Result | None:
+        """Apply *command* from *client*; return its result, None for a write without an id.
 
-        A set without an id has no reply, as in the original: the setter hears
+        A write without an id has no reply, as in the original: the setter hears
         of it through its own subscription, if it has one, and through its
-        ``report_failure`` if its value cannot be written to disk. Raises
+        ``report_failure`` if its value cannot be written to disk. With an id,
+        the result's ``written`` resolves once the change is on disk. Raises
         :class:`~objstore.errors.ClientError` for a command that cannot apply.
         """
         kind = type(command)
@@ -155,16 +126,8 @@ class StoreService:
                 return None
         if kind is Get:
             assert isinstance(command, Get)
-            if command.id is None:
-                return self.get(command.key)
             key = command.key
-            return replies.encode_ok(
-                command.id,
-                b',"key":'
-                + encode_key(key)
-                + replies.value_member(self.store.get(key))
-                + replies.rev_member(self.store.revision(key)),
-            )
+            return Read(key, self.store.get(key), self.store.revision(key))
         if kind is Subscribe:
             assert isinstance(command, Subscribe)
             return self._subscribe_key(client, command)
@@ -172,7 +135,7 @@ class StoreService:
             assert isinstance(command, Unsubscribe)
             # Ends the key's subscription whichever way it was made.
             self.hub.unsubscribe_any(client.subscriber, command.key)
-            return None if command.id is None else replies.encode_ok(command.id)
+            return Done()
         if kind is Batch:
             assert isinstance(command, Batch)
             return self._batch(client, command)
@@ -185,29 +148,19 @@ class StoreService:
         if kind is UnsubscribePrefix:
             assert isinstance(command, UnsubscribePrefix)
             self.hub.unsubscribe_prefix(client.subscriber, command.prefix)
-            return None if command.id is None else replies.encode_ok(command.id)
+            return Done()
         assert isinstance(command, (Set, Delete, Patch, Incr))
         return self._write(client, command)
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _write(self, client: Client, command: Write) -> Reply:
-        request_id = command.id
-        rev, value, written = self._apply(client, command, request_id is not None)
-        if request_id is None:
-            return None
-        if rev is None:  # the deletion of a key without a value: nothing to wait for
-            return replies.encode_ok(
-                request_id, replies.rev_member(self.store.rev) + b',"deleted":false'
-            )
-        assert written is not None
-        return self._when_written(written, request_id, _result_members(command, rev, value))
+    def _write(self, client: Client, command: Write) -> Written | None:
+        wait = command.id is not None
+        result = self._apply(client, command, wait)
+        return result if wait else None
 
-    def _apply(
-        self, client: Client, command: Write, wait: bool
-    ) -> tuple[int | None, bytes | None, WriteResult | None]:
-        """Apply one write; return its revision (None: nothing changed), new value and
-        durability."""
+    def _apply(self, client: Client, command: Write, wait: bool) -> Written:
+        """Apply one write; with *wait*, its result has the future of its durability."""
         store = self.store
         key = command.key
         if command.if_rev is not None and not isinstance(command, Set | Delete):
@@ -224,11 +177,20 @@ class StoreService:
             wait=wait,
             on_failure=None if wait else client.report_failure,
         )
-        if rev is not None:
-            self.hub.publish(Update(key, value, rev))
-            if not isinstance(command, Delete) and command.ttl is not None:
-                self._deadline_changed()
-        return rev, value, written
+        action = _ACTIONS[type(command)]
+        if rev is None:  # the deletion of a key without a value: nothing changed
+            return Written(action, key, store.rev, deleted=False)
+        self.hub.publish(Update(key, value, rev))
+        if not isinstance(command, Delete) and command.ttl is not None:
+            self._deadline_changed()
+        return Written(
+            action,
+            key,
+            rev,
+            value,
+            True if isinstance(command, Delete) else None,
+            written,
+        )
 
     def _new_value(self, command: Write, current: bytes | None) -> bytes | None:
         """The value *command* makes of *current*: raises ClientError when it cannot."""
@@ -257,17 +219,7 @@ class StoreService:
                 self.store.get(key),
             )
 
-    def _when_written(
-        self, written: WriteResult | list[WriteResult], request_id: RequestId, members: bytes
-    ) -> Reply:
-        reply = replies.encode_ok(request_id, members)
-        if isinstance(written, list):
-            written = _all_written(written)
-        if written.done() and written.result() is None:
-            return reply
-        return Deferred(written, reply, request_id)
-
-    def _batch(self, client: Client, command: Batch) -> Reply:
+    def _batch(self, client: Client, command: Batch) -> BatchWritten | None:
         """Check every op against the store as the ops before it leave it, then apply all."""
         store = self.store
         planned: dict[str, tuple[bytes | None, int]] = {}
@@ -291,44 +243,28 @@ class StoreService:
                 exc.op = index  # type: ignore[attr-defined]
                 raise
         wait = command.id is not None
-        results: list[bytes] = []
-        written: list[WriteResult] = []
-        for op in command.ops:
-            # Checked above: apply without the revision check, which the ops before
-            # this one would fail.
-            unchecked = _without_if_rev(op)
-            op_rev, value, done = self._apply(client, unchecked, wait)
-            if done is not None:
-                written.append(done)
-            if op_rev is None:  # the deletion of a key without a value
-                members = replies.rev_member(store.rev) + b',"deleted":false'
-            else:
-                members = _result_members(op, op_rev, value)
-            results.append(b"{" + members[1:] + b"}")
-        if command.id is None:
+        # Checked above: applied without their revision checks, which the ops
+        # before them would fail.
+        results = [self._apply(client, _without_if_rev(op), wait) for op in command.ops]
+        if not wait:
             return None
-        members = replies.rev_member(store.rev) + b',"results":[' + b",".join(results) + b"]"
-        return self._when_written(written, command.id, members)
+        futures = [result.written for result in results if result.written is not None]
+        return BatchWritten(store.rev, results, _all_written(futures))
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _keys(self, command: Keys) -> bytes:
+    def _keys(self, command: Keys) -> Listed:
         keys = self.store.keys(command.prefix, command.after, command.limit + 1)
         next_key = None
         if len(keys) > command.limit:
             del keys[command.limit :]
             next_key = keys[-1]
-        members = replies.encode_keys(keys, next_key)
-        if command.id is None:
-            return b"{" + members[1:] + b"}"
-        return replies.encode_ok(command.id, members)
+        return Listed(keys, next_key)
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def _subscribe_key(self, client: Client, command: Subscribe) -> Reply:
+    def _subscribe_key(self, client: Client, command: Subscribe) -> Subscribed:
         key = command.key
-        if command.id is None and command.since is None:
-            return self.subscribe(client.subscriber, key)
         rev_form = command.id is not None
         if rev_form:
             self.hub.subscribe_rev(client.subscriber, key)
@@ -337,9 +273,9 @@ class StoreService:
         reset = self._send_state(
             client, rev_form=rev_form, since=command.since, kind="key", name=key
         )
-        return self._subscribed(command.id, command.since, reset)
+        return self._subscribed(command.since, reset)
 
-    def _subscribe_prefix(self, client: Client, command: SubscribePrefix) -> Reply:
+    def _subscribe_prefix(self, client: Client, command: SubscribePrefix) -> Subscribed:
         prefix = command.prefix
         hub = self.hub
         if hub.prefixes_of(client.subscriber) >= MAX_PREFIX_SUBSCRIPTIONS:
@@ -356,7 +292,7 @@ class StoreService:
             kind="prefix",
             name=prefix,
         )
-        return self._subscribed(command.id, command.since, reset)
+        return self._subscribed(command.since, reset)
 
     def initial_state(
         self, *, kind: str, name: str, since: int | None
@@ -400,13 +336,8 @@ class StoreService:
             send(update.rev_payload if rev_form else update.payload)
         return reset
 
-    def _subscribed(self, request_id: RequestId | None, since: int | None, reset: bool) -> Reply:
-        if request_id is None:
-            return None
-        members = replies.rev_member(self.store.rev)
-        if since is not None:
-            members += b',"reset":true' if reset else b',"reset":false'
-        return replies.encode_ok(request_id, members)
+    def _subscribed(self, since: int | None, reset: bool) -> Subscribed:
+        return Subscribed(self.store.rev, None if since is None else reset)
 
     # -- ends of keys ------------------------------------------------------------------------
 
@@ -436,16 +367,6 @@ def _by_revision(update: Update) -> int:
     return update.rev
 
 
-def _result_members(command: Write, rev: int, value: bytes | None) -> bytes:
-    """The members of a write's acknowledgement after ``"ok"``."""
-    members = replies.rev_member(rev)
-    if isinstance(command, Delete):
-        return members + b',"deleted":true'
-    if isinstance(command, Patch | Incr):
-        return members + replies.value_member(value)
-    return members
-
-
 def _without_if_rev(op: Write) -> Write:
     if op.if_rev is None:
         return op
@@ -456,6 +377,9 @@ def _without_if_rev(op: Write) -> Write:
     if isinstance(op, Patch):
         return Patch(op.key, op.patch, None, None, op.ttl)
     return Incr(op.key, op.by, None, None, op.ttl)
+
+
+_ACTIONS: dict[type, str] = {Set: "set", Delete: "delete", Patch: "patch", Incr: "incr"}
 
 
 def _all_written(results: list[WriteResult]) -> WriteResult:

@@ -23,12 +23,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .commands import Command
+from .commands import Command, RequestId
 from .errors import ClientError, StorageError
 from .outbox import Outbox
 from .protocol import encode_error, parse_message
-from .replies import encode_error_reply
-from .service import Deferred, Reply, StoreService
+from .replies import encode_error_reply, encode_plain_reply, encode_reply
+from .results import Result
+from .service import StoreService
+from .writer import WriteResult
 from .wsframes import text_frame
 
 __all__ = ["MAX_WAITING_BYTES", "MAX_WAITING_REPLIES", "ClientSession"]
@@ -63,7 +65,7 @@ class ClientSession:
         #: The hub's subscriber for this client: its outbox.
         self.subscriber = outbox
         #: Replies waiting for an acknowledgement before them; None while there is none.
-        self._waiting: deque[Reply] | None = None
+        self._waiting: deque[bytes | _Acknowledgement] | None = None
         self._waiting_bytes = 0
         #: Called once when a backlogged session's waiting replies have gone out.
         self.on_drained: Callable[[], None] | None = None
@@ -94,9 +96,15 @@ class ClientSession:
         command: Command | None = None
         try:
             command = parse_message(message)
-            reply = self.service.execute(self, command)
-            if reply is not None:
-                self._reply(reply)
+            result = self.service.execute(self, command)
+            if result is not None:
+                request_id = command.id
+                if request_id is None:
+                    reply = encode_plain_reply(result)
+                    if reply is not None:
+                        self._reply(reply)
+                else:
+                    self._answer(request_id, result)
         except ClientError as exc:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s sent %r: %s", self.address, message[:500], exc)
@@ -108,23 +116,28 @@ class ClientSession:
         """Send *payload* at once, ahead of replies waiting for an acknowledgement."""
         self.outbox.reply(text_frame(payload))
 
-    def _reply(self, reply: Reply) -> None:
+    def _answer(self, request_id: RequestId, result: Result) -> None:
+        """Reply to the message *request_id* with *result*, once it is on disk if a write."""
+        written = getattr(result, "written", None)
+        if written is None or (written.done() and self._waiting is None):
+            self._reply(_encoded(request_id, result, written))
+            return
+        ack = _Acknowledgement(request_id, result, written)
+        waiting = self._waiting
+        if waiting is None:
+            self._waiting = deque((ack,))
+        else:
+            waiting.append(ack)
+        written.add_done_callback(self._written)
+
+    def _reply(self, reply: bytes) -> None:
         """Send *reply* after every reply before it."""
         waiting = self._waiting
-        if waiting is not None:
-            waiting.append(reply)
-            if isinstance(reply, Deferred):
-                reply.written.add_done_callback(self._written)
-            elif reply is not None:
-                self._waiting_bytes += len(reply)
-        elif isinstance(reply, Deferred):
-            if reply.written.done():
-                self.outbox.reply(text_frame(reply.result()))
-            else:
-                self._waiting = deque((reply,))
-                reply.written.add_done_callback(self._written)
-        elif reply is not None:
+        if waiting is None:
             self.outbox.reply(text_frame(reply))
+        else:
+            waiting.append(reply)
+            self._waiting_bytes += len(reply)
 
     def _written(self, _: object) -> None:
         """An acknowledged write is on disk: send the replies now ready, in order."""
@@ -133,15 +146,12 @@ class ClientSession:
             return
         while waiting:
             reply = waiting[0]
-            if isinstance(reply, Deferred):
+            if isinstance(reply, _Acknowledgement):
                 if not reply.written.done():
                     return
-                payload = reply.result()
-            else:
-                assert reply is not None
-                payload = reply
+                reply = _encoded(reply.request_id, reply.result, reply.written)
             waiting.popleft()
-            self.outbox.reply(text_frame(payload))
+            self.outbox.reply(text_frame(reply))
         self._waiting = None
         self._waiting_bytes = 0
         drained = self.on_drained
@@ -195,6 +205,25 @@ class ClientSession:
             code,
             f", {reason}" if reason else "",
         )
+
+
+class _Acknowledgement:
+    """A reply waiting for its write to reach disk."""
+
+    __slots__ = ("request_id", "result", "written")
+
+    def __init__(self, request_id: RequestId, result: Result, written: WriteResult) -> None:
+        self.request_id = request_id
+        self.result = result
+        self.written = written
+
+
+def _encoded(request_id: RequestId, result: Result, written: WriteResult | None) -> bytes:
+    """The reply to a message with an id: the result, or the write's storage error."""
+    failure = None if written is None else written.result()
+    if failure is not None:
+        return encode_error_reply(failure, request_id)
+    return encode_reply(request_id, result)
 
 
 def _error_reply(error: ClientError, command: Command | None) -> bytes:

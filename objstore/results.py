@@ -1,0 +1,80 @@
+"""The typed results of commands: what the service did, for each transport to encode.
+
+Owns the shapes the service hands back: a value read, a write made (with its
+revision and, when asked, a future of its durability), a page of keys, a
+subscription made, a batch. The WebSocket encoding is :mod:`objstore.replies`;
+the HTTP one is :mod:`objstore.rest`. Pure data: knows nothing of encodings,
+storage or sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .writer import WriteResult
+
+__all__ = ["BatchWritten", "Done", "Listed", "Read", "Result", "Subscribed", "Written"]
+
+
+@dataclass(slots=True)
+class Read:
+    """A key's value (None when it has none) and revision (0 then)."""
+
+    key: str
+    value: bytes | None
+    rev: int
+
+
+@dataclass(slots=True)
+class Written:
+    """A write applied: its revision, and the future of its reaching disk.
+
+    ``value`` is the new value of a patch or an increment (sent back to the
+    client); ``deleted`` says, for a delete, whether a value was removed (when
+    not, ``rev`` is the store's revision and nothing changed).
+    """
+
+    action: str
+    key: str
+    rev: int
+    value: bytes | None = None
+    deleted: bool | None = None
+    #: Resolves to None once on disk, or to the error; None when not asked for.
+    written: WriteResult | None = None
+
+
+@dataclass(slots=True)
+class BatchWritten:
+    """Every write of a batch applied; ``rev`` is the store's revision after the last."""
+
+    rev: int
+    results: list[Written]
+    written: WriteResult | None = None
+
+
+@dataclass(slots=True)
+class Listed:
+    """A page of keys, and the key to list after for the next page (None: the last)."""
+
+    keys: list[str]
+    next: str | None
+
+
+@dataclass(slots=True)
+class Subscribed:
+    """A subscription made, its first messages sent: the store's revision at its end.
+
+    ``reset`` is None without ``since``, else whether the client had to start over.
+    """
+
+    rev: int
+    reset: bool | None = None
+
+
+@dataclass(slots=True)
+class Done:
+    """A command done that has nothing to tell but that it was (an unsubscribe)."""
+
+
+#: What the service returns for a command.
+Result = Read | Written | BatchWritten | Listed | Subscribed | Done
