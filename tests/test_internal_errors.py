@@ -25,7 +25,7 @@ async def test_a_failing_command_gets_an_internal_error_and_the_connection_stays
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An exception in the service is answered, logged once with context, and serving goes on."""
-    monkeypatch.setattr(server.service, "subscribe", fail)
+    monkeypatch.setattr(server.service, "_subscribe_key", fail)
     async with client() as ws:
         await ws.send('{"action": "subscribe", "key": "k"}')
         assert await recv_json(ws) == {
