@@ -236,10 +236,11 @@ def serialize_response(
 ) -> bytes:
     """The bytes of a complete HTTP/1.1 response.
 
-    A ``204 No Content`` (a CORS preflight's answer) has neither body nor
-    ``Content-Length`` nor ``Content-Type``, as RFC 9110 (8.6, 15.3.5) asks.
+    A ``204 No Content`` (a CORS preflight's answer) and a ``304 Not Modified``
+    have neither body nor ``Content-Length`` nor ``Content-Type``, as RFC 9110
+    (8.6, 15.3.5, 15.4.5) asks.
     """
-    if status is HTTPStatus.NO_CONTENT:
+    if status is HTTPStatus.NO_CONTENT or status is HTTPStatus.NOT_MODIFIED:
         lines = [f"HTTP/1.1 {status.value} {status.phrase}", "Cache-Control: no-store"]
         if not keep_alive:
             lines.append("Connection: close")

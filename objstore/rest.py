@@ -82,6 +82,11 @@ def query(target: str) -> dict[str, str]:
         raise InvalidMessage("invalid query: not UTF-8 once percent-decoded") from None
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _etag(rev: int) -> tuple[str, str]:
     return ("ETag", f'"{rev}"')
 
@@ -89,7 +94,7 @@ def _etag(rev: int) -> tuple[str, str]:
 def _revision_of(header: str, name: str) -> int:
     """The revision in an ``If-Match`` header: one strong entity tag ``"N"``."""
     tag = header.strip()
-    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit() and len(tag) < 20:
+    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and _is_number(tag[1:-1]) and len(tag) < 20:
         return int(tag[1:-1])
     raise InvalidMessage(
         f'invalid {name}: expected one revision as an entity tag, like "12", '
@@ -180,7 +185,7 @@ def _not_allowed(method: str, path: str, allowed: str) -> Answer:
 
 def _list(service: StoreService, params: dict[str, str]) -> Answer:
     limit_text = params.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not limit_text.isdigit() or len(limit_text) > 9:
+    if not _is_number(limit_text) or len(limit_text) > 9:
         raise InvalidMessage(
             f"invalid limit: expected a positive integer, got {describe(limit_text)}"
         )
@@ -266,6 +271,11 @@ def _written_answer(method: str, result: Written) -> Answer:
         return status, body, []
     tag = [_etag(result.rev)]
     if method == "DELETE":
+        if not result.deleted:  # If-Match: "0" on a key without a value: nothing to delete
+            status, body = error_response(
+                NotFound(f"not found: key {describe(result.key)} has no value")
+            )
+            return status, body, []
         return HTTPStatus.NO_CONTENT, b"", tag
     if method == "PATCH":
         assert result.value is not None
@@ -298,7 +308,7 @@ def events_route(
         since_text = headers.get("last-event-id") or params.get("since")
         since = None
         if since_text is not None:
-            if not since_text.isdigit() or len(since_text) > 16:
+            if not _is_number(since_text) or len(since_text) > 16:
                 raise InvalidMessage(
                     f"invalid since: expected a revision, got {describe(since_text)}"
                 )
