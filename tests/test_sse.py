@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 from objstore.keyspace import HISTORY_SIZE
 from objstore.server import ObjstoreServer
 
-from .conftest import Connect
+from .conftest import Connect, StartServer
 from .helpers import http_request, raw_http, recv_json
 from .test_event_streams import parse_event_stream
 
@@ -27,6 +27,7 @@ HEAD = (
 )
 
 Event = tuple[str, str, str]
+ORIGIN = "https://app.example"
 
 
 class EventReader:
@@ -342,6 +343,33 @@ async def test_post_is_405(server: ObjstoreServer) -> None:
         405,
         "GET",
         {"error": "method POST is not allowed on /events; use GET", "code": "invalid_message"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("allowed", "origin", "cors"), [(True, ORIGIN, True), (False, "https://evil.example", False)]
+)
+async def test_a_stream_for_another_origin_has_cors_headers_only_if_allowed(
+    start_server: StartServer, allowed: bool, origin: str, cors: bool
+) -> None:
+    """A stream asked for by a page of an allowed origin carries the CORS headers; a page
+    of another site is served without them, so its browser does not let it read."""
+    server = await start_server(allow_origins=(ORIGIN,) if allowed else ())
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"GET /events?key=k HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\r\n".encode()
+    )
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    assert head.startswith(HEAD.removesuffix(b"\r\n"))
+    extra = head.removeprefix(HEAD.removesuffix(b"\r\n"))
+    assert extra == (
+        f"Access-Control-Allow-Origin: {ORIGIN}\r\nVary: Origin\r\n"
+        "Access-Control-Expose-Headers: ETag\r\n\r\n".encode()
+        if cors
+        else b"\r\n"
     )
 
 
