@@ -166,16 +166,15 @@ class HttpMode:
                     self._end()
                     self._upgrade(event)
                     return
-                answer = self._handler(
-                    HttpRequest(
-                        event.method,
-                        event.target,
-                        False,
-                        event.body,
-                        event.headers,
-                        self._local_host,
-                    )
+                request = HttpRequest(
+                    event.method, event.target, False, event.body, event.headers, self._local_host
                 )
+                try:
+                    answer = self._handler(request)
+                except Exception:
+                    # A bug in a route answers 500, never drops the connection unanswered.
+                    logger.exception("HTTP request %s %.200s failed", event.method, event.target)
+                    answer = _internal_error()
                 # The router answers None only to upgrade requests, which never come here.
                 assert answer is not None
                 if not isinstance(answer, HttpResponse):
@@ -212,10 +211,7 @@ class HttpMode:
             response = await answer
         except Exception:
             logger.exception("HTTP request failed")
-            response = HttpResponse(
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                encode_error("internal error; see the server log"),
-            )
+            response = _internal_error()
         self._task = None
         if self._ended is None:
             # The connection was lost meanwhile.
@@ -300,3 +296,10 @@ class HttpMode:
         if ended is not None:
             self._ended = None
             ended()
+
+
+def _internal_error() -> HttpResponse:
+    """The answer to a request that a bug in objstore kept from being answered."""
+    return HttpResponse(
+        HTTPStatus.INTERNAL_SERVER_ERROR, encode_error("internal error; see the server log")
+    )

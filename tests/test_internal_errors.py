@@ -10,7 +10,7 @@ from objstore import session
 from objstore.server import ObjstoreServer
 
 from .conftest import Connect
-from .helpers import recv_json
+from .helpers import http_request, recv_json
 
 
 def fail(*args: object) -> None:
@@ -61,3 +61,16 @@ async def test_a_failing_parse_gets_an_internal_error_and_the_connection_stays(
     assert [r.getMessage().split(": ", 1)[1] for r in failures] == [
         "internal error while parsing a message"
     ]
+
+
+async def test_a_failing_http_route_answers_500_and_serving_goes_on(
+    server: ObjstoreServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a route gets a 500 with the error shape, logged, not a dropped connection."""
+    monkeypatch.setattr("objstore.http.keys_route", fail)
+    answer = await http_request(server.port, "GET", "/keys/k")
+    assert answer.status == 500
+    assert answer.json() == {"error": "internal error; see the server log"}
+    assert (await http_request(server.port, "GET", "/get/k")).status == 200
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in failures] == ["HTTP request GET /keys/k failed"]
