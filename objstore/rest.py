@@ -230,10 +230,20 @@ def _write(
     if_rev: int | None = None
     if "if-match" in headers:
         if_rev = _revision_of(headers["if-match"], "If-Match")
-    if headers.get("if-none-match", "").strip() == "*":
+    unwanted = headers.get("if-none-match")
+    if unwanted is not None and unwanted.strip() == "*":
         if if_rev is not None and if_rev != 0:
             raise InvalidMessage("invalid request: If-Match and If-None-Match: * together")
         if_rev = 0
+    elif unwanted is not None:
+        current = service.store.revision(key)
+        if current and f'"{current}"' in _tags(unwanted):
+            raise Conflict(
+                f"conflict: key {describe(key)} is at revision {current}, which If-None-Match "
+                "excludes",
+                current,
+                service.store.get(key),
+            )
     command: Write
     if method == "DELETE":
         if if_rev is None and service.store.get(key) is None:

@@ -652,3 +652,13 @@ async def test_writes_from_a_foreign_origin_are_403(
     )
     assert "access-control-allow-origin" not in answer.headers
     assert (server.store.get("k"), server.store.rev) == (b'{"x":0}', 1)
+
+
+async def test_if_none_match_with_the_current_tag_refuses_a_write(server: ObjstoreServer) -> None:
+    """A write whose If-None-Match names the key's current revision gets 412, as RFC 9110 says."""
+    await http_request(server.port, "PUT", "/keys/k", "1")
+    answer = await http_request(server.port, "PUT", "/keys/k", "2", {"If-None-Match": '"1"'})
+    assert answer.status == 412
+    assert answer.json()["code"] == "conflict"
+    answer = await http_request(server.port, "PUT", "/keys/k", "2", {"If-None-Match": '"7"'})
+    assert answer.status == 200
