@@ -238,7 +238,8 @@ class StoreService:
                 value = self._new_value(op, current)
                 if value is not None or current is not None:
                     rev += 1
-                    planned[key] = (value, rev)
+                    # A key the batch deleted is at revision 0, as any key without a value.
+                    planned[key] = (value, 0 if value is None else rev)
             except ClientError as exc:
                 exc.op = index  # type: ignore[attr-defined]
                 raise
