@@ -8,7 +8,11 @@ random number of messages drops its connection without a close handshake
 more and must hold exactly the server's state. Before the reader starts, the
 store has seen more changes than its history keeps, so the first
 subscription (``since: 0``) is a reset with a full snapshot; every later
-one, across a clean restart too, is told only what changed.
+one, across a clean restart too, is told only what changed. Updates on one
+connection come in revision order, which is what makes the highest revision
+seen a safe place to resume from. In the slow variant the reader has a small
+receive window, values are 16 KB and it stops reading now and then, so the
+server holds only the latest update of each key for it while congested.
 
 Until a close frame received while the server is closing is read (the test
 expected to fail at the end), the restart waits websockets' close timeout
@@ -24,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +58,7 @@ def seeded() -> random.Random:
     return random.Random(seed)
 
 
-def random_write(rng: random.Random) -> dict[str, Any]:
+def random_write(rng: random.Random, padding: str = "") -> dict[str, Any]:
     key = rng.choice(KEYS)
     kind = rng.random()
     if kind < 0.15:
@@ -64,6 +69,8 @@ def random_write(rng: random.Random) -> dict[str, Any]:
         }
         return {"action": "patch", "key": key, "value": patch}
     value = rng.choice([rng.randrange(1000), {"v": rng.randrange(1000)}, "text", [1, [2]]])
+    if padding:
+        value = {"v": value, "padding": padding}
     return {"action": "set", "key": key, "value": value}
 
 
@@ -72,28 +79,47 @@ class Stage:
     """The server of the moment, and how the run goes."""
 
     url: str
+    port: int
     writer_done: bool = False
+    #: Added to every value set, to make them large.
+    padding: str = ""
+    #: Whether the reader stops reading now and then, long enough to congest its socket.
+    slow: bool = False
     writes_sent: int = 0
     #: Set once half of the writes are sent.
     halfway: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def reconnect(stage: Stage) -> ClientConnection:
-    """Connect to the server of the moment, waiting while it is down."""
+async def reconnect(stage: Stage, *, small_window: bool = False) -> ClientConnection:
+    """Connect to the server of the moment, waiting while it is down.
+
+    *small_window*: a small receive buffer, so that a pause in reading soon congests
+    the server's side of the connection.
+    """
     while True:
+        sock = socket.socket()
+        if small_window:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         try:
-            return await connect(stage.url, ping_interval=None, max_size=None)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", stage.port))
+            return await connect(stage.url, sock=sock, ping_interval=None, max_size=None)
         except OSError:
+            sock.close()
             await asyncio.sleep(0.02)
 
 
 async def write(stage: Stage, rng: random.Random) -> None:
-    """Send WRITES random writes, every 20th with an id and waited for; reconnect when cut."""
+    """Send WRITES random writes; reconnect when cut.
+
+    Every 100th has an id and is waited for (its file is written and flushed),
+    which paces the writer by the disk.
+    """
     ws = await reconnect(stage)
     try:
         while stage.writes_sent < WRITES:
-            message = random_write(rng)
-            with_id = stage.writes_sent % 20 == 19
+            message = random_write(rng, stage.padding)
+            with_id = stage.writes_sent % 100 == 99
             if with_id:
                 message["id"] = stage.writes_sent
             try:
@@ -105,6 +131,8 @@ async def write(stage: Stage, rng: random.Random) -> None:
             stage.writes_sent += 1
             if stage.writes_sent == WRITES // 2:
                 stage.halfway.set()
+            # Let the reader and the server have their turns between writes.
+            await asyncio.sleep(0)
     finally:
         await ws.close()
     stage.writer_done = True
@@ -126,27 +154,38 @@ class Reader:
     received: int = 0
     subscriptions: int = 0
 
-    def apply(self, message: dict[str, Any], since: int) -> None:
+    def apply(self, message: dict[str, Any], since: int, last: int) -> int:
+        """Apply *message*; return the revision it brings (a reset brings none).
+
+        *last* is the revision of the update before it on this connection: updates
+        come in revision order, so that a client cut off midway has every change up
+        to the highest revision it received.
+        """
         if message.get("reset") is True and "rev" not in message:
             assert message == {"reset": True, "prefix": ""}
+            assert last == 0
             self.resets.append(since)
             self.state.clear()
-            return
+            return last
         assert set(message) <= {"key", "value", "rev", "deleted"}, message
+        assert message["rev"] > last, (message, last)
         self.received += 1
         if message.get("deleted"):
             self.state.pop(message["key"], None)
         else:
             self.state[message["key"]] = message["value"]
         self.highest = max(self.highest, message["rev"])
+        rev: int = message["rev"]
+        return rev
 
     async def session(self, *, final: bool) -> None:
         """Subscribe from the highest revision and read; unless *final*, drop it at random."""
-        ws = await reconnect(self.stage)
+        ws = await reconnect(self.stage, small_window=self.stage.slow)
         self.subscriptions += 1
         request_id = self.subscriptions
         since = self.highest
         budget = None if final else self.rng.randint(1, MOST_MESSAGES)
+        last = 0
         try:
             await ws.send(
                 json.dumps({"action": "subscribe", "prefix": "", "since": since, "id": request_id})
@@ -165,9 +204,11 @@ class Reader:
                     if final:
                         return
                 else:
-                    self.apply(decoded, since)
+                    last = self.apply(decoded, since, last)
                 if budget is not None:
                     budget -= 1
+                if self.stage.slow and self.rng.random() < 0.01:
+                    await asyncio.sleep(0.8)
         except ConnectionClosed:
             return  # the server went away: start again
         finally:
@@ -214,14 +255,19 @@ async def fill(url: str) -> None:
             assert (await recv_json(ws, timeout=30))["ok"] is True
 
 
-async def run_chaos(cache_dir: Path, *, restart: bool) -> None:
+async def run_chaos(cache_dir: Path, *, restart: bool = False, slow: bool = False) -> None:
     rng = seeded()
     config = Config(host="127.0.0.1", port=0, cache_dir=cache_dir, ping_interval=None)
     server = ObjstoreServer(config)
     await server.start()
     running = True
     try:
-        stage = Stage(f"ws://127.0.0.1:{server.port}/ws")
+        stage = Stage(
+            f"ws://127.0.0.1:{server.port}/ws",
+            server.port,
+            padding="x" * 16000 if slow else "",
+            slow=slow,
+        )
         await fill(stage.url)
         reader = Reader(stage, random.Random(rng.random()))
         # Something held from before, which the first resume's reset must drop.
@@ -246,7 +292,7 @@ async def run_chaos(cache_dir: Path, *, restart: bool) -> None:
         )
         assert reader.state == state
         assert reader.highest <= rev
-        assert reader.cut >= 10
+        assert reader.cut >= (2 if slow else 10)
         # Only the subscriptions from 0 were resets; every resume from a revision the
         # reader saw was told only what changed.
         assert reader.resets[0] == 0
@@ -290,3 +336,8 @@ async def test_a_stopping_server_ends_the_connection_when_the_client_answers_its
     finally:
         ws.close()
         await stopping
+
+
+async def test_a_slow_resuming_reader_ends_with_the_servers_state(cache_dir: Path) -> None:
+    """A reader that congests its socket, so gets only the latest update of a key, ends exact."""
+    await run_chaos(cache_dir, slow=True)
