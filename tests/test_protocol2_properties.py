@@ -221,15 +221,8 @@ def predict(
     ops: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     failure: dict[str, Any] | None = None
-    deleted: set[str] = set()
     for index, op in enumerate(drawn):
         if_rev = trial.resolve(op)
-        if op.key in deleted:
-            # A known bug (test_a_batch_sees_a_key_it_deleted_at_revision_0): no ifRev
-            # on a key the batch deleted before, until it is fixed.
-            if_rev = None
-        if op.action == "delete":
-            deleted.add(op.key)
         ops.append(op_message(op, if_rev))
         if failure is None:
             try:
@@ -376,10 +369,6 @@ def test_replies_get_and_subscriptions_agree_with_the_model(
         asyncio.run(check_sequence(drawn, Path(folder) / "cache"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch gives a key it deleted the deletion's revision instead of 0",
-)
 async def test_a_batch_sees_a_key_it_deleted_at_revision_0(
     server: ObjstoreServer, client: Connect
 ) -> None:
