@@ -310,6 +310,10 @@ class ObjstoreConnection(WebsocketsConnection):
                 self._hold_frames()
                 turn.defer(self._resume_frames)
                 return
+        # Closing: websockets reads the rest, the client's answering close frame
+        # included, so that the closing handshake ends without waiting for its timeout.
+        ours.framing = _FRAMES_WEBSOCKETS
+        self.feed_websockets(splitter.take_all())
 
     def _backlog_drained(self) -> None:
         self.turn.defer(self._resume_frames)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -318,10 +317,6 @@ async def test_a_resuming_reader_ends_exact_across_a_clean_restart(cache_dir: Pa
     await run_chaos(cache_dir, restart=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a close frame received after the server began closing is never read",
-)
 async def test_a_stopping_server_ends_the_connection_when_the_client_answers_its_close(
     start_server: StartServer,
 ) -> None:
