@@ -42,7 +42,7 @@ from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
 from .protocol import Update, encode_update
 from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
-from .store import Store
+from .storage import Storage
 from .writer import FailureCallback, WriteResult
 
 __all__ = ["Client", "StoreService"]
@@ -69,7 +69,7 @@ class Client(Hashable, Protocol):
 class StoreService:
     """Applies commands to a :class:`~objstore.store.Store` and a :class:`~objstore.hub.Hub`."""
 
-    def __init__(self, store: Store, hub: Hub, max_value_size: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, store: Storage, hub: Hub, max_value_size: int = 16 * 1024 * 1024) -> None:
         self.store = store
         self.hub = hub
         #: Largest value a patch or increment may make (the config's max size).
