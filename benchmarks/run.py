@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -179,6 +180,19 @@ def sched_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return total / 1e9
+
+
+def main_thread_seconds(pid: int) -> float | None:
+    """CPU time of *pid*'s main thread (its task of the same id) from schedstat (ns).
+
+    objstore's event loop runs there (its file writes on a thread of their own), and so
+    does Bun's JavaScript.
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except OSError:
+        return None
 
 
 def rss_kib(pid: int) -> int:
@@ -797,7 +811,8 @@ def measure_marks(
     server: Server, gen: Loadgen, timeout: float
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the load generator to its result line; return it and the server's CPU seconds at
-    each {"mark": NAME} it printed, from schedstat (ns) when readable, else from the ticks.
+    each {"mark": NAME} it printed, from schedstat (ns) when readable, else from the ticks;
+    and those of its main thread alone at "main:NAME".
 
     The phases of these scenarios are short (tens of milliseconds): ticks are too coarse.
     """
@@ -806,8 +821,12 @@ def measure_marks(
     try:
         for obj in gen.lines(timeout):
             if "mark" in obj:
+                name = str(obj["mark"])
                 ticks = server.cpu()
-                marks[str(obj["mark"])] = ticks if server.last_sched is None else server.last_sched
+                marks[name] = ticks if server.last_sched is None else server.last_sched
+                main = main_thread_seconds(server.pid)
+                if main is not None:
+                    marks[f"main:{name}"] = main
             elif "scenario" in obj:
                 result = obj
                 break
@@ -831,11 +850,26 @@ def between(marks: dict[str, float], name: str) -> float:
         raise BenchError(f"the load generator printed no marks for {name}") from None
 
 
+def main_between(marks: dict[str, float], name: str) -> float | None:
+    """The same for the server's main thread alone; None when it could not be read."""
+    start, end = marks.get(f"main:{name}_start"), marks.get(f"main:{name}_end")
+    return None if start is None or end is None else end - start
+
+
+#: Runs of prefix10k so far, by server kind.
+_prefix10k_runs: Counter[str] = Counter()
+
+
 def scenario_prefix10k(
     kind: str, size: dict[str, int], opts: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     # The reference has no prefix subscriptions: it runs the key-subscription fan-out only.
+    # objstore alternates which fan-out comes first from one round to the next, so that
+    # neither always runs right after the subscribes of (a).
+    _prefix10k_runs[kind] += 1
     modes = ["prefix", "key"] if kind == "objstore" else ["key"]
+    if _prefix10k_runs[kind] % 2 == 0:
+        modes.reverse()
     with running(kind, work / "cache", opts, work / "server.log") as server:
         url = f"ws://127.0.0.1:{server.port}/ws"
         args = {"url": url, **size, "modes": ",".join(modes)}
@@ -856,14 +890,18 @@ def scenario_prefix10k(
         cpu = between(marks, f"fan_{mode}")
         out[f"{mode}_cpu_us_per_set"] = per_op_us(cpu, fan["sets"])
         out[f"{mode}_cpu_us_per_delivery"] = per_op_us(cpu, fan["received"])
+        main = main_between(marks, f"fan_{mode}")
+        out[f"{mode}_main_us_per_set"] = None if main is None else per_op_us(main, fan["sets"])
         out[f"{mode}_p50_ms"] = fan["p50_ms"]
         out[f"{mode}_p99_ms"] = fan["p99_ms"]
         out[f"{mode}_all_delivered"] = bool(fan["all_delivered"])
     # The row that compares the servers: objstore's prefix subscribers against the
     # reference's key subscribers (the only way it can deliver the same updates).
-    first = modes[0]
-    out["fan_cpu_us_per_set"] = out[f"{first}_cpu_us_per_set"]
-    out["fan_p99_ms"] = out[f"{first}_p99_ms"]
+    kept = "prefix" if "prefix" in modes else "key"
+    out["fan_cpu_us_per_set"] = out[f"{kept}_cpu_us_per_set"]
+    out["fan_main_us_per_set"] = out[f"{kept}_main_us_per_set"]
+    out["fan_p99_ms"] = out[f"{kept}_p99_ms"]
+    out["fan_order"] = ",".join(modes)
     if "prefix" in modes:
         key_cost = out["key_cpu_us_per_set"]
         out["prefix_over_key_cpu"] = out["prefix_cpu_us_per_set"] / key_cost if key_cost else None
@@ -902,14 +940,14 @@ def wrk_post_set(
         f"http://127.0.0.1:{server.port}",
     ]
     server.cpu()
-    before = server.last_sched
+    before, main_before = server.last_sched, main_thread_seconds(server.pid)
     with open(work / "wrk-post.out", "wb") as out:
         proc = spawn(cmd, cpu=opts.client_cpu, stdout=out, stderr=subprocess.STDOUT)
         with suppress(subprocess.TimeoutExpired):
             proc.wait(size["seconds"] + 60)
         code = stop(proc, signal.SIGTERM, 5)
     server.cpu()
-    after = server.last_sched
+    after, main_after = server.last_sched, main_thread_seconds(server.pid)
     text = (work / "wrk-post.out").read_text(errors="replace")
     rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
     total = re.search(r"(\d+) requests in", text)
@@ -928,6 +966,9 @@ def wrk_post_set(
         "http_cpu_us_per_set": None
         if before is None or after is None
         else per_op_us(after - before, requests),
+        "http_main_us_per_set": None
+        if main_before is None or main_after is None
+        else per_op_us(main_after - main_before, requests),
         "http_requests": requests,
         "http_non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "http_connections": conns,
@@ -948,11 +989,13 @@ def scenario_acked(
             result, marks = measure_marks(server, gen, timeout=600)
             if result["failed"]:
                 raise BenchError(f"{result['failed']} acknowledged sets failed: {result}")
+            main = main_between(marks, "acked")
             out.update(
                 ws_sets_per_s=result["sets_per_s"],
                 ws_p50_ms=result["p50_ms"],
                 ws_p99_ms=result["p99_ms"],
                 ws_cpu_us_per_set=per_op_us(between(marks, "acked"), result["sets"]),
+                ws_main_us_per_set=None if main is None else per_op_us(main, result["sets"]),
                 loadgen=result,
             )
         out.update(wrk_post_set(server, size, opts, work))
@@ -960,7 +1003,7 @@ def scenario_acked(
     # The rows that compare the servers: objstore's acknowledged WebSocket set against the
     # reference's POST /set, the reference's only write that answers once it is on disk.
     src = "ws" if kind == "objstore" else "http"
-    for field in ("sets_per_s", "p50_ms", "p99_ms", "cpu_us_per_set"):
+    for field in ("sets_per_s", "p50_ms", "p99_ms", "cpu_us_per_set", "main_us_per_set"):
         out[field] = out[f"{src}_{field}"]
     if kind == "objstore":
         out["ws_over_http"] = out["ws_sets_per_s"] / out["http_sets_per_s"]
@@ -1061,8 +1104,22 @@ METRICS: list[tuple[str, str, str, str | None, Any]] = [
     ),
     (
         "prefix10k",
+        "fan_main_us_per_set",
+        "prefix10k: the same, the server's main thread alone",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
         "key_cpu_us_per_set",
         "prefix10k: server CPU µs per set, 20 key subscribers",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "key_main_us_per_set",
+        "prefix10k: the same, the server's main thread alone",
         None,
         None,
     ),
@@ -1105,6 +1162,7 @@ METRICS: list[tuple[str, str, str, str | None, Any]] = [
     ("acked", "p50_ms", "acked: p50 latency, ms (the same)", None, None),
     ("acked", "p99_ms", "acked: p99 latency, ms (the same)", None, None),
     ("acked", "cpu_us_per_set", "acked: server CPU µs per set (the same)", None, None),
+    ("acked", "main_us_per_set", "acked: the same, the server's main thread alone", None, None),
     ("acked", "http_sets_per_s", "acked: POST /set per second (wrk, 128 connections)", None, None),
     ("acked", "http_p99_ms", "acked: POST /set p99 latency, ms", None, None),
     ("acked", "http_cpu_us_per_set", "acked: server CPU µs per POST /set", None, None),
