@@ -5,10 +5,14 @@
 //   bun benchmarks/loadgen.ts persist --url ws://127.0.0.1:P/ws --connections 8 --keys 1000 --sets T --expect FILE
 //   bun benchmarks/loadgen.ts idle    --url ws://127.0.0.1:P/ws --connections C
 //   bun benchmarks/loadgen.ts http    --url http://127.0.0.1:P --clients 50 --seconds S
+//   bun benchmarks/loadgen.ts prefix10k --url ws://127.0.0.1:P/ws --keys 10000 --repeats 5 --subscribers 20 --hot 100 --rate 1000 --seconds 3 [--modes prefix,key]
+//   bun benchmarks/loadgen.ts acked   --url ws://127.0.0.1:P/ws --connections 8 --inflight 16 --keys 1000 --sets T
 //
 // Every scenario prints JSON lines on stdout: {"phase":"start"} when its setup is done and the
 // measured phase begins, {"phase":"end"} when the measured phase is over (the runner reads the
-// server's CPU time at both), then ONE result line (an object with "scenario"). idle prints
+// server's CPU time at both), then ONE result line (an object with "scenario"). prefix10k and
+// acked print {"mark":"NAME_start"} and {"mark":"NAME_end"} around each measured phase instead
+// (the runner reads the server's CPU time at each). idle prints
 // {"ready": C} instead and holds its connections until stdin closes or SIGTERM.
 // Exit status 0 when the scenario ran (its result says whether it completed), 1 on an error
 // (a result line with "error" is printed then too).
@@ -463,9 +467,205 @@ async function http(args: Args) {
   });
 }
 
+// --- 6. prefix10k (objstore's prefix subscriptions; the reference runs the key mode only) ----
+
+/** Opens one connection whose every message goes to `handler` (no sync gets on it). */
+async function openRaw(url: string, handler: (text: string) => void): Promise<Client> {
+  const c = new Client(handler);
+  await c.open(url);
+  return c;
+}
+
+async function prefix10k(args: Args) {
+  const url = str(args, "url");
+  const nKeys = num(args, "keys", 10000);
+  const repeats = num(args, "repeats", 5);
+  const nSubs = num(args, "subscribers", 20);
+  const nHot = num(args, "hot", 100);
+  const rate = num(args, "rate", 1000);
+  const seconds = num(args, "seconds", 3);
+  const modes = str(args, "modes", "prefix,key").split(",").filter((m) => m);
+  const timeoutMs = num(args, "timeout", 120) * 1000;
+  const prefix = "p/";
+  const width = String(nKeys - 1).length;
+  const keyOf = (i: number) => prefix + String(i).padStart(width, "0");
+  // Values of about 100 bytes as stored: {"n":12345,"pad":"xxx..."}.
+  const pad = "x".repeat(80);
+
+  // Load: 4 connections pipeline the sets, then a get round trip on each; then a pause, so
+  // that the files written behind are written before anything is measured.
+  const loaders = await openMany(4, url, () => new Client(() => {}), async () => {});
+  for (let i = 0; i < nKeys; i++) {
+    loaders[i % 4].send(JSON.stringify({ action: "set", key: keyOf(i), value: { n: i, pad } }));
+  }
+  for (const c of loaders) if (!(await c.sync(120000))) throw new Error("loading sync failed");
+  for (const c of loaders) c.close();
+  await sleep(1500);
+
+  // (a) Time from a prefix subscribe with an id to its reply, on a fresh connection each time.
+  const subscribe: Array<{ ms: number; snapshot: number; distinct: number; key_order: boolean }> = [];
+  for (let r = 0; r < repeats; r++) {
+    // Whether the snapshot came in key order is recorded, not judged: the order is the
+    // server's choice (objstore sends it in revision order).
+    let snapshot = 0;
+    let keyOrder = true;
+    let lastKey = "";
+    const keysSeen = new Set<string>();
+    let replied = false;
+    let t1 = 0;
+    const c = await openRaw(url, (text) => {
+      if (text.includes('"ok"')) {
+        const msg = JSON.parse(text);
+        if (msg.id === r + 1) { t1 = performance.now(); replied = true; return; }
+      }
+      const at = text.indexOf('"key":"');
+      if (at >= 0) {
+        const key = text.slice(at + 7, text.indexOf('"', at + 7));
+        if (key <= lastKey) keyOrder = false;
+        lastKey = key;
+        keysSeen.add(key);
+      }
+      snapshot++;
+    });
+    emit({ mark: `sub${r}_start` });
+    const t0 = performance.now();
+    c.send(JSON.stringify({ action: "subscribe", prefix, id: r + 1 }));
+    if (!(await until(() => replied || c.closed, timeoutMs, 1))) throw new Error("no reply to subscribe");
+    emit({ mark: `sub${r}_end` });
+    if (!replied) throw new Error("the connection closed before the subscribe's reply");
+    subscribe.push({ ms: round3(t1 - t0), snapshot, distinct: keysSeen.size, key_order: keyOrder });
+    c.close();
+    await sleep(100);
+  }
+
+  // (b) Fan-out of paced sets of `nHot` keys under the prefix to `nSubs` subscribers, that
+  // hold either the prefix or a key subscription to each of those keys. Without ids, so
+  // that both modes deliver the same original-form messages.
+  const hot = Array.from({ length: nHot }, (_, j) => keyOf(Math.floor((j * nKeys) / nHot)));
+  const total = Math.round(rate * seconds);
+  const out: Record<string, unknown> = {};
+  for (const mode of modes) {
+    const lat = new Float64Array(total * nSubs);
+    let nLat = 0;
+    let measuring = false;
+    let other = 0;
+    const seen = new Float64Array(nSubs);
+    const subs = await openMany(
+      nSubs,
+      url,
+      (i) =>
+        new Client((text) => {
+          const now = performance.now();
+          if (!measuring) { seen[i]++; return; }
+          let msg: any;
+          try { msg = JSON.parse(text); } catch { other++; return; }
+          const t = msg?.value?.t;
+          if (typeof t !== "number") { other++; return; }
+          lat[nLat++] = now - t;
+        }),
+      async (c, i) => {
+        if (mode === "prefix") {
+          c.send(JSON.stringify({ action: "subscribe", prefix }));
+          if (!(await until(() => seen[i] >= nKeys || c.closed, timeoutMs, 2))) {
+            throw new Error("prefix snapshot incomplete");
+          }
+        } else {
+          for (const k of hot) c.send(JSON.stringify({ action: "subscribe", key: k }));
+        }
+        if (!(await c.sync())) throw new Error("subscriber sync failed");
+      },
+      nSubs,
+    );
+    const pub = await openRaw(url, () => {});
+    measuring = true;
+    emit({ mark: `fan_${mode}_start` });
+    const t0 = performance.now();
+    let sent = 0;
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+        while (sent < due) {
+          const i = sent++;
+          pub.send(JSON.stringify({ action: "set", key: hot[i % nHot], value: { seq: i, t: performance.now(), pad } }));
+        }
+        if (sent >= total || pub.closed) { clearInterval(timer); resolve(); }
+      }, 1);
+    });
+    const expected = sent * nSubs;
+    await until(() => nLat >= expected || subs.every((c) => c.closed), timeoutMs, 1);
+    emit({ mark: `fan_${mode}_end` });
+    measuring = false;
+    const sorted = lat.slice(0, nLat).sort();
+    out[mode] = {
+      subscribers: nSubs, sets: sent, expected, received: nLat, all_delivered: nLat === expected,
+      p50_ms: round3(percentile(sorted, 50)), p99_ms: round3(percentile(sorted, 99)),
+      max_ms: round3(sorted.length ? sorted[sorted.length - 1] : NaN), other_messages: other,
+      closed_early: subs.filter((c) => c.closed).length,
+    };
+    for (const c of subs) c.close();
+    pub.close();
+    await sleep(200);
+  }
+  emit({ scenario: "prefix10k", keys: nKeys, subscribe, ...out });
+}
+
+// --- 7. acked (objstore's sets with an id, each awaited) ------------------------------------
+
+async function acked(args: Args) {
+  const url = str(args, "url");
+  const nConn = num(args, "connections", 8);
+  const inflight = num(args, "inflight", 16);
+  const nKeys = num(args, "keys", 1000);
+  const total = num(args, "sets");
+  const timeoutMs = num(args, "timeout", 120) * 1000;
+  const lat = new Float64Array(total);
+  let nLat = 0;
+  let failed = 0;
+  let next = 0; // the next set to send, over all connections
+  let firstError = "";
+  const sentAt = new Float64Array(total);
+  const conns: Client[] = [];
+  const sendNext = (c: Client) => {
+    if (next >= total) return;
+    const i = next++;
+    sentAt[i] = performance.now();
+    c.send(`{"action":"set","key":"a${i % nKeys}","value":{"i":${i}},"id":${i}}`);
+  };
+  for (let ci = 0; ci < nConn; ci++) {
+    const c: Client = await openRaw(url, (text) => {
+      const now = performance.now();
+      let msg: any;
+      try { msg = JSON.parse(text); } catch { msg = null; }
+      if (typeof msg?.id === "number" && msg.ok === true) lat[nLat++] = now - sentAt[msg.id];
+      else {
+        failed++;
+        if (!firstError) firstError = text.slice(0, 200);
+      }
+      sendNext(c);
+    });
+    conns.push(c);
+  }
+  emit({ mark: "acked_start" });
+  const t0 = performance.now();
+  for (const c of conns) for (let j = 0; j < inflight; j++) sendNext(c);
+  await until(() => nLat + failed >= total || conns.every((c) => c.closed), timeoutMs, 1);
+  const elapsed = (performance.now() - t0) / 1000;
+  emit({ mark: "acked_end" });
+  for (const c of conns) c.close();
+  const sorted = lat.slice(0, nLat).sort();
+  emit({
+    scenario: "acked", connections: nConn, inflight, keys: nKeys, sets: total, acked: nLat,
+    failed, first_error: firstError, elapsed: round3(elapsed), sets_per_s: Math.round(nLat / elapsed),
+    p50_ms: round3(percentile(sorted, 50)), p99_ms: round3(percentile(sorted, 99)),
+    max_ms: round3(sorted.length ? sorted[sorted.length - 1] : NaN),
+  });
+}
+
 // --- main -----------------------------------------------------------------------------------
 
-const scenarios: Record<string, (a: Args) => Promise<void>> = { fanout, game, persist, idle, http };
+const scenarios: Record<string, (a: Args) => Promise<void>> = {
+  fanout, game, persist, idle, http, prefix10k, acked,
+};
 
 async function main() {
   let scenario = "";

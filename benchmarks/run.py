@@ -1,7 +1,7 @@
 """Benchmarks of objstore against the reference (the original's Bun server), same protocol.
 
     python benchmarks/run.py [--rounds 3] [--quick] [--json FILE]
-        [--scenarios fanout100,fanout1000,game,persist,http,idle,startup]
+        [--scenarios fanout100,fanout1000,game,persist,http,idle,startup,prefix10k,acked]
         [--reference PATH/TO/run.sh] [--bun PATH/TO/bun]
 
 Linux only (it reads /proc). Every server is started fresh, on a free port of 127.0.0.1 and
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -46,7 +47,17 @@ LOADGEN = ROOT / "benchmarks" / "loadgen.ts"
 DEFAULT_REFERENCE = Path("..") / "shared" / "anchors" / "seed-bun" / "run.sh"
 DEFAULT_BUN = Path("..") / "shared" / "anchors" / "seed-bun" / "node_modules" / ".bin" / "bun"
 SERVERS = ("objstore", "reference")
-ALL_SCENARIOS = ("fanout100", "fanout1000", "game", "persist", "http", "idle", "startup")
+ALL_SCENARIOS = (
+    "fanout100",
+    "fanout1000",
+    "game",
+    "persist",
+    "http",
+    "idle",
+    "startup",
+    "prefix10k",
+    "acked",
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 FULL = {
@@ -57,6 +68,15 @@ FULL = {
     "http": {"connections": 50, "seconds": 5},
     "idle": {"connections": 10_000},
     "startup": {"files": 100_000},
+    "prefix10k": {
+        "keys": 10_000,
+        "repeats": 5,
+        "subscribers": 20,
+        "hot": 100,
+        "rate": 1000,
+        "seconds": 3,
+    },
+    "acked": {"connections": 8, "inflight": 16, "keys": 1000, "sets": 50_000, "seconds": 5},
 }
 QUICK = {
     "fanout100": {"subscribers": 100, "sets": 300},
@@ -66,6 +86,15 @@ QUICK = {
     "http": {"connections": 50, "seconds": 2},
     "idle": {"connections": 2_000},
     "startup": {"files": 20_000},
+    "prefix10k": {
+        "keys": 10_000,
+        "repeats": 2,
+        "subscribers": 20,
+        "hot": 100,
+        "rate": 1000,
+        "seconds": 1,
+    },
+    "acked": {"connections": 8, "inflight": 16, "keys": 1000, "sets": 10_000, "seconds": 2},
 }
 
 
@@ -151,6 +180,19 @@ def sched_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return total / 1e9
+
+
+def main_thread_seconds(pid: int) -> float | None:
+    """CPU time of *pid*'s main thread (its task of the same id) from schedstat (ns).
+
+    objstore's event loop runs there (its file writes on a thread of their own), and so
+    does Bun's JavaScript.
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except OSError:
+        return None
 
 
 def rss_kib(pid: int) -> int:
@@ -765,6 +807,209 @@ def scenario_startup(
     }
 
 
+def measure_marks(
+    server: Server, gen: Loadgen, timeout: float
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run the load generator to its result line; return it and the server's CPU seconds at
+    each {"mark": NAME} it printed, from schedstat (ns) when readable, else from the ticks;
+    and those of its main thread alone at "main:NAME".
+
+    The phases of these scenarios are short (tens of milliseconds): ticks are too coarse.
+    """
+    marks: dict[str, float] = {}
+    result: dict[str, Any] | None = None
+    try:
+        for obj in gen.lines(timeout):
+            if "mark" in obj:
+                name = str(obj["mark"])
+                ticks = server.cpu()
+                marks[name] = ticks if server.last_sched is None else server.last_sched
+                main = main_thread_seconds(server.pid)
+                if main is not None:
+                    marks[f"main:{name}"] = main
+            elif "scenario" in obj:
+                result = obj
+                break
+    finally:
+        code = gen.finish()
+    if result is None:
+        raise BenchError(
+            f"the load generator printed no result (exit {code}); stderr: {gen.stderr_tail()}; "
+            f"server: {server.log_tail(300)}"
+        )
+    if "error" in result:
+        raise BenchError(f"load generator: {result['error']}; server: {server.log_tail(300)}")
+    return result, marks
+
+
+def between(marks: dict[str, float], name: str) -> float:
+    """Server CPU seconds between the marks NAME_start and NAME_end."""
+    try:
+        return marks[f"{name}_end"] - marks[f"{name}_start"]
+    except KeyError:
+        raise BenchError(f"the load generator printed no marks for {name}") from None
+
+
+def main_between(marks: dict[str, float], name: str) -> float | None:
+    """The same for the server's main thread alone; None when it could not be read."""
+    start, end = marks.get(f"main:{name}_start"), marks.get(f"main:{name}_end")
+    return None if start is None or end is None else end - start
+
+
+#: Runs of prefix10k so far, by server kind.
+_prefix10k_runs: Counter[str] = Counter()
+
+
+def scenario_prefix10k(
+    kind: str, size: dict[str, int], opts: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    # The reference has no prefix subscriptions: it runs the key-subscription fan-out only.
+    # objstore alternates which fan-out comes first from one round to the next, so that
+    # neither always runs right after the subscribes of (a).
+    _prefix10k_runs[kind] += 1
+    modes = ["prefix", "key"] if kind == "objstore" else ["key"]
+    if _prefix10k_runs[kind] % 2 == 0:
+        modes.reverse()
+    with running(kind, work / "cache", opts, work / "server.log") as server:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        args = {"url": url, **size, "modes": ",".join(modes)}
+        if kind != "objstore":
+            args["repeats"] = 0
+        gen = Loadgen(opts, "prefix10k", args, work)
+        result, marks = measure_marks(server, gen, timeout=600)
+        errors = server.log_errors()
+    out: dict[str, Any] = {}
+    subs = result.get("subscribe", [])
+    if subs:
+        cpus = [between(marks, f"sub{i}") for i in range(len(subs))]
+        out["subscribe_ms"] = statistics.median(s["ms"] for s in subs)
+        out["subscribe_cpu_ms"] = statistics.median(cpus) * 1e3
+        out["snapshot_ok"] = all(s["snapshot"] == s["distinct"] == size["keys"] for s in subs)
+    for mode in modes:
+        fan = result[mode]
+        cpu = between(marks, f"fan_{mode}")
+        out[f"{mode}_cpu_us_per_set"] = per_op_us(cpu, fan["sets"])
+        out[f"{mode}_cpu_us_per_delivery"] = per_op_us(cpu, fan["received"])
+        main = main_between(marks, f"fan_{mode}")
+        out[f"{mode}_main_us_per_set"] = None if main is None else per_op_us(main, fan["sets"])
+        out[f"{mode}_p50_ms"] = fan["p50_ms"]
+        out[f"{mode}_p99_ms"] = fan["p99_ms"]
+        out[f"{mode}_all_delivered"] = bool(fan["all_delivered"])
+    # The row that compares the servers: objstore's prefix subscribers against the
+    # reference's key subscribers (the only way it can deliver the same updates).
+    kept = "prefix" if "prefix" in modes else "key"
+    out["fan_cpu_us_per_set"] = out[f"{kept}_cpu_us_per_set"]
+    out["fan_main_us_per_set"] = out[f"{kept}_main_us_per_set"]
+    out["fan_p99_ms"] = out[f"{kept}_p99_ms"]
+    out["fan_order"] = ",".join(modes)
+    if "prefix" in modes:
+        key_cost = out["key_cpu_us_per_set"]
+        out["prefix_over_key_cpu"] = out["prefix_cpu_us_per_set"] / key_cost if key_cost else None
+    return {**out, "loadgen": result, "marks": marks, **log_fields(errors)}
+
+
+_WRK_POST_SET = """\
+-- POST /set of key h<n % KEYS> = {"i": n}: as many keys as the acknowledged sets use.
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/set", nil, string.format('{"key":"h%d","value":{"i":%d}}', n % KEYS, n))
+end
+"""
+
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_post_set(
+    server: Server, size: dict[str, int], opts: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """`POST /set` of distinct keys from K x M keep-alive connections for a few seconds (wrk)."""
+    script = work / "post-set.lua"
+    script.write_text(_WRK_POST_SET.replace("KEYS", str(size["keys"])))
+    conns = size["connections"] * size["inflight"]
+    cmd = [
+        opts.wrk,
+        "-t1",
+        f"-c{conns}",
+        f"-d{size['seconds']}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{server.port}",
+    ]
+    server.cpu()
+    before, main_before = server.last_sched, main_thread_seconds(server.pid)
+    with open(work / "wrk-post.out", "wb") as out:
+        proc = spawn(cmd, cpu=opts.client_cpu, stdout=out, stderr=subprocess.STDOUT)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(size["seconds"] + 60)
+        code = stop(proc, signal.SIGTERM, 5)
+    server.cpu()
+    after, main_after = server.last_sched, main_thread_seconds(server.pid)
+    text = (work / "wrk-post.out").read_text(errors="replace")
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    if code != 0 or not rps or not total:
+        raise BenchError(f"wrk failed (exit {code}): {' '.join(text.split())[:400]}")
+    pct = {
+        p: float(v) * _WRK_UNITS[u]
+        for p, v, u in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    requests = int(total.group(1))
+    return {
+        "http_sets_per_s": float(rps.group(1)),
+        "http_p50_ms": pct.get("50"),
+        "http_p99_ms": pct.get("99"),
+        "http_cpu_us_per_set": None
+        if before is None or after is None
+        else per_op_us(after - before, requests),
+        "http_main_us_per_set": None
+        if main_before is None or main_after is None
+        else per_op_us(main_after - main_before, requests),
+        "http_requests": requests,
+        "http_non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "http_connections": conns,
+    }
+
+
+def scenario_acked(
+    kind: str, size: dict[str, int], opts: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    if not opts.wrk:
+        raise BenchError("acked needs wrk for POST /set; give --wrk or install it")
+    out: dict[str, Any] = {}
+    with running(kind, work / "cache", opts, work / "server.log") as server:
+        if kind == "objstore":  # the reference has no acknowledged WebSocket set
+            url = f"ws://127.0.0.1:{server.port}/ws"
+            args = {k: size[k] for k in ("connections", "inflight", "keys", "sets")}
+            gen = Loadgen(opts, "acked", {"url": url, **args}, work)
+            result, marks = measure_marks(server, gen, timeout=600)
+            if result["failed"]:
+                raise BenchError(f"{result['failed']} acknowledged sets failed: {result}")
+            main = main_between(marks, "acked")
+            out.update(
+                ws_sets_per_s=result["sets_per_s"],
+                ws_p50_ms=result["p50_ms"],
+                ws_p99_ms=result["p99_ms"],
+                ws_cpu_us_per_set=per_op_us(between(marks, "acked"), result["sets"]),
+                ws_main_us_per_set=None if main is None else per_op_us(main, result["sets"]),
+                loadgen=result,
+            )
+        out.update(wrk_post_set(server, size, opts, work))
+        errors = server.log_errors()
+    # The rows that compare the servers: objstore's acknowledged WebSocket set against the
+    # reference's POST /set, the reference's only write that answers once it is on disk.
+    src = "ws" if kind == "objstore" else "http"
+    for field in ("sets_per_s", "p50_ms", "p99_ms", "cpu_us_per_set", "main_us_per_set"):
+        out[field] = out[f"{src}_{field}"]
+    if kind == "objstore":
+        out["ws_over_http"] = out["ws_sets_per_s"] / out["http_sets_per_s"]
+    return {**out, **log_fields(errors)}
+
+
 SCENARIOS: dict[str, Callable[[str, dict[str, int], argparse.Namespace, Path], dict[str, Any]]] = {
     "fanout100": scenario_fanout,
     "fanout1000": scenario_fanout,
@@ -773,6 +1018,8 @@ SCENARIOS: dict[str, Callable[[str, dict[str, int], argparse.Namespace, Path], d
     "http": scenario_http,
     "idle": scenario_idle,
     "startup": scenario_startup,
+    "prefix10k": scenario_prefix10k,
+    "acked": scenario_acked,
 }
 
 
@@ -833,6 +1080,99 @@ METRICS: list[tuple[str, str, str, str | None, Any]] = [
     ("idle", "rss_before_kib", "idle: server RSS before connections, KiB", None, None),
     ("startup", "seconds", "startup: spawn to first handshake, s", "<", 3.0),
     ("startup", "keys_ok", "startup: keys loaded (get of first and last key)", "==", True),
+    (
+        "prefix10k",
+        "subscribe_ms",
+        "prefix10k: subscribe to p/ (10,000 keys) until its reply, ms",
+        None,
+        None,
+    ),
+    ("prefix10k", "subscribe_cpu_ms", "prefix10k: server CPU ms per such subscribe", None, None),
+    (
+        "prefix10k",
+        "snapshot_ok",
+        "prefix10k: every snapshot complete (each key once) before the reply",
+        "==",
+        True,
+    ),
+    (
+        "prefix10k",
+        "fan_cpu_us_per_set",
+        "prefix10k: server CPU µs per set, 20 prefix subscribers (reference: key subscribers)",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "fan_main_us_per_set",
+        "prefix10k: the same, the server's main thread alone",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "key_cpu_us_per_set",
+        "prefix10k: server CPU µs per set, 20 key subscribers",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "key_main_us_per_set",
+        "prefix10k: the same, the server's main thread alone",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "prefix_over_key_cpu",
+        "prefix10k: objstore's CPU per set, prefix / key subscribers",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "fan_p99_ms",
+        "prefix10k: p99 delivery latency, prefix subscribers (reference: key), ms",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "key_p99_ms",
+        "prefix10k: p99 delivery latency, key subscribers, ms",
+        None,
+        None,
+    ),
+    (
+        "prefix10k",
+        "prefix_all_delivered",
+        "prefix10k: every update delivered (prefix)",
+        "==",
+        True,
+    ),
+    ("prefix10k", "key_all_delivered", "prefix10k: every update delivered (key)", "==", True),
+    (
+        "acked",
+        "sets_per_s",
+        "acked: sets/s, each awaited (objstore: WebSocket set with id; reference: POST /set)",
+        None,
+        None,
+    ),
+    ("acked", "p50_ms", "acked: p50 latency, ms (the same)", None, None),
+    ("acked", "p99_ms", "acked: p99 latency, ms (the same)", None, None),
+    ("acked", "cpu_us_per_set", "acked: server CPU µs per set (the same)", None, None),
+    ("acked", "main_us_per_set", "acked: the same, the server's main thread alone", None, None),
+    ("acked", "http_sets_per_s", "acked: POST /set per second (wrk, 128 connections)", None, None),
+    ("acked", "http_p99_ms", "acked: POST /set p99 latency, ms", None, None),
+    ("acked", "http_cpu_us_per_set", "acked: server CPU µs per POST /set", None, None),
+    (
+        "acked",
+        "ws_over_http",
+        "acked: objstore's WebSocket sets/s / its own POST /set",
+        None,
+        None,
+    ),
 ]
 
 
