@@ -57,6 +57,7 @@ from .wsframes import text_frame
 __all__ = [
     "ACTIONS",
     "Command",
+    "ExpiredUpdate",
     "Get",
     "Set",
     "Subscribe",
@@ -95,31 +96,23 @@ class Update:
     ``rev_ws_frame`` are the same as WebSocket text frames.
     """
 
-    __slots__ = (
-        "_payload",
-        "_rev_payload",
-        "_rev_ws_frame",
-        "_value",
-        "_ws_frame",
-        "expired",
-        "key",
-        "rev",
-    )
+    __slots__ = ("_payload", "_rev_payload", "_rev_ws_frame", "_value", "_ws_frame", "key", "rev")
 
-    def __init__(
-        self, key: str, value: bytes | None, rev: int = 0, *, expired: bool = False
-    ) -> None:
+    #: The key was deleted because its time to live ran out (see ExpiredUpdate).
+    expired = False
+
+    def __init__(self, key: str, value: bytes | None, rev: int = 0) -> None:
         self.key = key
         self._value = value
         #: The revision of the change; 0 where revisions are not known.
         self.rev = rev
-        #: The key was deleted because its time to live ran out.
-        self.expired = expired
-        # Encoded on first use: a set nobody subscribed to encodes nothing.
+        # Encoded on first use: a set nobody subscribed to encodes nothing. The
+        # revision form's slots are left unset until then (an assignment less each).
         self._payload: bytes | None = None
         self._ws_frame: bytes | None = None
-        self._rev_payload: bytes | None = None
-        self._rev_ws_frame: bytes | None = None
+
+    _rev_payload: bytes
+    _rev_ws_frame: bytes
 
     @property
     def value(self) -> bytes | None:
@@ -150,20 +143,32 @@ class Update:
     @property
     def rev_payload(self) -> bytes:
         """``{"key": K, "value": V, "rev": N}`` (plus ``"deleted"``, ``"expired"``) as JSON."""
-        payload = self._rev_payload
-        if payload is None:
+        try:
+            return self._rev_payload
+        except AttributeError:
             payload = self._rev_payload = encode_rev_update(
                 self.key, self._value, self.rev, expired=self.expired
             )
-        return payload
+            return payload
 
     @property
     def rev_ws_frame(self) -> bytes:
         """The revision form as one WebSocket text frame."""
-        frame = self._rev_ws_frame
-        if frame is None:
+        try:
+            return self._rev_ws_frame
+        except AttributeError:
             frame = self._rev_ws_frame = text_frame(self.rev_payload)
-        return frame
+            return frame
+
+
+class ExpiredUpdate(Update):
+    """The deletion of a key whose time to live ran out: its revision form says so."""
+
+    __slots__ = ()
+    expired = True
+
+    def __init__(self, key: str, rev: int) -> None:
+        super().__init__(key, None, rev)
 
 
 def _decode_object(text: str, what: str, enclosing: int = 1) -> dict[str, Any]:

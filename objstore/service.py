@@ -40,7 +40,7 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .protocol import Update, encode_update
+from .protocol import ExpiredUpdate, Update, encode_update
 from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
 from .storage import Storage
 from .writer import FailureCallback, WriteResult
@@ -346,7 +346,7 @@ class StoreService:
         """Delete the keys whose deadline has come, telling subscribers; return how many."""
         expired = self.store.expire_due(now)
         for key, rev in expired:
-            self.hub.publish(Update(key, None, rev, expired=True))
+            self.hub.publish(ExpiredUpdate(key, rev))
         return len(expired)
 
     def release(self, owner: Hashable) -> int:

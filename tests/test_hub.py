@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from objstore.hub import Hub, Subscriber
-from objstore.protocol import Update
+from objstore.protocol import ExpiredUpdate, Update
 
 
 class Recorder:
@@ -114,7 +114,7 @@ def test_deletions_in_both_forms() -> None:
     hub, plain, rev = Hub(), Recorder(), Recorder()
     hub.subscribe(plain, "k")
     hub.subscribe_rev(rev, "k")
-    hub.publish(Update("k", None, 4, expired=True))
+    hub.publish(ExpiredUpdate("k", 4))
     assert plain.frames == [("k", b'{"key":"k","value":null}')]
     assert rev.frames == [("k", b'{"key":"k","value":null,"rev":4,"deleted":true,"expired":true}')]
 
