@@ -145,16 +145,6 @@ class EventStream:
     #: Streams always send the revision form.
     deliver_rev = deliver
 
-    def snapshot(self, update: Update) -> None:
-        """Queue *update* as an ``update`` event without an id: a current value sent first.
-
-        The current values of a prefix come in key order, not in revision order:
-        with ids, a client whose connection broke among them would resume from a
-        revision past values it never received. The event that ends the
-        snapshot (``ready``) carries the id to resume from.
-        """
-        self._queue_update(update.key, b"event: update\ndata: %s\n\n" % update.rev_payload)
-
     def send(self, event: str, data: bytes, id: int | None = None) -> None:
         """Queue an event other than an update (``reset``, ``ready``); never conflated."""
         if self._closed:

@@ -357,8 +357,8 @@ async def test_a_browser_reads_the_events_as_meant(start_streaming: StartStreami
     reader, writer = await open_stream(server)
     stream = server.streams[0]
     stream.send("reset", b'{"prefix":"p/"}')
-    stream.snapshot(Update("p/b", b"2", 30))
-    stream.snapshot(Update("p/a", b"1", 17))
+    stream.deliver(Update("p/a", b"1", 17))
+    stream.deliver(Update("p/b", b"2", 30))
     stream.send("ready", b'{"rev":31}', 31)
     await asyncio.sleep(0.3)  # a few pings among the events
     stream.deliver(Update("p/a", None, 32))
@@ -369,8 +369,8 @@ async def test_a_browser_reads_the_events_as_meant(start_streaming: StartStreami
     assert PING in received
     assert parse_event_stream(received.decode("utf-8")) == [
         ("reset", '{"prefix":"p/"}', ""),
-        ("update", '{"key":"p/b","value":2,"rev":30}', ""),
-        ("update", '{"key":"p/a","value":1,"rev":17}', ""),
+        ("update", '{"key":"p/a","value":1,"rev":17}', "17"),
+        ("update", '{"key":"p/b","value":2,"rev":30}', "30"),
         ("ready", '{"rev":31}', "31"),
         ("update", '{"key":"p/a","value":null,"rev":32,"deleted":true}', "32"),
         ("note", "two\nlines", "32"),

@@ -111,20 +111,12 @@ def test_event_names_on_one_line_only(name: str) -> None:
         format_event(name, b"")
 
 
-def test_snapshot_updates_have_no_id() -> None:
-    """A current value sent first is an update event without an id line."""
-    stream, transport, _ = started()
-    stream.snapshot(Update("k", b"1", 9))
-    stream.flush()
-    assert transport.writes == [b'event: update\ndata: {"key":"k","value":1,"rev":9}\n\n']
-
-
 def test_events_before_start_wait_conflated_and_go_out_at_start() -> None:
     """Before it is started a stream holds one update per key and every other event."""
     stream = EventStream()
     stream.send("reset", b"{}")
     for rev in range(1, 101):
-        stream.snapshot(Update("a", str(rev).encode(), rev))
+        stream.deliver(Update("a", str(rev).encode(), rev))
     stream.send("ready", b"{}", 100)
     assert stream.held == 3
     stream, transport, dirty = started(stream)
@@ -132,7 +124,7 @@ def test_events_before_start_wait_conflated_and_go_out_at_start() -> None:
     stream.flush()
     assert transport.writes == [
         b"event: reset\ndata: {}\n\n"
-        + b'event: update\ndata: {"key":"a","value":100,"rev":100}\n\n'
+        + b'id: 100\nevent: update\ndata: {"key":"a","value":100,"rev":100}\n\n'
         + b"id: 100\nevent: ready\ndata: {}\n\n"
     ]
 

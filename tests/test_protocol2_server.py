@@ -8,12 +8,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from objstore.server import ObjstoreServer
 
 from .conftest import Connect, StartServer
-from .helpers import assert_silent, recv_json
+from .helpers import assert_silent, http_request, recv_json
 
 
 async def ask(ws: ClientConnection, message: dict[str, Any]) -> Any:
@@ -419,3 +420,40 @@ async def test_replies_waiting_for_the_disk_are_bounded(
         disk.set()
         ids = [(await recv_json(ws))["id"] for _ in range(count + 1)]
         assert ids == ["set", *range(count)]
+
+
+async def test_a_write_that_cannot_reach_disk_is_a_storage_error(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """An acknowledged write whose file cannot be written gets code storage, never a silent ok;
+    the change stands in memory and subscribers saw it."""
+    (cache_dir / "k.json").mkdir()  # a folder under the key's file name: no file replaces it
+    async with client() as ws, client() as watcher:
+        await ask(watcher, {"action": "subscribe", "key": "k", "id": 0})
+        reply = await ask(ws, {"action": "set", "key": "k", "value": 1, "id": "w"})
+        assert reply["id"] == "w"
+        assert reply["code"] == "storage"
+        assert reply["error"].startswith('could not save key "k" to ')
+        assert await recv_json(watcher) == {"key": "k", "value": 1, "rev": 1}
+        batch = {"action": "batch", "ops": [{"action": "incr", "key": "k"}], "id": "b"}
+        assert (await ask(ws, batch))["code"] == "storage"
+        answer = await http_request(server.port, "PUT", "/keys/k", "5")
+        assert answer.status == 500
+        assert answer.json()["code"] == "storage"
+
+
+async def test_an_internal_error_with_an_id_has_the_internal_code(
+    server: ObjstoreServer, client: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while handling a message with an id answers that id with code internal."""
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("secret")
+
+    monkeypatch.setattr(server.service, "_keys", fail)
+    async with client() as ws:
+        assert await ask(ws, {"action": "keys", "id": 9}) == {
+            "id": 9,
+            "error": 'internal error: could not handle this "keys" message; see the server log',
+            "code": "internal",
+        }

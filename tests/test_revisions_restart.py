@@ -204,3 +204,22 @@ async def test_the_journal_is_folded_into_the_snapshot_when_it_grows(
     await server.stop()
     server = await start_server()
     assert {f"t{n}": server.store.deadline(f"t{n}") for n in range(7)} == deadlines
+
+
+async def test_ephemeral_keys_are_gone_after_kill_9(source: Launcher, tmp_path: Path) -> None:
+    """Presence does not outlive a crash: an ephemeral key is absent after kill -9."""
+    program = source.start(tmp_path)
+    async with connect(url(program)) as ws:
+        await ask(
+            ws, {"action": "set", "key": "online/ann", "value": 1, "ephemeral": True, "id": 1}
+        )
+        await ask(ws, {"action": "set", "key": "score", "value": 2, "id": 2})
+        await asyncio.to_thread(program.kill)
+    program = source.start(tmp_path)
+    async with connect(url(program)) as ws:
+        assert await ask(ws, {"action": "keys", "id": 1}) == {
+            "id": 1,
+            "ok": True,
+            "keys": ["score"],
+            "next": None,
+        }
