@@ -187,6 +187,7 @@ def _banner(server: ObjstoreServer) -> str:
         f"  WebSocket  ws://{shown}:{port}/ws",
         f"  Test page  http://{shown}:{port}/test",
         f"  HTTP       GET http://{shown}:{port}/get/{{key}}   POST http://{shown}:{port}/set",
+        f"  REST       http://{shown}:{port}/keys/{{key}}   Events http://{shown}:{port}/events?prefix=",
         f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)",
     ]
     if config.allow_origins:
