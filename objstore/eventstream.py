@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .protocol import Update
+    from .updates import Update
 
 __all__ = ["HEARTBEAT", "PING", "EventStream", "StreamTransport", "format_event"]
 

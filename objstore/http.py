@@ -21,9 +21,10 @@ from .errors import ClientError, InvalidKey
 from .eventstream import EventStream
 from .keys import validate_key
 from .origins import OriginPolicy
-from .protocol import Update, encode_error, parse_set_body
+from .protocol import encode_error, parse_set_body
 from .rest import Answer, events_route, keys_route
 from .service import StoreService
+from .updates import Update
 from .writer import WriteResult
 
 __all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "route", "test_page"]

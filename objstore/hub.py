@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Protocol
 
-from .protocol import Update
+from .updates import Update
 
 __all__ = ["FanOut", "Hub", "Subscriber", "deliver_each", "deliver_rev_each"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, cast
 
-from .protocol import Update
+from .updates import Update
 
 if TYPE_CHECKING:
     from .hub import Subscriber

@@ -1,8 +1,10 @@
 """The wire protocol, sans I/O: client messages in, typed commands out; replies as bytes.
 
 Owns the JSON message format of the original server (``subscribe``,
-``unsubscribe``, ``set``, ``get``), the reply shapes ``{"key": K, "value": V}``
-and the one error shape ``{"error": "<message>"}``. Imports neither asyncio nor
+``unsubscribe``, ``set``, ``get``) and of protocol 2 (docs/protocol.md), and
+the one error shape ``{"error": "<message>"}``. The shapes of updates are
+:mod:`objstore.updates`' (re-exported here), those of protocol 2's replies
+:mod:`objstore.replies`'. Imports neither asyncio nor
 websockets and knows nothing of storage or subscribers.
 
 Fields a message does not need are ignored, so that later versions can add
@@ -52,7 +54,7 @@ from .errors import (
     describe,
 )
 from .keys import validate_key
-from .wsframes import text_frame
+from .updates import ExpiredUpdate, Update, encode_key, encode_rev_update, encode_update
 
 __all__ = [
     "ACTIONS",
@@ -83,92 +85,6 @@ ACTIONS: Final = (
     "batch",
 )
 _EXPECTED_ACTIONS: Final = ", ".join(f'"{name}"' for name in ACTIONS)
-
-
-class Update:
-    """A change of a key, encoded once for every subscriber whatever its transport.
-
-    Two forms, each made on first use and then shared by every subscriber of
-    that form: ``payload`` is the original's ``{"key": K, "value": V}`` (a
-    deletion has ``null``), for subscriptions made without a request id;
-    ``rev_payload`` adds ``"rev"``, and ``"deleted"`` (and ``"expired"``) for a
-    deletion, for subscriptions made with one. ``ws_frame`` and
-    ``rev_ws_frame`` are the same as WebSocket text frames.
-    """
-
-    __slots__ = ("_payload", "_rev_payload", "_rev_ws_frame", "_value", "_ws_frame", "key", "rev")
-
-    #: The key was deleted because its time to live ran out (see ExpiredUpdate).
-    expired = False
-
-    def __init__(self, key: str, value: bytes | None, rev: int = 0) -> None:
-        self.key = key
-        self._value = value
-        #: The revision of the change; 0 where revisions are not known.
-        self.rev = rev
-        # Encoded on first use: a set nobody subscribed to encodes nothing. The
-        # revision form's slots are left unset until then (an assignment less each).
-        self._payload: bytes | None = None
-        self._ws_frame: bytes | None = None
-
-    _rev_payload: bytes
-    _rev_ws_frame: bytes
-
-    @property
-    def value(self) -> bytes | None:
-        """The new value as compact JSON; None for a deletion."""
-        return self._value
-
-    @property
-    def deleted(self) -> bool:
-        """Whether the change removed the key."""
-        return self._value is None
-
-    @property
-    def payload(self) -> bytes:
-        """``{"key": K, "value": V}`` as JSON bytes."""
-        payload = self._payload
-        if payload is None:
-            payload = self._payload = encode_update(self.key, self._value)
-        return payload
-
-    @property
-    def ws_frame(self) -> bytes:
-        """The payload as one WebSocket text frame."""
-        frame = self._ws_frame
-        if frame is None:
-            frame = self._ws_frame = text_frame(self.payload)
-        return frame
-
-    @property
-    def rev_payload(self) -> bytes:
-        """``{"key": K, "value": V, "rev": N}`` (plus ``"deleted"``, ``"expired"``) as JSON."""
-        try:
-            return self._rev_payload
-        except AttributeError:
-            payload = self._rev_payload = encode_rev_update(
-                self.key, self._value, self.rev, expired=self.expired
-            )
-            return payload
-
-    @property
-    def rev_ws_frame(self) -> bytes:
-        """The revision form as one WebSocket text frame."""
-        try:
-            return self._rev_ws_frame
-        except AttributeError:
-            frame = self._rev_ws_frame = text_frame(self.rev_payload)
-            return frame
-
-
-class ExpiredUpdate(Update):
-    """The deletion of a key whose time to live ran out: its revision form says so."""
-
-    __slots__ = ()
-    expired = True
-
-    def __init__(self, key: str, rev: int) -> None:
-        super().__init__(key, None, rev)
 
 
 def _decode_object(text: str, what: str, enclosing: int = 1) -> dict[str, Any]:
@@ -468,39 +384,6 @@ def parse_set_body(body: bytes) -> Set:
     if not text.strip():
         raise InvalidMessage('invalid body: empty; send {"key": "...", "value": ...} as JSON')
     return _set_from(_decode_object(text, "body"), "body", text, "body")
-
-
-def encode_key(key: str) -> bytes:
-    """Encode a key as a JSON string, once, for reuse in many replies.
-
-    Keys are valid Unicode (see :func:`~objstore.keys.validate_key`), so this
-    never raises.
-    """
-    return jsonvalues.encode(key)
-
-
-def encode_update(key: str | bytes, value: bytes | None) -> bytes:
-    """Encode ``{"key": K, "value": V}``; *value* is compact JSON, None for ``null``.
-
-    *key* may be given already encoded by :func:`encode_key`.
-    """
-    key_json = key if isinstance(key, bytes) else encode_key(key)
-    return b'{"key":' + key_json + b',"value":' + (b"null" if value is None else value) + b"}"
-
-
-def encode_rev_update(
-    key: str | bytes, value: bytes | None, rev: int, *, expired: bool = False
-) -> bytes:
-    """Encode the revision form of an update: ``{"key": K, "value": V, "rev": N}``.
-
-    A deletion (*value* None) adds ``"deleted": true``, and ``"expired": true``
-    when its time to live ran out.
-    """
-    key_json = key if isinstance(key, bytes) else encode_key(key)
-    if value is None:
-        tail = b',"deleted":true,"expired":true}' if expired else b',"deleted":true}'
-        return b'{"key":' + key_json + b',"value":null,"rev":' + str(rev).encode() + tail
-    return b'{"key":' + key_json + b',"value":' + value + b',"rev":' + str(rev).encode() + b"}"
 
 
 def encode_error(error: ClientError | str) -> bytes:

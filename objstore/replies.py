@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from . import jsonvalues
 from .commands import RequestId
 from .errors import ClientError, Conflict, ObjstoreError
-from .protocol import encode_key, encode_update
 from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
+from .updates import encode_key, encode_update
 
 __all__ = [
     "encode_error_reply",

@@ -40,9 +40,9 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .protocol import ExpiredUpdate, Update, encode_update
 from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
 from .storage import Storage
+from .updates import ExpiredUpdate, Update, encode_update
 from .writer import FailureCallback, WriteResult
 
 __all__ = ["Client", "StoreService"]
