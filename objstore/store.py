@@ -320,11 +320,14 @@ class Store:
                     self._journal_deadline(key, None)
                 self._own(key, owner)
                 self._expires_for(key, ttl, journal=False)
-                if had_file:
-                    # An ephemeral key has no file: remove the one it had.
-                    self._writer.write(key, None)
                 if rev >= self._reserved - RESERVE_BLOCK // 2:
                     self._reserve()
+                if had_file:
+                    # An ephemeral key has no file: remove the one it had, and
+                    # acknowledge once it is gone (else a crash brings it back).
+                    if wait:
+                        return rev, self._writer.write_and_wait(key, None)
+                    self._writer.write(key, None, on_failure)
                 return rev, self._done() if wait else None
             self._expires_for(key, ttl, journal=True)
         if rev >= self._reserved - RESERVE_BLOCK // 2:

@@ -457,3 +457,28 @@ async def test_an_internal_error_with_an_id_has_the_internal_code(
             "error": 'internal error: could not handle this "keys" message; see the server log',
             "code": "internal",
         }
+
+
+async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_file_is_gone(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """Making a saved key ephemeral removes its file before the acknowledgement, so that a
+    crash after it cannot bring the old value back."""
+    disk = threading.Event()
+    remove = server.store.folder.remove
+
+    def slow_remove(key: str) -> None:
+        disk.wait(10)  # the disk is slow to remove the file
+        remove(key)
+
+    server.store.folder.remove = slow_remove  # type: ignore[method-assign]
+    async with client() as ws:
+        await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1})
+        await ws.send(
+            json.dumps({"action": "set", "key": "k", "value": 2, "ephemeral": True, "id": 2})
+        )
+        await assert_silent(ws)
+        assert (cache_dir / "k.json").exists()
+        disk.set()
+        assert await recv_json(ws) == {"id": 2, "ok": True, "rev": 2}
+        assert not (cache_dir / "k.json").exists()
