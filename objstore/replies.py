@@ -100,12 +100,17 @@ def _members(result: Result) -> bytes:
     if isinstance(result, Written):
         return _written_members(result)
     if isinstance(result, Read):
-        return (
+        members = (
             b',"key":'
             + encode_key(result.key)
             + value_member(result.value)
             + rev_member(result.rev)
         )
+        if result.expires is not None:
+            members += b',"expires":%d' % result.expires
+        if result.ephemeral:
+            members += b',"ephemeral":true'
+        return members
     if isinstance(result, Subscribed):
         members = rev_member(result.rev)
         if result.reset is not None:

@@ -18,11 +18,17 @@ __all__ = ["BatchWritten", "Done", "Listed", "Read", "Result", "Subscribed", "Wr
 
 @dataclass(slots=True)
 class Read:
-    """A key's value (None when it has none) and revision (0 then)."""
+    """A key's value (None when it has none) and revision (0 then).
+
+    ``expires`` is its deadline (ms since the epoch), ``ephemeral`` whether it
+    belongs to a connection.
+    """
 
     key: str
     value: bytes | None
     rev: int
+    expires: int | None = None
+    ephemeral: bool = False
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
 from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
 from .storage import Storage
-from .updates import ExpiredUpdate, Update, encode_update
+from .updates import ExpiredUpdate, TimedUpdate, Update, encode_update
 from .writer import FailureCallback, WriteResult
 
 __all__ = ["Client", "StoreService"]
@@ -127,7 +127,10 @@ class StoreService:
         if kind is Get:
             assert isinstance(command, Get)
             key = command.key
-            return Read(key, self.store.get(key), self.store.revision(key))
+            store = self.store
+            if command.id is None:
+                return Read(key, store.get(key), 0)
+            return Read(key, store.get(key), store.revision(key), *store.details(key))
         if kind is Subscribe:
             assert isinstance(command, Subscribe)
             return self._subscribe_key(client, command)
@@ -180,7 +183,7 @@ class StoreService:
         action = _ACTIONS[type(command)]
         if rev is None:  # the deletion of a key without a value: nothing changed
             return Written(action, key, store.rev, deleted=False)
-        self.hub.publish(Update(key, value, rev))
+        self.hub.publish(self._update(key, value, rev))
         if not isinstance(command, Delete) and command.ttl is not None:
             self._deadline_changed()
         return Written(
@@ -312,7 +315,7 @@ class StoreService:
             changes = store.changes_since(since)
             if changes is not None:
                 return False, [
-                    Update(change.key, store.get(change.key), change.rev)
+                    self._update(change.key, store.get(change.key), change.rev)
                     for change in changes
                     if (change.key == name if kind == "key" else change.key.startswith(name))
                 ]
@@ -321,7 +324,7 @@ class StoreService:
         for key in keys:
             value = store.get(key)
             if value is not None:
-                state.append(Update(key, value, store.revision(key)))
+                state.append(self._update(key, value, store.revision(key)))
         state.sort(key=_by_revision)
         return since is not None, state
 
@@ -355,6 +358,14 @@ class StoreService:
         for key, rev in released:
             self.hub.publish(Update(key, None, rev))
         return len(released)
+
+    def _update(self, key: str, value: bytes | None, rev: int) -> Update:
+        """The update of a change, saying the key's deadline and kind when it has them."""
+        if value is not None:
+            expires, ephemeral = self.store.details(key)
+            if expires is not None or ephemeral:
+                return TimedUpdate(key, value, rev, expires, ephemeral)
+        return Update(key, value, rev)
 
     def _deadline_changed(self) -> None:
         callback = self.deadline_changed

@@ -86,6 +86,9 @@ class Storage(Protocol):
     def changes_since(self, since: int) -> list[Change] | None:
         """The latest change of each key changed after *since*, or None when not known."""
 
+    def details(self, key: str) -> tuple[int | None, bool]:
+        """*key*'s deadline (ms since the epoch, None without one) and whether it is ephemeral."""
+
     def next_deadline(self) -> float | None:
         """The earliest deadline of a key (seconds since the epoch), or None."""
 

@@ -429,6 +429,11 @@ class Store:
         """The owner of an ephemeral key, None for a permanent one."""
         return self._owners.get(key)
 
+    def details(self, key: str) -> tuple[int | None, bool]:
+        """*key*'s deadline (ms since the epoch, None without one) and whether it is ephemeral."""
+        expires = self._expires.get(key) if self._expires else None
+        return expires, bool(self._owners) and key in self._owners
+
     def deadline(self, key: str) -> float | None:
         """*key*'s deadline in seconds since the epoch, None when it has none."""
         expires = self._expires.get(key)

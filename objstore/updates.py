@@ -12,7 +12,14 @@ from __future__ import annotations
 from . import jsonvalues
 from .wsframes import text_frame
 
-__all__ = ["ExpiredUpdate", "Update", "encode_key", "encode_rev_update", "encode_update"]
+__all__ = [
+    "ExpiredUpdate",
+    "TimedUpdate",
+    "Update",
+    "encode_key",
+    "encode_rev_update",
+    "encode_update",
+]
 
 
 class Update:
@@ -30,6 +37,9 @@ class Update:
 
     #: The key was deleted because its time to live ran out (see ExpiredUpdate).
     expired = False
+    #: The key's deadline (ms since the epoch) and whether it is ephemeral (see TimedUpdate).
+    expires: int | None = None
+    ephemeral = False
 
     def __init__(self, key: str, value: bytes | None, rev: int = 0) -> None:
         self.key = key
@@ -77,7 +87,12 @@ class Update:
             return self._rev_payload
         except AttributeError:
             payload = self._rev_payload = encode_rev_update(
-                self.key, self._value, self.rev, expired=self.expired
+                self.key,
+                self._value,
+                self.rev,
+                expired=self.expired,
+                expires=self.expires,
+                ephemeral=self.ephemeral,
             )
             return payload
 
@@ -101,6 +116,19 @@ class ExpiredUpdate(Update):
         super().__init__(key, None, rev)
 
 
+class TimedUpdate(Update):
+    """A new value of a key that has a deadline or is ephemeral: its revision form says so."""
+
+    __slots__ = ("ephemeral", "expires")
+
+    def __init__(
+        self, key: str, value: bytes, rev: int, expires: int | None, ephemeral: bool
+    ) -> None:
+        super().__init__(key, value, rev)
+        self.expires = expires
+        self.ephemeral = ephemeral
+
+
 def encode_key(key: str) -> bytes:
     """Encode a key as a JSON string, once, for reuse in many replies.
 
@@ -120,15 +148,29 @@ def encode_update(key: str | bytes, value: bytes | None) -> bytes:
 
 
 def encode_rev_update(
-    key: str | bytes, value: bytes | None, rev: int, *, expired: bool = False
+    key: str | bytes,
+    value: bytes | None,
+    rev: int,
+    *,
+    expired: bool = False,
+    expires: int | None = None,
+    ephemeral: bool = False,
 ) -> bytes:
     """Encode the revision form of an update: ``{"key": K, "value": V, "rev": N}``.
 
     A deletion (*value* None) adds ``"deleted": true``, and ``"expired": true``
-    when its time to live ran out.
+    when its time to live ran out. A value with a deadline adds ``"expires"``
+    (ms since the epoch); an ephemeral one ``"ephemeral": true``.
     """
     key_json = key if isinstance(key, bytes) else encode_key(key)
     if value is None:
         tail = b',"deleted":true,"expired":true}' if expired else b',"deleted":true}'
         return b'{"key":' + key_json + b',"value":null,"rev":' + str(rev).encode() + tail
-    return b'{"key":' + key_json + b',"value":' + value + b',"rev":' + str(rev).encode() + b"}"
+    tail = b"}"
+    if expires is not None or ephemeral:
+        tail = (
+            (b',"expires":%d' % expires if expires is not None else b"")
+            + (b',"ephemeral":true' if ephemeral else b"")
+            + b"}"
+        )
+    return b'{"key":' + key_json + b',"value":' + value + b',"rev":' + str(rev).encode() + tail

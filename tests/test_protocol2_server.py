@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -353,7 +354,12 @@ async def test_ephemeral_keys_go_with_their_connection(
                 {"action": "set", "key": "online/ann", "value": 1, "ephemeral": True, "id": 1},
             )
             assert reply == {"id": 1, "ok": True, "rev": 1}
-            assert await recv_json(watcher) == {"key": "online/ann", "value": 1, "rev": 1}
+            assert await recv_json(watcher) == {
+                "key": "online/ann",
+                "value": 1,
+                "rev": 1,
+                "ephemeral": True,
+            }
             assert not (cache_dir / "online%2Fann.json").exists()
             assert not any(p.name.endswith(".json") for p in cache_dir.iterdir())
         assert await recv_json(watcher) == {
@@ -371,7 +377,9 @@ async def test_keys_expire_and_subscribers_are_told(
     async with client() as ws, client() as watcher:
         await ask(watcher, {"action": "subscribe", "key": "t", "id": 0})
         await ask(ws, {"action": "set", "key": "t", "value": 1, "ttl": 0.2, "id": 1})
-        assert await recv_json(watcher) == {"key": "t", "value": 1, "rev": 1}
+        update = await recv_json(watcher)
+        assert (update["key"], update["value"], update["rev"]) == ("t", 1, 1)
+        assert "expires" in update
         assert await recv_json(watcher) == {
             "key": "t",
             "value": None,
@@ -482,3 +490,31 @@ async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_file_i
         disk.set()
         assert await recv_json(ws) == {"id": 2, "ok": True, "rev": 2}
         assert not (cache_dir / "k.json").exists()
+
+
+async def test_deadlines_and_ephemeral_keys_are_told_with_their_values(
+    server: ObjstoreServer, client: Connect
+) -> None:
+    """A get with an id, an id-form update and a snapshot say a key's deadline (ms since the
+    epoch) and whether it is ephemeral; a later plain set takes both away."""
+    async with client() as ws, client() as watcher:
+        await ask(watcher, {"action": "subscribe", "prefix": "", "id": 0})
+        before = int(time.time() * 1000)
+        await ask(ws, {"action": "set", "key": "t", "value": 1, "ttl": 60, "id": 1})
+        update = await recv_json(watcher)
+        assert before + 60_000 <= update["expires"] <= int(time.time() * 1000) + 60_000
+        await ask(ws, {"action": "set", "key": "e", "value": 2, "ephemeral": True, "id": 2})
+        assert await recv_json(watcher) == {"key": "e", "value": 2, "rev": 2, "ephemeral": True}
+        got = await ask(ws, {"action": "get", "key": "t", "id": 3})
+        assert got["expires"] == update["expires"]
+        await ws.send(json.dumps({"action": "subscribe", "prefix": "", "id": 4}))
+        snapshot = [await recv_json(ws) for _ in range(3)]
+        assert snapshot[0]["expires"] == update["expires"]
+        assert snapshot[1]["ephemeral"] is True
+        await ws.send(json.dumps({"action": "set", "key": "t", "value": 5, "id": 5}))
+        assert await recv_json(watcher) == {"key": "t", "value": 5, "rev": 3}
+        assert [await recv_json(ws) for _ in range(2)] == [
+            {"key": "t", "value": 5, "rev": 3},
+            {"id": 5, "ok": True, "rev": 3},
+        ]
+        assert await ask(ws, {"action": "get", "key": "e"}) == {"key": "e", "value": 2}
