@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -23,6 +22,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ._core import (
+    MAX_MESSAGE,
     Change,
     Decode,
     Delete,
@@ -33,6 +33,8 @@ from ._core import (
     Patch,
     Set,
     WatchState,
+    backoff_delay,
+    check_url,
     decode_batch,
     decode_delete,
     decode_entry,
@@ -42,25 +44,9 @@ from ._core import (
 )
 from .errors import ConnectionLostError, ObjstoreError
 
-__all__ = ["MAX_MESSAGE", "Store", "Watch", "backoff_delay", "connect"]
-
-#: The largest message accepted from the server: a value of the server's
-#: default --max-size (16 MiB) with its escaping and the reply around it.
-MAX_MESSAGE = 64 * 1024 * 1024
+__all__ = ["Store", "Watch", "connect"]
 
 _Future = asyncio.Future[Any]
-
-
-def backoff_delay(attempt: int, min_backoff: float, max_backoff: float) -> float:
-    """Seconds to wait before reconnection *attempt* (0, 1, ...): full jitter."""
-    return random.uniform(0, min(max_backoff, min_backoff * 2 ** min(attempt, 60)))
-
-
-def _check_url(url: str) -> None:
-    if not url.startswith(("ws://", "wss://")):
-        raise ValueError(
-            f"invalid url: {url!r}; give a ws:// or wss:// url, e.g. ws://localhost:3000/ws"
-        )
 
 
 class Store:
@@ -75,7 +61,7 @@ class Store:
         max_backoff: float = 10.0,
         open_timeout: float = 10,
     ) -> None:
-        _check_url(url)
+        check_url(url)
         self.url = url
         self.reconnect = reconnect
         self.min_backoff = min_backoff

@@ -16,6 +16,7 @@ server itself conflates for slow readers). The queue then holds at most
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -23,6 +24,7 @@ from typing import Any, Generic, Literal, TypeVar
 from .errors import InvalidMessageError, InvalidValueError, ObjstoreError, error_from_reply
 
 __all__ = [
+    "MAX_MESSAGE",
     "MAX_PENDING",
     "Change",
     "Completion",
@@ -35,6 +37,8 @@ __all__ = [
     "Patch",
     "Set",
     "WatchState",
+    "backoff_delay",
+    "check_url",
     "decode_batch",
     "decode_delete",
     "decode_entry",
@@ -42,6 +46,24 @@ __all__ = [
     "decode_rev",
     "decode_value",
 ]
+
+#: The largest message accepted from the server: a value of the server's
+#: default --max-size (16 MiB) with its escaping and the reply around it.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def backoff_delay(attempt: int, min_backoff: float, max_backoff: float) -> float:
+    """Seconds to wait before reconnection *attempt* (0, 1, ...): full jitter."""
+    return random.uniform(0, min(max_backoff, min_backoff * 2 ** min(attempt, 60)))
+
+
+def check_url(url: str) -> None:
+    """Refuse a url that is not ws:// or wss://, before any connection is tried."""
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(
+            f"invalid url: {url!r}; give a ws:// or wss:// url, e.g. ws://localhost:3000/ws"
+        )
+
 
 #: Changes a watch queues in arrival order before it conflates by key.
 MAX_PENDING = 10_000
