@@ -117,7 +117,11 @@ class Store:
     def _dial(self) -> ClientConnection:
         try:
             return ws_connect(
-                self.url, open_timeout=self.open_timeout, max_size=MAX_MESSAGE, compression=None
+                self.url,
+                open_timeout=self.open_timeout,
+                max_size=MAX_MESSAGE,
+                compression=None,
+                legacy=True,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectionLostError(
