@@ -72,8 +72,10 @@ async def write_randomly(store: Store, seed: int, stop: asyncio.Event) -> int:
     return acked
 
 
-async def follow(store: Store, follower: Follower, **target: str) -> None:
-    async for change in store.watch(**target):
+async def follow(
+    store: Store, follower: Follower, *, key: str | None = None, prefix: str | None = None
+) -> None:
+    async for change in store.watch(key=key, prefix=prefix):
         follower.apply(change)
 
 
