@@ -264,3 +264,13 @@ def test_only_websocket_urls_are_taken() -> None:
     """An http:// url is refused with a sentence naming it."""
     with pytest.raises(ValueError, match=r"invalid url: 'http://h:1/ws'; give a ws://"):
         check_url("http://h:1/ws")
+
+
+def test_the_package_docstring_examples_pass() -> None:
+    """The doctests of objstore.client run and pass."""
+    import doctest
+
+    import objstore.client
+
+    results = doctest.testmod(objstore.client)
+    assert (results.failed, results.attempted) == (0, 2)
