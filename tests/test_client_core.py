@@ -273,4 +273,4 @@ def test_the_package_docstring_examples_pass() -> None:
     import objstore.client
 
     results = doctest.testmod(objstore.client)
-    assert (results.failed, results.attempted) == (0, 2)
+    assert (results.failed, results.attempted) == (0, 3)
