@@ -13,6 +13,7 @@ from objstore.client import (
     Delete,
     Incr,
     InvalidKeyError,
+    InvalidMessageError,
     InvalidValueError,
     ObjstoreError,
     Op,
@@ -250,6 +251,15 @@ def test_a_failed_subscription_ends_the_watch() -> None:
     link.subscribe(watch)
     link.receive('{"id":1,"error":"invalid key: too long","code":"invalid_key"}')
     assert isinstance(watch.error, InvalidKeyError)
+
+
+def test_a_malformed_subscribe_reply_ends_the_watch() -> None:
+    """A subscribe reply without a revision fails the watch instead of the reader."""
+    watch = WatchState(key="k")
+    link = Link[str]([watch])
+    link.subscribe(watch)
+    link.receive('{"id":1,"ok":true}')
+    assert isinstance(watch.error, InvalidMessageError)
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:

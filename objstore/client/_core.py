@@ -436,10 +436,12 @@ class Link(Generic[T]):
         if watch is not None:
             if watch not in self._watches:
                 return [], set()
-            if ok:
+            try:
+                if not ok:
+                    raise error_from_reply(message)
                 watch.on_ready(message)
-            else:
-                watch.fail(error_from_reply(message))
+            except ObjstoreError as exc:
+                watch.fail(exc)
             return [], {watch}
         entry = self._pending.pop(ident, None)
         if entry is None:
