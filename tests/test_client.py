@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -338,3 +339,37 @@ async def test_a_watch_resumes_across_a_restart(start_server: StartServer) -> No
                 Change("ready", rev=second),
             ]
     assert second > first
+
+
+async def test_a_since_the_server_cannot_serve_gives_a_reset(store: Store) -> None:
+    """A watch since a revision ahead of the store yields a reset, the full state, then ready."""
+    rev = await store.set("p/a", 1)
+    async with store.watch(prefix="p/", since=rev + 100) as watch:
+        assert await until_ready(watch) == [
+            Change("reset"),
+            Change("update", "p/a", 1, rev),
+            Change("ready", rev=rev),
+        ]
+
+
+async def test_a_watch_resumed_after_a_hand_edit_is_reset(
+    start_server: StartServer, cache_dir: Path
+) -> None:
+    """A value file changed while the server was down empties its history: the watch is reset."""
+    from .helpers import free_port
+
+    port = free_port()
+    server = await start_server(port=port)
+    async with objstore.client.connect(f"ws://127.0.0.1:{port}/ws", min_backoff=0.05) as store:
+        await store.set("a", 1)
+        async with store.watch(key="a") as watch:
+            await until_ready(watch)
+            await server.stop()
+            (cache_dir / "a.json").write_text("2", encoding="utf-8")
+            await start_server(port=port)
+            changes = await until_ready(watch)
+    assert [(c.kind, c.key, c.value) for c in changes] == [
+        ("reset", None, None),
+        ("update", "a", 2),
+        ("ready", None, None),
+    ]
