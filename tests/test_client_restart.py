@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import objstore.client
@@ -14,9 +16,11 @@ from objstore.client import Change, ConnectionLostError, Delete, Incr, Set, Stor
 
 from .conftest import StartServer
 from .helpers import free_port
+from .test_program import Launcher
 
 KEYS = [f"k/{i}" for i in range(20)]
 RESTARTS = 8
+KILLS = 3
 
 
 @dataclass
@@ -151,3 +155,48 @@ async def test_watchers_end_with_the_servers_state_across_restarts(
         assert follower.resets == 0
         # A reconnection may span several restarts; each one ends with a ready change.
         assert 2 <= follower.readies <= RESTARTS + 1
+
+
+async def test_watchers_are_reset_after_kill_9_and_end_with_the_servers_state(
+    tmp_path: Path,
+) -> None:
+    """kill -9 mid-watch, writers running: each restart gives one reset, then the state."""
+    port = free_port()
+    launcher = Launcher("source", [sys.executable, "-m", "objstore"], None)
+    args = ("--port", str(port), "--cache-dir", str(tmp_path / "cache"))
+    program = await asyncio.to_thread(launcher.start, tmp_path, *args)
+    url = f"ws://127.0.0.1:{port}/ws"
+    stop = asyncio.Event()
+    try:
+        async with (
+            objstore.client.connect(url, min_backoff=0.02, max_backoff=0.2) as watching,
+            objstore.client.connect(url, min_backoff=0.02, max_backoff=0.2) as writing,
+        ):
+            everything = Follower()
+            watcher = asyncio.create_task(follow(watching, everything, prefix=""))
+            writers = [asyncio.create_task(write_randomly(writing, s, stop)) for s in range(2)]
+            for kill in range(KILLS):
+                for _ in range(1000):
+                    if everything.readies == kill + 1:
+                        break
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(program.kill)
+                program = await asyncio.to_thread(launcher.start, tmp_path, *args)
+            stop.set()
+            await asyncio.gather(*writers)
+            async with objstore.client.connect(url) as reader:
+                final = {key: await reader.get(key) async for key in reader.keys(prefix="")}
+                last = await reader.set("end", True)
+            final["end"] = True
+            for _ in range(1000):
+                if everything.revs and everything.revs[-1] >= last:
+                    break
+                await asyncio.sleep(0.02)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+    finally:
+        await asyncio.to_thread(program.kill)
+    assert everything.held == final
+    assert everything.revs == sorted(set(everything.revs))
+    assert (everything.resets, everything.readies) == (KILLS, KILLS + 1)
