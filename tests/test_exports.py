@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 
@@ -11,7 +12,7 @@ import objstore
 
 MODULES = [
     info.name
-    for info in pkgutil.iter_modules(objstore.__path__, "objstore.")
+    for info in pkgutil.walk_packages(objstore.__path__, "objstore.")
     if not info.name.endswith("__main__")
 ]
 
@@ -36,7 +37,31 @@ def test_only_the_connection_modules_import_websockets() -> None:
         if "import websockets" in text or "from websockets" in text:
             importers.append(name)
     assert sorted(importers) == [
+        "objstore.client._aio",
+        "objstore.client.sync",
         "objstore.connection",
         "objstore.server",
         "objstore.wsinternals",
     ]
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """objstore.client imports only itself, websockets' client side and the standard library."""
+    offenders = []
+    for name in MODULES:
+        if not name.startswith("objstore.client"):
+            continue
+        source = importlib.import_module(name).__file__
+        assert source is not None
+        with open(source, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level > 1 or module.startswith(("objstore", "websockets.asyncio.server")):
+                    offenders.append(f"{name}: {module}")
+            elif isinstance(node, ast.Import):
+                offenders += [
+                    f"{name}: {a.name}" for a in node.names if a.name.startswith("objstore")
+                ]
+    assert offenders == []
