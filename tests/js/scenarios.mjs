@@ -1,0 +1,175 @@
+// Scenarios that drive objstore's JavaScript client in Node, for tests/test_client_js.py.
+//
+//   node scenarios.mjs NAME WS_URL
+//
+// Each scenario prints JSON lines on stdout (what the test checks) and, where the test
+// must act on the server (stop it, write while the client is away), waits for a line
+// on stdin. Node 20 has no global WebSocket: the ws package's class is passed in.
+
+import readline from "node:readline";
+import { WebSocket } from "ws";
+import {
+  ConflictError,
+  ConnectionLostError,
+  InvalidKeyError,
+  InvalidMessageError,
+  InvalidValueError,
+  ObjstoreError,
+  TooLargeError,
+  connect,
+} from "../../objstore/static/client.js";
+
+const [name, url] = process.argv.slice(2);
+const lines = readline.createInterface({ input: process.stdin });
+/** @type {string[]} */ const received = [];
+/** @type {((line: string) => void)|null} */ let waiter = null;
+lines.on("line", (line) => {
+  if (waiter) {
+    const wake = waiter;
+    waiter = null;
+    wake(line);
+  } else received.push(line);
+});
+/** The next line the test sends. @returns {Promise<string>} */
+function nextLine() {
+  const line = received.shift();
+  if (line !== undefined) return Promise.resolve(line);
+  return new Promise((resolve) => (waiter = resolve));
+}
+/** @param {unknown} value */
+function say(value) {
+  process.stdout.write(JSON.stringify(value) + "\n");
+}
+
+/** @param {() => Promise<unknown>} action */
+async function failure(action) {
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof ObjstoreError)) throw error;
+    const e = /** @type {any} */ (error);
+    return { class: e.name, code: e.code, op: e.op, rev: e.rev, value: e.value, message: e.message };
+  }
+  throw new Error("no error");
+}
+
+const scenarios = {
+  async operations() {
+    const store = await connect(url, { WebSocket });
+    const out = {};
+    out.set = await store.set("score", 42);
+    out.get = await store.get("score");
+    out.entry = await store.entry("score");
+    out.missing = await store.get("nothing");
+    out.missingEntry = await store.entry("nothing");
+    out.setIfRev = await store.set("score", 43, { ifRev: out.set });
+    out.create = await store.set("fresh", "x", { ifRev: 0 });
+    out.patch = await store.patch("doc", { a: 1, b: { c: 2 } });
+    out.patch2 = await store.patch("doc", { b: { c: null, d: 3 } });
+    out.incr = await store.incr("hits");
+    out.incrBy = await store.incr("hits", 2.5);
+    out.ttl = await store.set("brief", 1, { ttl: 300 });
+    out.delete = await store.delete("fresh");
+    out.deleteMissing = await store.delete("fresh");
+    for (const key of ["player/a", "player/b", "player/c", "player/d", "player/e"]) await store.set(key, key);
+    out.keys = [];
+    for await (const key of store.keys({ prefix: "player/", page: 2 })) out.keys.push(key);
+    out.batch = await store.batch([
+      { action: "set", key: "a", value: 1 },
+      { action: "incr", key: "n", by: 2 },
+      { action: "incr", key: "n", by: 2 },
+      { action: "delete", key: "a" },
+    ]);
+    store.close();
+    say(out);
+  },
+
+  async errors() {
+    const store = await connect(url, { WebSocket });
+    const rev = await store.set("k", "v");
+    const out = {
+      conflict: await failure(() => store.set("k", "w", { ifRev: rev + 100 })),
+      invalidKey: await failure(() => store.get("")),
+      invalidValue: await failure(() => store.incr("k")),
+      invalidMessage: await failure(() => store.incr("k", /** @type {any} */ ("1"))),
+      tooLarge: await failure(async () => {
+        for await (const key of store.keys({ page: 1001 })) void key;
+      }),
+      batch: await failure(() =>
+        store.batch([
+          { action: "set", key: "x", value: 1 },
+          { action: "delete", key: "k", ifRev: 7 },
+        ]),
+      ),
+      classes: [ConflictError, InvalidKeyError, InvalidValueError, InvalidMessageError, TooLargeError].map(
+        (c) => Object.getPrototypeOf(c) === ObjstoreError,
+      ),
+      untouched: await store.get("x"),
+    };
+    store.close();
+    say(out);
+  },
+
+  // Watches p/ and prints every change; the test restarts the server meanwhile.
+  async watch() {
+    /** @type {string[]} */ const statuses = [];
+    const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200, onStatus: (s) => statuses.push(s) });
+    const watch = store.watch({ prefix: "p/" });
+    say({ watching: true });
+    for await (const change of watch) {
+      say({ change });
+      if (change.key === "p/end") break;
+    }
+    store.close();
+    say({ statuses });
+  },
+
+  // A watch with onChange instead of for-await, closed on a line from the test.
+  async onchange() {
+    const store = await connect(url, { WebSocket });
+    const watch = store.watch({ key: "k" });
+    watch.onChange = (change) => say({ change });
+    await nextLine();
+    watch.close();
+    await store.set("k", "after close");
+    say({ closed: await store.get("k") });
+    store.close();
+  },
+
+  // Requests fired until the connection is lost under them; each one must settle.
+  async inflight() {
+    const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
+    /** @type {Promise<unknown>[]} */ const fired = [];
+    let lost = false;
+    const counts = { ok: 0, lostInFlight: 0, other: 0 };
+    const fire = setInterval(() => {
+      for (let i = 0; i < 20; i++) {
+        fired.push(
+          store.incr("n").then(
+            () => counts.ok++,
+            (error) => {
+              if (error instanceof ConnectionLostError && error.message.startsWith("connection lost before the reply to incr \"n\"")) {
+                counts.lostInFlight++;
+                if (!lost) {
+                  lost = true;
+                  clearInterval(fire);
+                  say({ lost: error.message });
+                }
+              } else counts.other++;
+            },
+          ),
+        );
+      }
+    }, 2);
+    say({ firing: true });
+    await nextLine();
+    await Promise.all(fired);
+    say({ fired: fired.length, ...counts, after: typeof (await store.get("n")) });
+    store.close();
+  },
+};
+
+const scenario = scenarios[/** @type {keyof typeof scenarios} */ (name)];
+if (!scenario) throw new Error(`unknown scenario ${name}`);
+await scenario();
+lines.close();
