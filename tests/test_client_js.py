@@ -205,6 +205,48 @@ async def test_watch_resumes_across_restart(
     await script.finish()
 
 
+async def test_overlapping_watches_get_each_change_once(
+    start_server: StartServer, cache_dir: Path, run: Any
+) -> None:
+    """Two watches covering one key each get its changes once, across a restart too."""
+    server = await start_server()
+    port = server.port
+    await send_sets(port, [("p/a", 1), ("p/b", 2)])
+    script = await run("overlap", server)
+    assert [await script.line() for _ in range(5)] == [
+        {"prefix": ["update", "p/a", 1]},
+        {"key": ["update", "p/a", 1]},
+        {"prefix": ["update", "p/b", 2]},
+        {"prefix": ["ready", None, 2]},
+        {"key": ["ready", None, 2]},
+    ]
+    await send_sets(port, [("p/a", 3)])
+    assert [await script.line() for _ in range(2)] == [
+        {"prefix": ["update", "p/a", 3]},
+        {"key": ["update", "p/a", 3]},
+    ]
+    await server.stop()
+    away = await start_server()
+    await send_sets(away.port, [("p/a", 4), ("p/c", 5)])
+    await away.stop()
+    await start_server(port=port)
+    # Each subscription's snapshot reaches the other watch too, before its own does.
+    assert [await script.line() for _ in range(5)] == [
+        {"prefix": ["update", "p/a", 4]},
+        {"key": ["update", "p/a", 4]},
+        {"prefix": ["update", "p/c", 5]},
+        {"prefix": ["ready", None, 5]},
+        {"key": ["ready", None, 5]},
+    ]
+    await send_sets(port, [("p/a", 6)])
+    assert [await script.line() for _ in range(2)] == [
+        {"prefix": ["update", "p/a", 6]},
+        {"key": ["update", "p/a", 6]},
+    ]
+    script.tell()
+    await script.finish()
+
+
 async def test_watch_surfaces_reset_after_history_loss(
     start_server: StartServer, cache_dir: Path, run: Any
 ) -> None:

@@ -124,6 +124,16 @@ const scenarios = {
     say({ statuses });
   },
 
+  // Two watches covering one key (a prefix and the key), printed with their names.
+  async overlap() {
+    const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
+    for (const [label, target] of [["prefix", { prefix: "p/" }], ["key", { key: "p/a" }]]) {
+      store.watch(target).onChange = (change) => say({ [label]: [change.kind, change.key, change.rev] });
+    }
+    await nextLine();
+    store.close();
+  },
+
   // A watch with onChange instead of for-await, closed on a line from the test.
   async onchange() {
     const store = await connect(url, { WebSocket });
