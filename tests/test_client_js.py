@@ -291,6 +291,26 @@ async def test_on_change_until_closed(server: ObjstoreServer, run: Any) -> None:
     await script.finish()
 
 
+async def test_changes_wait_for_a_late_reader(server: ObjstoreServer, run: Any) -> None:
+    """Changes that come before a for-await loop starts are kept for it."""
+    script = await run("late", server)
+    assert [await script.line() for _ in range(2)] == [marker("ready", 0), update("k", 1, 1)]
+    await script.finish()
+
+
+async def test_a_throwing_reader_does_not_stop_the_others(
+    server: ObjstoreServer, run: Any
+) -> None:
+    """An onChange that throws surfaces uncaught; other watches and requests go on."""
+    script = await run("throwing", server)
+    assert await script.line() == {
+        "seen": [["ready", 0], ["update", 1], ["update", 2]],
+        "uncaught": ["reader failed at 1", "reader failed at 2"],
+        "value": 2,
+    }
+    await script.finish()
+
+
 async def test_requests_in_flight_fail_when_the_connection_is_lost(
     start_server: StartServer, run: Any
 ) -> None:

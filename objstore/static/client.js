@@ -13,10 +13,12 @@
 // In Node 20, pass the WebSocket class of the `ws` package: connect(url, { WebSocket }).
 //
 // Memory: the client holds the requests awaiting a reply, the requests waiting for a
-// connection, and per watch the changes not yet taken by its for-await loop (none
-// when it is not iterated) plus, while its (re)subscription's snapshot arrives, the
+// connection, and per watch the changes not yet taken by its for-await loop (or, before
+// a for-await loop or an onChange is attached, every change so far; none when only
+// onChange reads it) plus, while its (re)subscription's snapshot arrives, the
 // revision of each key of that snapshot (as many as the server sends). Nothing else
-// grows with what the server sends.
+// grows with what the server sends. One message is as large as the WebSocket allows
+// (the ws package: its maxPayload, 100 MiB by default; browsers: no limit).
 
 /**
  * @typedef {{ kind: "update"|"reset"|"ready", key: string|null, value: any, rev: number,
@@ -390,8 +392,7 @@ export class Watch {
   constructor(store, target, since) {
     this._store = store;
     this.target = target;
-    /** Called with each change, as an alternative to for-await. @type {((change: Change) => void)|null} */
-    this.onChange = null;
+    /** @type {((change: Change) => void)|null} */ this._onChange = null;
     /** The highest revision delivered once a subscription was ready. */
     this._highest = 0;
     /** While a (re)subscription's snapshot arrives: each key's revision delivered. @type {Map<string, number>|null} */
@@ -405,6 +406,38 @@ export class Watch {
     /** @type {Function|null} */ this._fail = null;
     this._done = false;
     /** @type {ObjstoreError|null} */ this._error = null;
+  }
+
+  /**
+   * Called with each change, as an alternative to for-await (both may be used). Changes
+   * that came before either was attached are handed to the first one attached.
+   * @type {((change: Change) => void)|null}
+   */
+  get onChange() {
+    return this._onChange;
+  }
+  set onChange(callback) {
+    this._onChange = callback;
+    if (callback && !this._iterated) {
+      const waiting = this._queue;
+      this._queue = [];
+      for (const change of waiting) this._call(change);
+    }
+  }
+
+  /** @param {Change} change */
+  _call(change) {
+    const callback = this._onChange;
+    if (!callback) return;
+    try {
+      callback(change);
+    } catch (error) {
+      // The reader's mistake must not leave the client half way through a message:
+      // it surfaces as an uncaught error, after this message is handled.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
   }
 
   _subscribe() {
@@ -474,8 +507,9 @@ export class Watch {
 
   /** @param {Change} change */
   _emit(change) {
-    if (this.onChange) this.onChange(change);
-    if (!this._iterated) return;
+    this._call(change);
+    // Kept for a for-await loop, or until a reader is attached.
+    if (!this._iterated && this._onChange) return;
     if (this._wake) {
       const wake = this._wake;
       this._wake = this._fail = null;

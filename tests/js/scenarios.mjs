@@ -146,6 +146,35 @@ const scenarios = {
     store.close();
   },
 
+  // A for-await loop started after the watch's first changes came gets them too.
+  async late() {
+    const store = await connect(url, { WebSocket });
+    const watch = store.watch({ key: "k" });
+    await store.set("k", 1);
+    await store.get("k");
+    for await (const change of watch) {
+      say({ change });
+      if (change.kind === "update") break;
+    }
+    store.close();
+  },
+
+  // An onChange that throws: the error surfaces uncaught, the other watch still gets the change.
+  async throwing() {
+    /** @type {string[]} */ const uncaught = [];
+    process.on("uncaughtException", (error) => uncaught.push(error.message));
+    const store = await connect(url, { WebSocket });
+    const seen = [];
+    store.watch({ key: "k" }).onChange = (change) => {
+      if (change.kind === "update") throw new Error(`reader failed at ${change.rev}`);
+    };
+    store.watch({ prefix: "" }).onChange = (change) => seen.push([change.kind, change.rev]);
+    await store.set("k", 1);
+    await store.set("k", 2);
+    say({ seen, uncaught, value: await store.get("k") });
+    store.close();
+  },
+
   // Requests fired until the connection is lost under them; each one must settle.
   async inflight() {
     const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
