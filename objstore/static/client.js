@@ -260,9 +260,12 @@ export class Store {
 
   /**
    * Send *message* with the next id; resolves with the reply (waiting for a connection first).
-   * @param {Record<string, any>} message @returns {Promise<any>}
+   * *onReply* sees the reply at once, before the updates that follow it are handled
+   * (a promise would see it only after them: ws hands over a read's messages in one go).
+   * @param {Record<string, any>} message @param {(reply: any) => void} [onReply]
+   * @returns {Promise<any>}
    */
-  _request(message) {
+  _request(message, onReply) {
     const what = message.key === undefined ? message.action : `${message.action} ${JSON.stringify(message.key)}`;
     return new Promise((resolve, reject) => {
       if (this._closed) {
@@ -271,7 +274,11 @@ export class Store {
       }
       const send = () => {
         const id = this._nextId++;
-        this._pending.set(id, { resolve, reject, what });
+        this._pending.set(id, {
+          resolve: onReply ? (/** @type {any} */ reply) => (onReply(reply), resolve(reply)) : resolve,
+          reject,
+          what,
+        });
         this._ws.send(JSON.stringify({ ...message, id }));
       };
       if (this._isOpen) {
@@ -444,8 +451,8 @@ export class Watch {
     this._phase ??= new Map();
     this._subscribed = true;
     const since = this._phaseSince;
-    this._store._request(defined({ action: "subscribe", ...this.target, since })).then(
-      (reply) => this._ready(reply.rev),
+    const ready = (/** @type {any} */ reply) => this._ready(reply.rev);
+    this._store._request(defined({ action: "subscribe", ...this.target, since }), ready).catch(
       (error) => {
         if (!(error instanceof ConnectionLostError)) this._end(error);
       },
