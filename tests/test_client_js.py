@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from objstore.server import ObjstoreServer
 
 from .conftest import StartServer
+from .helpers import free_port
 
 JS = Path(__file__).resolve().parent / "js"
 
@@ -72,12 +73,13 @@ async def run() -> AsyncIterator[Any]:
     node = find_node()
     started: list[asyncio.subprocess.Process] = []
 
-    async def start(name: str, server: ObjstoreServer) -> Script:
+    async def start(name: str, server: ObjstoreServer | int) -> Script:
+        port = server if isinstance(server, int) else server.port
         process = await asyncio.create_subprocess_exec(
             node,
             "scenarios.mjs",
             name,
-            f"ws://127.0.0.1:{server.port}/ws",
+            f"ws://127.0.0.1:{port}/ws",
             cwd=JS,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -307,6 +309,42 @@ async def test_a_throwing_reader_does_not_stop_the_others(
         "seen": [["ready", 0], ["update", 1], ["update", 2]],
         "uncaught": ["reader failed at 1", "reader failed at 2"],
         "value": 2,
+    }
+    await script.finish()
+
+
+async def test_connect_gives_up_after_open_timeout(run: Any) -> None:
+    """With nothing listening, connect() fails with ConnectionLostError after openTimeout."""
+    port = free_port()
+    script = await run("refused", port)
+    assert await script.line() == {
+        "error": [
+            "ConnectionLostError",
+            None,
+            f"could not connect to ws://127.0.0.1:{port}/ws; "
+            "check that the server runs and the address is right",
+        ],
+        "statuses": ["connecting", "closed"],
+        "waitedEnough": True,
+        "badUrl": [
+            "TypeError",
+            'invalid url: expected ws:// or wss://, got "http://localhost:1/ws"',
+        ],
+    }
+    await script.finish()
+
+
+async def test_without_reconnect_a_loss_ends_watches(start_server: StartServer, run: Any) -> None:
+    """With reconnect: false, a loss ends each watch with ConnectionLostError and the store."""
+    server = await start_server()
+    port = server.port
+    script = await run("noreconnect", server)
+    assert await script.line() == {"watching": True}
+    await server.stop()
+    assert await script.line() == {
+        "ended": ["ConnectionLostError", f"the connection to ws://127.0.0.1:{port}/ws was lost"],
+        "after": ["ConnectionLostError", "the store is closed; connect again to send requests"],
+        "statuses": ["connecting", "open", "closed"],
     }
     await script.finish()
 

@@ -175,6 +175,38 @@ const scenarios = {
     store.close();
   },
 
+  // Nothing listens at the url: connect gives up after openTimeout.
+  async refused() {
+    /** @type {string[]} */ const statuses = [];
+    const started = Date.now();
+    const error = await failure(() => connect(url, { WebSocket, openTimeout: 500, onStatus: (s) => statuses.push(s) }));
+    const waited = Date.now() - started;
+    let badUrl;
+    try {
+      await connect("http://localhost:1/ws", { WebSocket });
+    } catch (e) {
+      badUrl = [/** @type {Error} */ (e).name, /** @type {Error} */ (e).message];
+    }
+    say({ error: [error.class, error.code, error.message], statuses, waitedEnough: waited >= 450 && waited < 3000, badUrl });
+  },
+
+  // Without reconnect, a loss ends the watch with the error and closes the store.
+  async noreconnect() {
+    /** @type {string[]} */ const statuses = [];
+    const store = await connect(url, { WebSocket, reconnect: false, onStatus: (s) => statuses.push(s) });
+    const watch = store.watch({ key: "k" });
+    say({ watching: true });
+    let ended;
+    try {
+      for await (const change of watch) void change;
+      ended = "done";
+    } catch (error) {
+      ended = [/** @type {Error} */ (error).name, /** @type {Error} */ (error).message];
+    }
+    const after = await failure(() => store.get("k"));
+    say({ ended, after: [after.class, after.message], statuses });
+  },
+
   // Requests fired until the connection is lost under them; each one must settle.
   async inflight() {
     const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
