@@ -282,6 +282,17 @@ async def test_watch_surfaces_reset_after_history_loss(
     await script.finish()
 
 
+async def test_snapshot_cut_off_midway_resets(server: ObjstoreServer, run: Any) -> None:
+    """A first snapshot cut off midway yields a reset, then the whole snapshot and ready."""
+    await send_sets(server.port, [(f"p/{n:04}", "x" * 4000) for n in range(3000)])
+    script = await run("cutoff", server)
+    runs = (await script.line())["runs"]
+    await script.finish()
+    assert [kind for kind, _ in runs] == ["update", "reset", "update", "ready"]
+    assert 1 <= runs[0][1] < 3000
+    assert runs[2:] == [["update", 3000], ["ready", 1]]
+
+
 async def test_on_change_until_closed(server: ObjstoreServer, run: Any) -> None:
     """onChange receives the watch's changes; after close() it receives nothing more."""
     script = await run("onchange", server)

@@ -134,6 +134,27 @@ const scenarios = {
     store.close();
   },
 
+  // A full snapshot cut off midway (the socket cut as a network failure would) is
+  // followed by a reset and the whole snapshot again.
+  async cutoff() {
+    const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
+    const watch = store.watch({ prefix: "p/" });
+    /** @type {[string, number][]} */ const runs = [];
+    let cut = false;
+    for await (const change of watch) {
+      if (!cut) {
+        cut = true;
+        /** @type {any} */ (store)._ws.terminate();
+      }
+      const last = runs.at(-1);
+      if (last && last[0] === change.kind) last[1]++;
+      else runs.push([change.kind, 1]);
+      if (change.kind === "ready") break;
+    }
+    store.close();
+    say({ runs });
+  },
+
   // A watch with onChange instead of for-await, closed on a line from the test.
   async onchange() {
     const store = await connect(url, { WebSocket });
