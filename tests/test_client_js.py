@@ -360,6 +360,17 @@ async def test_without_reconnect_a_loss_ends_watches(start_server: StartServer, 
     await script.finish()
 
 
+async def test_close_ends_watches_and_requests(server: ObjstoreServer, run: Any) -> None:
+    """store.close() ends for-await loops and fails the requests awaiting a reply."""
+    script = await run("close", server)
+    assert await script.line() == {
+        "request": 'the store was closed before the reply to get "k" '
+        "(a write may have been applied)"
+    }
+    assert await script.line() == {"kinds": ["ready"], "ended": "done"}
+    await script.finish()
+
+
 async def test_requests_in_flight_fail_when_the_connection_is_lost(
     start_server: StartServer, run: Any
 ) -> None:
@@ -372,8 +383,8 @@ async def test_requests_in_flight_fail_when_the_connection_is_lost(
     await server.stop()
     lost = await script.line()
     assert lost == {
-        "lost": 'connection lost before the reply to incr "n"; '
-        "read the key again before retrying a write"
+        "lost": 'connection lost before the reply to incr "n"; retry it once reconnected '
+        "(a write may have been applied: read the key first)"
     }
     await start_server(port=port)
     script.tell()

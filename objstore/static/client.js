@@ -193,9 +193,14 @@ export class Store {
     const pending = [...this._pending.values()];
     this._pending.clear();
     for (const { reject, what } of pending) {
-      reject(new ConnectionLostError(`connection lost before the reply to ${what}; read the key again before retrying a write`));
+      reject(
+        new ConnectionLostError(
+          this._closed
+            ? `the store was closed before the reply to ${what} (a write may have been applied)`
+            : `connection lost before the reply to ${what}; retry it once reconnected (a write may have been applied: read the key first)`,
+        ),
+      );
     }
-    for (const watch of this._watches) watch._cutOff();
     if (this._closed) return;
     const first = this._first;
     if (!this._reconnect || (first && Date.now() >= first.deadline)) {
@@ -207,6 +212,7 @@ export class Store {
       this._shutDown(error);
       return;
     }
+    for (const watch of this._watches) watch._cutOff();
     if (wasOpen) this._status("reconnecting");
     const ceiling = Math.min(this._maxBackoff, this._minBackoff * 2 ** Math.min(this._attempt, 30));
     this._attempt += 1;

@@ -228,6 +228,20 @@ const scenarios = {
     say({ ended, after: [after.class, after.message], statuses });
   },
 
+  // store.close() ends a for-await loop and fails a request still waiting for its reply.
+  async close() {
+    const store = await connect(url, { WebSocket });
+    const watch = store.watch({ key: "k" });
+    /** @type {string[]} */ const kinds = [];
+    for await (const change of watch) {
+      kinds.push(change.kind);
+      const request = failure(() => store.get("k"));
+      store.close();
+      say({ request: (await request).message });
+    }
+    say({ kinds, ended: "done" });
+  },
+
   // Requests fired until the connection is lost under them; each one must settle.
   async inflight() {
     const store = await connect(url, { WebSocket, minBackoff: 50, maxBackoff: 200 });
