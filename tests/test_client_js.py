@@ -324,6 +324,19 @@ async def test_a_throwing_reader_does_not_stop_the_others(
     await script.finish()
 
 
+async def test_global_websocket_is_used_by_default(server: ObjstoreServer, run: Any) -> None:
+    """Without a WebSocket option the global class is used; without one, a TypeError."""
+    script = await run("global", server)
+    assert await script.line() == {
+        "missing": [
+            "TypeError",
+            "no WebSocket class: pass one, e.g. connect(url, { WebSocket }) with the ws package",
+        ],
+        "rev": 1,
+    }
+    await script.finish()
+
+
 async def test_connect_gives_up_after_open_timeout(run: Any) -> None:
     """With nothing listening, connect() fails with ConnectionLostError after openTimeout."""
     port = free_port()

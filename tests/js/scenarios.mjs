@@ -196,6 +196,24 @@ const scenarios = {
     store.close();
   },
 
+  // Without a WebSocket option the global class is used (Node 22+, browsers); none is an error.
+  async global() {
+    const saved = globalThis.WebSocket;
+    /** @type {any} */ (globalThis).WebSocket = undefined;
+    let missing;
+    try {
+      await connect(url);
+    } catch (e) {
+      missing = [/** @type {Error} */ (e).name, /** @type {Error} */ (e).message];
+    }
+    /** @type {any} */ (globalThis).WebSocket = WebSocket;
+    const store = await connect(url);
+    const rev = await store.set("k", "global");
+    store.close();
+    /** @type {any} */ (globalThis).WebSocket = saved;
+    say({ missing, rev });
+  },
+
   // Nothing listens at the url: connect gives up after openTimeout.
   async refused() {
     /** @type {string[]} */ const statuses = [];
