@@ -1,4 +1,4 @@
-"""The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, and what is not found.
+"""The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, ``GET /client.js``, and 404s.
 
 Owns routing and the shape of every HTTP answer, JSON errors included. The
 transport hands in a parsed request (method, target, headers, body) and sends
@@ -27,7 +27,7 @@ from .service import StoreService
 from .updates import Update
 from .writer import WriteResult
 
-__all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "route", "test_page"]
+__all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "client_module", "route", "test_page"]
 
 #: Paths that accept a WebSocket upgrade. The original's own example connects
 #: to ``ws://localhost:3000`` without a path, so ``/`` works as well as ``/ws``.
@@ -35,8 +35,8 @@ WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 
 _JSON = "application/json"
 _ROUTES_HINT = (
-    "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, GET /test "
-    "and WebSocket /ws"
+    "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, GET /test, "
+    "GET /client.js and WebSocket /ws"
 )
 
 
@@ -80,14 +80,26 @@ def _method_not_allowed(request: HttpRequest, path: str, allowed: str) -> HttpRe
     return response
 
 
-_page_cache: list[bytes] = []
+_static_cache: dict[str, bytes] = {}
+
+
+def _static(name: str) -> bytes:
+    """A bundled file, read once through importlib.resources (works when frozen)."""
+    data = _static_cache.get(name)
+    if data is None:
+        data = resources.files("objstore").joinpath("static", name).read_bytes()
+        _static_cache[name] = data
+    return data
 
 
 def test_page() -> bytes:
-    """The bundled test page, read once through importlib.resources (works when frozen)."""
-    if not _page_cache:
-        _page_cache.append(resources.files("objstore").joinpath("static/test.html").read_bytes())
-    return _page_cache[0]
+    """The bundled test page."""
+    return _static("test.html")
+
+
+def client_module() -> bytes:
+    """The bundled JavaScript client, an ES module (``GET /client.js``)."""
+    return _static("client.js")
 
 
 def _key_from_path(raw: str) -> str:
@@ -180,6 +192,10 @@ def _dispatch(
         if request.method != "GET":
             return _method_not_allowed(request, path, "GET")
         return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
+    if path == "/client.js":
+        if request.method != "GET":
+            return _method_not_allowed(request, path, "GET")
+        return HttpResponse(HTTPStatus.OK, client_module(), "text/javascript; charset=utf-8")
     if path == "/ws":
         return _error(
             HTTPStatus.UPGRADE_REQUIRED, "this is the WebSocket endpoint; connect with a WebSocket"

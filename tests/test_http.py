@@ -161,7 +161,7 @@ async def test_unknown_path_is_404(server: ObjstoreServer) -> None:
     assert answer.json() == {
         "error": 'not found: "/nope"; '
         "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, "
-        "GET /test and WebSocket /ws"
+        "GET /test, GET /client.js and WebSocket /ws"
     }
 
 
@@ -185,6 +185,22 @@ async def test_test_page_is_served(server: ObjstoreServer) -> None:
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
     assert b"<title>objstore test page</title>" in answer.body
     assert int(answer.headers["content-length"]) == len(answer.body)
+
+
+async def test_client_module_is_served(server: ObjstoreServer) -> None:
+    """GET /client.js serves the bundled JavaScript client as a module."""
+    answer = await http_request(server.port, "GET", "/client.js")
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert b"export async function connect(" in answer.body
+    assert int(answer.headers["content-length"]) == len(answer.body)
+
+
+async def test_client_module_refuses_other_methods(server: ObjstoreServer) -> None:
+    """POST /client.js is 405, allowing GET."""
+    answer = await http_request(server.port, "POST", "/client.js", "")
+    assert answer.status == 405
+    assert answer.headers["allow"] == "GET"
 
 
 async def test_root_redirects_browsers_to_test_page(server: ObjstoreServer) -> None:
