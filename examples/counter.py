@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import sys
 
 import objstore.client
 
@@ -51,8 +51,12 @@ if __name__ == "__main__":
     parser.add_argument("--incr", type=number, metavar="BY", help="add BY to it, then stop")
     parser.add_argument("--count", type=int, help="stop after showing this many values")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         if args.incr is None:
             asyncio.run(show(args.url, args.key, args.count))
         else:
             asyncio.run(add(args.url, args.key, args.incr))
+    except KeyboardInterrupt:
+        pass
+    except objstore.client.ObjstoreError as error:  # e.g. no server there: one line, no traceback
+        sys.exit(f"error: {error}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 
 import objstore.client
@@ -49,5 +50,9 @@ if __name__ == "__main__":
     parser.add_argument("--name", required=True, help="who you are, e.g. alice")
     parser.add_argument("--seconds", type=float, help="stop after this many seconds")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(main(args.url, args.name, args.seconds))
+    except KeyboardInterrupt:
+        pass
+    except objstore.client.ObjstoreError as error:  # e.g. no server there: one line, no traceback
+        sys.exit(f"error: {error}")

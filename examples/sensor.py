@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
+import sys
 import time
 
 import objstore.client
@@ -43,6 +43,10 @@ if __name__ == "__main__":
     parser.add_argument("--ttl", type=float, help="seconds each reading lives (3 intervals)")
     parser.add_argument("--count", type=int, help="stop after sending this many readings")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         ttl = args.ttl if args.ttl is not None else 3 * args.interval
         asyncio.run(main(args.url, args.name, args.interval, ttl, args.count))
+    except KeyboardInterrupt:
+        pass
+    except objstore.client.ObjstoreError as error:  # e.g. no server there: one line, no traceback
+        sys.exit(f"error: {error}")

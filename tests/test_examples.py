@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from objstore.server import ObjstoreServer
 
 from .conftest import Connect, StartServer
-from .helpers import http_request, recv_json
+from .helpers import free_port, http_request, recv_json
 from .test_console_browser import BROWSER_FLAGS, find_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,10 @@ class Example:
     async def exit_code(self, timeout: float = 10) -> int:
         return await asyncio.wait_for(self.process.wait(), timeout)
 
+    async def errors(self, timeout: float = 10) -> str:
+        assert self.process.stderr is not None
+        return (await asyncio.wait_for(self.process.stderr.read(), timeout)).decode()
+
 
 Run = Callable[..., Awaitable[Example]]
 
@@ -75,6 +79,7 @@ async def run(ws_url: str) -> AsyncIterator[Run]:
             *args,
             env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         started.append(process)
         return Example(process)
@@ -115,6 +120,24 @@ async def test_presence_key_goes_when_the_program_stops(run: Run, client: Connec
     async with client() as ws:
         reply = await request(ws, {"action": "get", "key": "online/alice"})
     assert reply["value"] is None
+
+
+async def test_presence_comes_back_after_a_server_restart(
+    run: Run, server: ObjstoreServer, start_server: StartServer, client: Connect
+) -> None:
+    """presence.py puts its ephemeral key back once it has reconnected to a restarted server."""
+    alice = await run("presence", "--name", "alice", "--seconds", "60")
+    assert await alice.line() == "online: alice"
+    port = server.port
+    await server.stop()  # a clean stop ends every ephemeral key
+    await start_server(port=port)
+    async with client() as ws:
+        await ws.send(json.dumps({"action": "subscribe", "key": "online/alice", "id": 1}))
+        update = await recv_json(ws)
+        while update.get("value") is None:  # the reply, before alice has reconnected
+            update = await recv_json(ws, timeout=15)
+    assert update["key"] == "online/alice"
+    assert update["ephemeral"] is True
 
 
 # -- counter.py ---------------------------------------------------------------------------
@@ -163,6 +186,17 @@ async def test_sensor_readings_expire_after_it_stops(run: Run, client: Connect) 
         expiry = await recv_json(ws)
     deletion = {"key": "sensors/attic", "value": None, "rev": update["rev"] + 1}
     assert expiry == {**deletion, "deleted": True, "expired": True}
+
+
+async def test_sensor_without_a_server_says_so_in_one_line(run: Run) -> None:
+    """sensor.py with no server at --url prints one error line, no traceback, and exits 1."""
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    sensor = await run("sensor", "--url", url, "--count", "1")
+    assert await sensor.exit_code() == 1
+    errors = await sensor.errors()
+    assert errors.startswith(f"error: cannot connect to {url}: ")
+    assert errors.endswith("; check that objstore runs there\n")
+    assert errors.count("\n") == 1
 
 
 # -- cursors.html -------------------------------------------------------------------------
