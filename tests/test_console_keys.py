@@ -69,21 +69,30 @@ def other(server: Server) -> Iterator[Other]:
         yield Other(ws)
 
 
-def open_console(browser: Browser, server: Server) -> Page:
+def open_console(browser: Browser, server: Server, errors: list[str] | None = None) -> Page:
+    """Open /test, wait until it lists the store; uncaught errors go to *errors*."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    if errors is not None:
+        page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{server.url}/test")
     expect(page.locator("#status")).to_have_text("connected")
     expect(page.locator("#browse-count")).not_to_contain_text("loading")
     return page
 
 
+def assert_no_errors(errors: list[str]) -> None:
+    assert errors == [], f"the page threw: {errors}"
+
+
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    page = open_console(browser, server)
+    errors: list[str] = []
+    page = open_console(browser, server, errors)
     yield page
     page.context.close()
+    assert_no_errors(errors)
 
 
 def row(page: Page, key: str) -> Locator:
@@ -289,6 +298,27 @@ def test_reconnect_after_a_restart_resumes(page: Page, server: Server) -> None:
     expect(page.locator("#browse-count")).to_have_text("2 keys")
     server.set("kept", "after restart")
     expect(row(page, "kept").locator(".v")).to_have_text('"after restart"')
+
+
+def test_reconnect_after_a_crash_reloads_and_says_so(
+    page: Page, server: Server, other: Other
+) -> None:
+    """After kill -9 the server cannot resume the list: the page reloads every key and says so."""
+    other.request(action="set", key="kept", value=1)
+    other.request(action="set", key="gone", value=2)
+    expect(page.locator("#browse-count")).to_have_text("2 keys")
+    rev = int(row(page, "kept").locator(".r").inner_text())
+    assert server.process is not None
+    server.process.kill()  # by process id
+    server.process.wait(timeout=10)
+    expect(page.locator("#status")).not_to_have_text("connected")
+    (server.cache_dir / "gone.json").unlink()
+    server.start()
+    expect(page.locator("#status")).to_have_text("connected", timeout=20_000)
+    expect(page.locator("#resume-note")).to_contain_text("reloaded 1 key at revision")
+    expect(page.locator("#browse-count")).to_have_text("1 key")
+    expect(row(page, "gone")).to_have_count(0)
+    expect(row(page, "kept").locator(".r")).not_to_have_text(str(rev))
 
 
 def test_screenshot_of_the_key_browser(page: Page, server: Server, other: Other) -> None:
