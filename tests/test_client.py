@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,6 +131,27 @@ async def test_ephemeral_key_goes_with_its_connection(ws_url: str, store: Store)
             break
         await asyncio.sleep(0.02)
     assert await store.get("online/alice") is None
+
+
+async def test_entries_and_changes_tell_deadline_and_presence(ws_url: str, store: Store) -> None:
+    """An entry and a watched change say a key's deadline (ms since the epoch) and whether it
+    is ephemeral."""
+    before = int(time.time() * 1000)
+    await store.set("t", 1, ttl=60)
+    entry = await store.entry("t")
+    assert before + 60_000 <= (entry.expires or 0) <= int(time.time() * 1000) + 60_000
+    assert entry.ephemeral is False
+    async with objstore.client.connect(ws_url) as owner:
+        await owner.set("e", 2, ephemeral=True)
+        assert (await store.entry("e")).ephemeral is True
+        changes = store.watch(prefix="")
+        seen = [await anext(changes) for _ in range(3)]
+        await changes.aclose()
+    assert [(c.key, c.expires, c.ephemeral) for c in seen[:2]] == [
+        ("t", entry.expires, False),
+        ("e", None, True),
+    ]
+    assert seen[2].kind == "ready"
 
 
 async def test_keys_pages_through_every_key(store: Store) -> None:

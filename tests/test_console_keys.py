@@ -374,3 +374,20 @@ def test_screenshot_of_the_key_browser(page: Page, server: Server, other: Other)
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "console-keys-phone.png"), full_page=True)
     assert (ARTIFACTS / "console-keys.png").stat().st_size > 10_000
+
+
+def test_another_clients_deadline_and_presence_show_in_the_browser(
+    browser: Browser, server: Server, other: Other
+) -> None:
+    """A TTL and an ephemeral key set by another client, before and after the page opened,
+    show their countdown and badge: the server tells them with the values."""
+    other.request(action="set", key="early", value=1, ttl=120)
+    errors: list[str] = []
+    page = open_console(browser, server, errors)
+    expect(row(page, "early").locator(".ttl")).to_have_text(re.compile(r"^(1m 5\d|2m 00)s$"))
+    other.request(action="set", key="online/ann", value=True, ephemeral=True)
+    expect(row(page, "online/ann").locator(".badge")).to_have_text("ephemeral")
+    other.request(action="set", key="early", value=2)
+    expect(row(page, "early").locator(".ttl")).to_have_text("")
+    page.context.close()
+    assert_no_errors(errors)

@@ -76,11 +76,17 @@ Completion = tuple[T, Any, ObjstoreError | None]
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A key's value and revision (``value`` None and ``rev`` 0 when it has none)."""
+    """A key's value and revision (``value`` None and ``rev`` 0 when it has none).
+
+    ``expires`` is its deadline in milliseconds since the Unix epoch (None when
+    it has none); ``ephemeral`` whether it belongs to a connection.
+    """
 
     key: str
     value: Any
     rev: int
+    expires: int | None = None
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,9 @@ class Change:
     rev: int = 0
     deleted: bool = False
     expired: bool = False
+    #: A value's deadline, ms since the Unix epoch (None: none), and whether it is ephemeral.
+    expires: int | None = None
+    ephemeral: bool = False
 
 
 def _optional(message: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -202,7 +211,18 @@ def decode_delete(reply: dict[str, Any]) -> bool:
 
 def decode_entry(reply: dict[str, Any]) -> Entry:
     """A ``get`` reply: the key, its value and revision."""
-    return Entry(str(reply.get("key")), reply.get("value"), _int(reply, "rev"))
+    return Entry(
+        str(reply.get("key")),
+        reply.get("value"),
+        _int(reply, "rev"),
+        _expires(reply),
+        reply.get("ephemeral") is True,
+    )
+
+
+def _expires(message: dict[str, Any]) -> int | None:
+    expires = message.get("expires")
+    return expires if isinstance(expires, int) and not isinstance(expires, bool) else None
 
 
 def decode_keys(reply: dict[str, Any]) -> tuple[list[str], str | None]:
@@ -326,6 +346,8 @@ class WatchState:
             rev,
             deleted,
             update.get("expired") is True,
+            _expires(update),
+            update.get("ephemeral") is True,
         )
         if len(self._queue) >= MAX_PENDING and key in self._queued_key:
             del self._queue[self._queued_key[key]]

@@ -22,7 +22,10 @@
 
 /**
  * @typedef {{ kind: "update"|"reset"|"ready", key: string|null, value: any, rev: number,
- *             deleted: boolean, expired: boolean }} Change
+ *             deleted: boolean, expired: boolean, expires?: number|null,
+ *             ephemeral?: boolean }} Change
+ * (expires: a value's deadline in ms since the Unix epoch, null when it has none;
+ *  ephemeral: whether the key belongs to a connection)
  * @typedef {"connecting"|"open"|"reconnecting"|"closed"} Status
  * @typedef {{ WebSocket?: any, minBackoff?: number, maxBackoff?: number,
  *             openTimeout?: number, reconnect?: boolean,
@@ -326,10 +329,11 @@ export class Store {
     return (await this.entry(key)).value;
   }
 
-  /** The value of *key* and its revision (null and 0 when missing). @param {string} key @returns {Promise<{key: string, value: any, rev: number}>} */
+  /** The value of *key* and its revision (null and 0 when missing). @param {string} key @returns {Promise<{key: string, value: any, rev: number, expires: number|null, ephemeral: boolean}>} */
   async entry(key) {
     const reply = await this._request({ action: "get", key });
-    return { key: reply.key, value: reply.value, rev: reply.rev };
+    return { key: reply.key, value: reply.value, rev: reply.rev,
+             expires: reply.expires ?? null, ephemeral: reply.ephemeral === true };
   }
 
   /** Delete *key*; resolves with whether it had a value. @param {string} key @param {{ifRev?: number}} [options] @returns {Promise<boolean>} */
@@ -515,7 +519,9 @@ export class Watch {
       this._highest = rev;
     }
     const deleted = message.deleted === true;
-    this._emit({ kind: "update", key, value: deleted ? null : message.value, rev, deleted, expired: message.expired === true });
+    this._emit({ kind: "update", key, value: deleted ? null : message.value, rev, deleted,
+                 expired: message.expired === true, expires: message.expires ?? null,
+                 ephemeral: message.ephemeral === true });
   }
 
   /** @param {Change} change */
