@@ -230,7 +230,9 @@ async def test_watch_reports_expiry(store: Store) -> None:
     async with store.watch(key="t") as watch:
         await until_ready(watch)
         rev = await store.set("t", 1, ttl=0.1)
-        assert await anext(watch) == Change("update", "t", 1, rev)
+        first = await anext(watch)
+        assert first == Change("update", "t", 1, rev, expires=first.expires)
+        assert first.expires is not None
         change = await asyncio.wait_for(anext(watch), 5)
         assert (change.deleted, change.expired, change.rev) == (True, True, rev + 1)
 

@@ -22,10 +22,10 @@
 
 /**
  * @typedef {{ kind: "update"|"reset"|"ready", key: string|null, value: any, rev: number,
- *             deleted: boolean, expired: boolean, expires?: number|null,
+ *             deleted: boolean, expired: boolean, expires?: number,
  *             ephemeral?: boolean }} Change
- * (expires: a value's deadline in ms since the Unix epoch, null when it has none;
- *  ephemeral: whether the key belongs to a connection)
+ * (present only when so: expires, a value's deadline in ms since the Unix epoch;
+ *  ephemeral: true, the key belongs to a connection)
  * @typedef {"connecting"|"open"|"reconnecting"|"closed"} Status
  * @typedef {{ WebSocket?: any, minBackoff?: number, maxBackoff?: number,
  *             openTimeout?: number, reconnect?: boolean,
@@ -89,6 +89,13 @@ function errorFrom(reply) {
 }
 
 /** @param {Record<string, any>} fields @returns {Record<string, any>} the defined fields */
+/** *target* with the deadline (`expires`) and `ephemeral` of *message*, when it has them. */
+function withDetails(target, message) {
+  if (typeof message.expires === "number") target.expires = message.expires;
+  if (message.ephemeral === true) target.ephemeral = true;
+  return target;
+}
+
 function defined(fields) {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
 }
@@ -329,11 +336,10 @@ export class Store {
     return (await this.entry(key)).value;
   }
 
-  /** The value of *key* and its revision (null and 0 when missing). @param {string} key @returns {Promise<{key: string, value: any, rev: number, expires: number|null, ephemeral: boolean}>} */
+  /** The value of *key* and its revision (null and 0 when missing). @param {string} key @returns {Promise<{key: string, value: any, rev: number, expires?: number, ephemeral?: boolean}>} */
   async entry(key) {
     const reply = await this._request({ action: "get", key });
-    return { key: reply.key, value: reply.value, rev: reply.rev,
-             expires: reply.expires ?? null, ephemeral: reply.ephemeral === true };
+    return withDetails({ key: reply.key, value: reply.value, rev: reply.rev }, reply);
   }
 
   /** Delete *key*; resolves with whether it had a value. @param {string} key @param {{ifRev?: number}} [options] @returns {Promise<boolean>} */
@@ -519,9 +525,8 @@ export class Watch {
       this._highest = rev;
     }
     const deleted = message.deleted === true;
-    this._emit({ kind: "update", key, value: deleted ? null : message.value, rev, deleted,
-                 expired: message.expired === true, expires: message.expires ?? null,
-                 ephemeral: message.ephemeral === true });
+    this._emit(withDetails({ kind: "update", key, value: deleted ? null : message.value, rev, deleted,
+                             expired: message.expired === true }, message));
   }
 
   /** @param {Change} change */
