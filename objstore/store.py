@@ -95,7 +95,8 @@ class Store:
         self.journal_limit = JOURNAL_LIMIT
         #: Deadlines (ms since the epoch) of keys with a time to live.
         self._expires: dict[str, int] = {}
-        #: (deadline, key), with entries of deadlines since changed left in place.
+        #: (deadline, key), with entries of deadlines since changed left in place
+        #: (at most twice the live deadlines, plus 64: see _expires_for).
         self._deadlines: list[tuple[int, str]] = []
         #: Owners of ephemeral keys, and their keys.
         self._owners: dict[str, Owner] = {}
@@ -351,7 +352,15 @@ class Store:
             return
         expires = _now_ms() + max(1, round(ttl * 1000))
         self._expires[key] = expires
-        heapq.heappush(self._deadlines, (expires, key))
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (expires, key))
+        if len(deadlines) > 2 * len(self._expires) + 64:
+            # Entries of deadlines since changed are dropped only when they come
+            # first: a key given a long ttl again and again would grow the heap
+            # without end. Rebuilt from the live deadlines, it stays within twice
+            # their number (amortized O(1) per write).
+            self._deadlines = [(at, name) for name, at in self._expires.items()]
+            heapq.heapify(self._deadlines)
         if journal:
             self._journal_deadline(key, expires)
 

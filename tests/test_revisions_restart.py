@@ -223,3 +223,19 @@ async def test_ephemeral_keys_are_gone_after_kill_9(source: Launcher, tmp_path: 
             "keys": ["score"],
             "next": None,
         }
+
+
+async def test_a_deadline_set_again_and_again_does_not_grow_memory(
+    start_server: StartServer,
+) -> None:
+    """Repeating a long ttl on one key keeps the deadline table bounded, and it still expires."""
+    server = await start_server()
+    async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        for number in range(5000):
+            # Each deadline earlier than the one before: the stale ones never come first.
+            ttl = 9e7 - number
+            await ws.send(json.dumps({"action": "set", "key": "k", "value": number, "ttl": ttl}))
+        await ask(ws, {"action": "set", "key": "k", "value": "last", "ttl": 0.2, "id": 1})
+        assert len(server.store._deadlines) <= 2 * 1 + 64 + 1
+        await asyncio.sleep(0.5)
+        assert (await ask(ws, {"action": "get", "key": "k", "id": 2}))["value"] is None
