@@ -55,6 +55,12 @@ class ClientError(ObjstoreError):
     #: HTTP status used when this error answers an HTTP request.
     http_status = 400
     code = "invalid_message"
+    #: The id of the message it answers, once known (a reply then carries it and a code).
+    request_id: int | str | None = None
+    #: The index of the operation of a batch that failed, if so.
+    op: int | None = None
+    #: Answer with a code even without an id (an id that was itself refused).
+    coded = False
 
 
 class InvalidMessage(ClientError):
@@ -113,6 +119,13 @@ class Conflict(ClientError):
         super().__init__(message)
         self.rev = rev
         self.value = value
+
+    @classmethod
+    def mismatch(cls, key: str, rev: int, expected: int, value: bytes | None) -> Conflict:
+        """The key is at *rev* (holding *value*), not at the *expected* revision."""
+        return cls(
+            f"conflict: key {describe(key)} is at revision {rev}, not {expected}", rev, value
+        )
 
 
 class StorageError(ObjstoreError):

@@ -126,31 +126,24 @@ def _set_from(data: dict[str, Any], what: str, text: str, envelope: str) -> Set:
         ):
             _refuse_duplicates(text, data, envelope)
     if len(data) > 3 and envelope == "message":
-        return _extended_set(data, value, what)
+        return _extended_set(data, value)
     key = validate_key(data.get("key"))
     if value is None:
         raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
     return Set(key, value)
 
 
-def _extended_set(data: dict[str, Any], value: bytes | None, what: str) -> Set:
-    """A set with fields of protocol 2 (or unknown ones, which are ignored)."""
+def _extended_set(data: dict[str, Any], value: bytes | None) -> Set:
+    """A set with fields of protocol 2 (or unknown ones, which are ignored); *value* is
+    the value already encoded, None when the message has none."""
     request_id = _request_id(data)
     try:
-        key = validate_key(data.get("key"))
-        if value is None:
-            raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
-        return Set(
-            key,
-            value,
-            request_id,
-            _revision_field(data, "ifRev"),
-            _ttl_field(data),
-            _flag_field(data, "ephemeral"),
-        )
+        command = _parse_write("set", data, request_id, value)
     except ClientError as exc:
-        exc.request_id = request_id  # type: ignore[attr-defined]
+        exc.request_id = request_id
         raise
+    assert isinstance(command, Set)
+    return command
 
 
 def parse_message(frame: str | bytes) -> Command:
@@ -178,7 +171,7 @@ def parse_message(frame: str | bytes) -> Command:
     try:
         return _parse_action(action, data, request_id, batch)
     except ClientError as exc:
-        exc.request_id = request_id  # type: ignore[attr-defined]
+        exc.request_id = request_id
         raise
 
 
@@ -201,7 +194,7 @@ def _parse_action(
     if action in _WRITE_ACTIONS:
         if batch:
             _check_value_depth(data)
-        return _parse_write(action, data, request_id, "message")
+        return _parse_write(action, data, request_id)
     if "action" not in data:
         raise InvalidMessage(
             f'invalid message: missing "action"; expected one of {_EXPECTED_ACTIONS}'
@@ -215,9 +208,13 @@ _WRITE_ACTIONS: Final = ("set", "delete", "patch", "incr")
 
 
 def _parse_write(
-    action: object, data: dict[str, Any], request_id: RequestId | None, what: str
+    action: object,
+    data: dict[str, Any],
+    request_id: RequestId | None,
+    encoded: bytes | None = None,
 ) -> Write:
-    """A set, delete, patch or incr from its decoded message (or batch op)."""
+    """A set, delete, patch or incr from its decoded message (or batch op); a set's value
+    may come *encoded* already."""
     key = validate_key(data.get("key"))
     if_rev = _revision_field(data, "ifRev")
     if action == "delete":
@@ -231,7 +228,7 @@ def _parse_write(
         raise InvalidValue(f'invalid {action}: missing "value" (send null to store null)')
     if action == "patch":
         return Patch(key, data["value"], request_id, if_rev, _ttl_field(data))
-    value = jsonvalues.encode(data["value"])
+    value = jsonvalues.encode(data["value"]) if encoded is None else encoded
     return Set(key, value, request_id, if_rev, _ttl_field(data), _flag_field(data, "ephemeral"))
 
 
@@ -258,9 +255,9 @@ def _parse_ops(data: dict[str, Any]) -> tuple[Write, ...]:
             if "id" in op:
                 raise InvalidMessage("invalid op: an op has no id; put the id on the batch")
             _check_value_depth(op)
-            parsed.append(_parse_write(action, op, None, "op"))
+            parsed.append(_parse_write(action, op, None))
         except ClientError as exc:
-            exc.op = index  # type: ignore[attr-defined]
+            exc.op = index
             raise
     return tuple(parsed)
 
@@ -308,7 +305,7 @@ def _request_id(data: dict[str, Any]) -> RequestId | None:
         'invalid message: "id" must be an integer of at most 53 bits or a string of at most '
         f"{MAX_ID_BYTES} bytes, got {describe(value)}"
     )
-    error.coded = True  # type: ignore[attr-defined]  # no id to echo, but a code
+    error.coded = True  # no id to echo, but a code
     raise error
 
 

@@ -78,7 +78,7 @@ def encode_error_reply(
     text = json.dumps(str(error)).encode()
     tail = b',"code":"' + code.encode() + b'"'
     if isinstance(error, ClientError):
-        op = getattr(error, "op", None)
+        op = error.op
         if op is not None:
             tail += b',"op":' + str(op).encode()
     if isinstance(error, Conflict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from typing import Protocol
 
 from . import replies, valueops
@@ -216,11 +217,7 @@ class StoreService:
     def _check_rev(self, key: str, if_rev: int) -> None:
         current = self.store.revision(key)
         if current != if_rev:
-            raise Conflict(
-                f"conflict: key {describe(key)} is at revision {current}, not {if_rev}",
-                current,
-                self.store.get(key),
-            )
+            raise Conflict.mismatch(key, current, if_rev, self.store.get(key))
 
     def _batch(self, client: Client, command: Batch) -> BatchWritten | None:
         """Check every op against the store as the ops before it leave it, then apply all."""
@@ -232,24 +229,22 @@ class StoreService:
                 key = op.key
                 current, current_rev = planned.get(key) or (store.get(key), store.revision(key))
                 if op.if_rev is not None and op.if_rev != current_rev:
-                    raise Conflict(
-                        f"conflict: key {describe(key)} is at revision {current_rev}, "
-                        f"not {op.if_rev}",
-                        current_rev,
-                        current,
-                    )
+                    raise Conflict.mismatch(key, current_rev, op.if_rev, current)
                 value = self._new_value(op, current)
                 if value is not None or current is not None:
                     rev += 1
                     # A key the batch deleted is at revision 0, as any key without a value.
                     planned[key] = (value, 0 if value is None else rev)
             except ClientError as exc:
-                exc.op = index  # type: ignore[attr-defined]
+                exc.op = index
                 raise
         wait = command.id is not None
         # Checked above: applied without their revision checks, which the ops
         # before them would fail.
-        results = [self._apply(client, _without_if_rev(op), wait) for op in command.ops]
+        results = [
+            self._apply(client, op if op.if_rev is None else replace(op, if_rev=None), wait)
+            for op in command.ops
+        ]
         if not wait:
             return None
         futures = [result.written for result in results if result.written is not None]
@@ -377,18 +372,6 @@ class StoreService:
 
 def _by_revision(update: Update) -> int:
     return update.rev
-
-
-def _without_if_rev(op: Write) -> Write:
-    if op.if_rev is None:
-        return op
-    if isinstance(op, Set):
-        return Set(op.key, op.value, None, None, op.ttl, op.ephemeral)
-    if isinstance(op, Delete):
-        return Delete(op.key)
-    if isinstance(op, Patch):
-        return Patch(op.key, op.patch, None, None, op.ttl)
-    return Incr(op.key, op.by, None, None, op.ttl)
 
 
 _ACTIONS: dict[type, str] = {Set: "set", Delete: "delete", Patch: "patch", Incr: "incr"}

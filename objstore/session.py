@@ -228,11 +228,11 @@ def _encoded(request_id: RequestId, result: Result, written: WriteResult | None)
 
 def _error_reply(error: ClientError, command: Command | None) -> bytes:
     """The reply to a message refused: with its id and code when it had an id."""
-    request_id = getattr(error, "request_id", None)
+    request_id = error.request_id
     if request_id is None and command is not None:
-        request_id = getattr(command, "id", None)
+        request_id = command.id
     if request_id is not None:
         return encode_error_reply(error, request_id)
-    if getattr(error, "coded", False):
+    if error.coded:
         return encode_error_reply(error, None)
     return encode_error(error)

@@ -103,6 +103,8 @@ class Store:
         self._owned: dict[Owner, set[str]] = {}
         #: Revisions up to this one are reserved in the journal.
         self._reserved = 0
+        #: The revision past which the next block is reserved.
+        self._reserve_at = 0
         self._generation = 0
 
     # -- opening and closing ----------------------------------------------------------
@@ -120,6 +122,7 @@ class Store:
                 self._expired_at_start(key)
         self._generation = saved.generation + 1
         self._reserved = self.space.rev + RESERVE_BLOCK
+        self._reserve_at = self._reserved - RESERVE_BLOCK // 2
         self.state.write_snapshot(self._snapshot(clean=False))
         return report
 
@@ -263,7 +266,7 @@ class Store:
             assert rev is not None
             return rev
         rev = self.space.put(key, value)
-        if rev >= self._reserved - RESERVE_BLOCK // 2:
+        if rev >= self._reserve_at:
             self._reserve()
         self._writer.write(key, value, on_failure)
         return rev
@@ -292,11 +295,7 @@ class Store:
         if if_rev is not None:
             current = space.revision(key)
             if current != if_rev:
-                raise Conflict(
-                    f"conflict: key {describe(key)} is at revision {current}, not {if_rev}",
-                    current,
-                    space.get(key),
-                )
+                raise Conflict.mismatch(key, current, if_rev, space.get(key))
         current_owner = self._owners.get(key) if self._owners else None
         if keep_owner:
             owner = current_owner
@@ -307,6 +306,8 @@ class Store:
             rev = space.remove(key)
             if rev is None:
                 return None, None
+            if rev >= self._reserve_at:
+                self._reserve()
             had_deadline = self._expires.pop(key, None) is not None
             if was_ephemeral:
                 return rev, self._done() if wait else None
@@ -315,14 +316,14 @@ class Store:
         else:
             had_file = not was_ephemeral and key in self._values
             rev = space.put(key, value)
+            if rev >= self._reserve_at:
+                self._reserve()
             if owner is not None:
                 if not was_ephemeral and key in self._expires:
                     # Its deadline is in the journal: take it back with the file.
                     self._journal_deadline(key, None)
                 self._own(key, owner)
                 self._expires_for(key, ttl, journal=False)
-                if rev >= self._reserved - RESERVE_BLOCK // 2:
-                    self._reserve()
                 if had_file:
                     # An ephemeral key has no file: remove the one it had, and
                     # acknowledge once it is gone (else a crash brings it back).
@@ -331,8 +332,6 @@ class Store:
                     self._writer.write(key, None, on_failure)
                 return rev, self._done() if wait else None
             self._expires_for(key, ttl, journal=True)
-        if rev >= self._reserved - RESERVE_BLOCK // 2:
-            self._reserve()
         if wait:
             return rev, self._writer.write_and_wait(key, value)
         self._writer.write(key, value, on_failure)
@@ -390,7 +389,9 @@ class Store:
             del self._owned[owner]
 
     def _reserve(self) -> None:
+        """Reserve the next block of revisions, half a block ahead of need."""
         self._reserved += RESERVE_BLOCK
+        self._reserve_at = self._reserved - RESERVE_BLOCK // 2
         self._writer.journal(Reserve(self._reserved))
 
     # -- deadlines and owners ---------------------------------------------------------

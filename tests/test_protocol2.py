@@ -142,7 +142,7 @@ def test_an_error_carries_the_id_once_it_is_known() -> None:
     """A message with a valid id and a mistake gets an error that knows the id."""
     with pytest.raises(ClientError) as caught:
         parse({"action": "delete", "key": 5, "id": "x"})
-    assert caught.value.request_id == "x"  # type: ignore[attr-defined]
+    assert caught.value.request_id == "x"
 
 
 def test_a_batch_error_names_the_op() -> None:
@@ -154,7 +154,7 @@ def test_a_batch_error_names_the_op() -> None:
                 "ops": [{"action": "delete", "key": "a"}, {"action": "incr", "key": ""}],
             }
         )
-    assert caught.value.op == 1  # type: ignore[attr-defined]
+    assert caught.value.op == 1
 
 
 def test_a_batch_value_may_nest_as_deep_as_any_value() -> None:
