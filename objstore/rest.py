@@ -162,10 +162,10 @@ def keys_route(
             )
         return _not_allowed(method, path, "GET, PUT, PATCH, DELETE")
     except ClientError as exc:
-        return _failed(service, exc)
+        return _failed(exc)
 
 
-def _failed(service: StoreService, error: ClientError) -> Answer:
+def _failed(error: ClientError) -> Answer:
     headers: list[tuple[str, str]] = []
     status = None
     if isinstance(error, Conflict):
@@ -324,7 +324,7 @@ def events_route(
                 )
             since = int(since_text)
     except ClientError as exc:
-        return _failed(service, exc)
+        return _failed(exc)
     stream = EventStream()
     hub = service.hub
 
