@@ -49,6 +49,7 @@ class ClientSession:
     __slots__ = (
         "_waiting",
         "_waiting_bytes",
+        "backlogged",
         "messages",
         "on_drained",
         "opened",
@@ -67,6 +68,9 @@ class ClientSession:
         #: Replies waiting for an acknowledgement before them; None while there is none.
         self._waiting: deque[bytes | _Acknowledgement] | None = None
         self._waiting_bytes = 0
+        #: So many replies wait for an acknowledgement that reading should stop: kept
+        #: as it changes, since the connection asks after every message.
+        self.backlogged = False
         #: Called once when a backlogged session's waiting replies have gone out.
         self.on_drained: Callable[[], None] | None = None
         #: The client's address as the socket gives it, formatted only for logs.
@@ -128,6 +132,7 @@ class ClientSession:
             self._waiting = deque((ack,))
         else:
             waiting.append(ack)
+            self._check_backlog(waiting)
         written.add_done_callback(self._written)
 
     def _reply(self, reply: bytes) -> None:
@@ -138,6 +143,7 @@ class ClientSession:
         else:
             waiting.append(reply)
             self._waiting_bytes += len(reply)
+            self._check_backlog(waiting)
 
     def _written(self, _: object) -> None:
         """An acknowledged write is on disk: send the replies now ready, in order."""
@@ -154,18 +160,15 @@ class ClientSession:
             self.outbox.reply(text_frame(reply))
         self._waiting = None
         self._waiting_bytes = 0
+        self.backlogged = False
         drained = self.on_drained
         if drained is not None:
             self.on_drained = None
             drained()
 
-    @property
-    def backlogged(self) -> bool:
-        """Whether so many replies wait for an acknowledgement that reading should stop."""
-        waiting = self._waiting
-        return waiting is not None and (
-            len(waiting) >= MAX_WAITING_REPLIES or self._waiting_bytes >= MAX_WAITING_BYTES
-        )
+    def _check_backlog(self, waiting: deque[bytes | _Acknowledgement]) -> None:
+        if len(waiting) >= MAX_WAITING_REPLIES or self._waiting_bytes >= MAX_WAITING_BYTES:
+            self.backlogged = True
 
     def _failed(self, command: Command | None) -> None:
         """Log the exception being handled, once, and tell the client without its details."""
