@@ -116,15 +116,15 @@ class StoreService:
         """
         # Checks in turn rather than a table: a plain set, nearly every message, is
         # decided by the first.
-        if isinstance(command, Set):
-            if (
-                command.id is None
-                and command.if_rev is None
-                and command.ttl is None
-                and not command.ephemeral
-            ):
-                self.set(command.key, command.value, client.report_failure)
-                return None
+        if (
+            isinstance(command, Set)
+            and command.id is None
+            and command.if_rev is None
+            and command.ttl is None
+            and not command.ephemeral
+        ):
+            self.set(command.key, command.value, client.report_failure)
+            return None
         if isinstance(command, Get):
             key = command.key
             store = self.store
