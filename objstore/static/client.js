@@ -188,10 +188,14 @@ export class Store {
     ws.onmessage = (/** @type {{data: any}} */ event) => {
       if (this._ws === ws && typeof event.data === "string") this._receive(event.data);
     };
-    ws.onerror = () => {};
-    ws.onclose = () => {
+    // An error is taken as the loss it announces: browsers follow it with a close event,
+    // but Node 22's global WebSocket (undici) fires no close when the connection could
+    // not be made (nodejs/undici#3546), which would leave the store never retrying.
+    ws.onerror = ws.onclose = () => {
       clearTimeout(openTimer);
-      if (this._ws === ws) this._lost(`the connection to ${this.url} was lost`);
+      if (this._ws !== ws) return;
+      this._lost(`the connection to ${this.url} was lost`);
+      if (ws.readyState !== 3) ws.close();
     };
   }
 

@@ -4,10 +4,11 @@
 //
 // Each scenario prints JSON lines on stdout (what the test checks) and, where the test
 // must act on the server (stop it, write while the client is away), waits for a line
-// on stdin. Node 20 has no global WebSocket: the ws package's class is passed in.
+// on stdin. With OBJSTORE_GLOBAL_WEBSOCKET=1 (Node 22 and later) the client uses Node's
+// own global WebSocket; otherwise (Node 20 has none) the ws package's class is passed in.
 
 import readline from "node:readline";
-import { WebSocket } from "ws";
+import { WebSocket as WsPackageWebSocket } from "ws";
 import {
   ConflictError,
   ConnectionLostError,
@@ -19,6 +20,10 @@ import {
   connect,
 } from "../../objstore/static/client.js";
 
+const useGlobal = process.env.OBJSTORE_GLOBAL_WEBSOCKET === "1";
+if (useGlobal && typeof globalThis.WebSocket !== "function") throw new Error(`node ${process.version} has no global WebSocket`);
+/** The class each scenario passes to connect: none (so the global one) or the ws package's. */
+const WebSocket = useGlobal ? undefined : WsPackageWebSocket;
 const [name, url] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin });
 /** @type {string[]} */ const received = [];
@@ -144,7 +149,11 @@ const scenarios = {
     for await (const change of watch) {
       if (!cut) {
         cut = true;
-        /** @type {any} */ (store)._ws.terminate();
+        // ws can drop the socket as a network failure would; Node's own WebSocket can
+        // only close it, which the store takes as the same loss.
+        const socket = /** @type {any} */ (store)._ws;
+        if (socket.terminate) socket.terminate();
+        else socket.close();
       }
       const last = runs.at(-1);
       if (last && last[0] === change.kind) last[1]++;
@@ -206,7 +215,7 @@ const scenarios = {
     } catch (e) {
       missing = [/** @type {Error} */ (e).name, /** @type {Error} */ (e).message];
     }
-    /** @type {any} */ (globalThis).WebSocket = WebSocket;
+    /** @type {any} */ (globalThis).WebSocket = saved ?? WsPackageWebSocket;
     const store = await connect(url);
     const rev = await store.set("k", "global");
     store.close();
