@@ -53,6 +53,7 @@ class ObjstoreServer:
         self._flush_scheduler: FlushScheduler | None = None
         self._http_connections: set[ObjstoreConnection] = set()
         self._keepalive: asyncio.Task[None] | None = None
+        self._clock_tick: asyncio.TimerHandle | None = None
         #: After stop(): the keys whose latest value could not be written to disk.
         self.unsaved_keys: list[str] = []
 
@@ -113,6 +114,12 @@ class ObjstoreServer:
         deadline = self.store.next_deadline()
         if deadline is not None:
             self._expire_at(deadline)
+        self._mark_time()
+
+    def _mark_time(self) -> None:
+        """Once a second, tell the store the time, for its keys' times of last change."""
+        self.store.mark_time(time.time())
+        self._clock_tick = asyncio.get_running_loop().call_later(1.0, self._mark_time)
 
     def _expire_at(self, deadline: float) -> None:
         """Make sure keys are expired at *deadline* (seconds since the epoch) or earlier."""
@@ -150,6 +157,8 @@ class ObjstoreServer:
         """
         if self._keepalive is not None:
             self._keepalive.cancel()
+        if self._clock_tick is not None:
+            self._clock_tick.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = self._expiry_at = None

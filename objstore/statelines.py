@@ -10,11 +10,13 @@ file steps.
 The snapshot, JSON lines::
 
     {"meta": 1, "rev": R, "clean": true|false, "journal": G, "base": B}
-    {"k": KEY, "r": REV, "x": EXPIRES_MS_OR_NULL, "c": CRC32_OR_NULL}   one per key
-    {"h": REV, "k": KEY, "d": DELETED}                                  history, oldest first
+    {"k": KEY, "r": REV, "x": EXPIRES_MS_OR_NULL, "c": CRC32_OR_NULL, "t": CHANGED_MS_OR_NULL}
+    {"h": REV, "k": KEY, "d": DELETED}
 
-R is the last revision handed out (clean) or reserved so far; G the generation
-of the journal that belongs to the snapshot; B the history base: every change
+One line per key (``"t"``, the time of its last change, is missing in a
+snapshot of an earlier version), then the history lines, oldest first. R is
+the last revision handed out (clean) or reserved so far; G the generation of
+the journal that belongs to the snapshot; B the history base: every change
 with a revision above B is in the history lines. The journal:
 ``{"journal": G}``, then ``{"reserve": M}`` (revisions up to M may have been
 handed out) and ``{"k": KEY, "x": EXPIRES_MS_OR_NULL}`` (the key's expiry
@@ -86,15 +88,19 @@ _decode = json.JSONDecoder().decode
 
 @dataclass(slots=True)
 class KeyState:
-    """What the snapshot keeps of one key: its revision, expiry deadline and value checksum.
+    """What the snapshot keeps of one key: its revision, expiry deadline, value checksum
+    and time of last change.
 
     ``expires`` is in milliseconds since the epoch, None for a permanent key;
-    ``crc`` is ``zlib.crc32`` of the value's JSON bytes at a clean stop, or None.
+    ``crc`` is ``zlib.crc32`` of the value's JSON bytes at a clean stop, or None;
+    ``changed`` the time by which its last change happened (ms since the epoch,
+    see :mod:`objstore.changeclock`), None when not known.
     """
 
     rev: int
     expires: int | None = None
     crc: int | None = None
+    changed: int | None = None
 
 
 @dataclass(slots=True)
@@ -296,7 +302,9 @@ def snapshot_lines(state: SavedState, generation: int) -> Iterator[bytes]:
         }
     )
     for key, known in state.keys.items():
-        yield _line({"k": key, "r": known.rev, "x": known.expires, "c": known.crc})
+        yield _line(
+            {"k": key, "r": known.rev, "x": known.expires, "c": known.crc, "t": known.changed}
+        )
     for rev, key, deleted in state.history:
         yield _line({"h": rev, "k": key, "d": deleted})
 
@@ -404,9 +412,13 @@ def _read_key_line(
     if rev > state.rev:
         lines.warn(number, f"has revision {rev}, past the counter {state.rev}; raised it")
         state.rev, state.clean = rev, False
+    changed = record.get("t")
+    if not _is_deadline(changed):
+        lines.warn(number, "has an unreadable time of change; the key's time is not known")
+        changed = None
     if valid in state.keys:
         lines.warn(number, "repeats a key; the last line counts")
-    state.keys[valid] = KeyState(rev, expires, crc)
+    state.keys[valid] = KeyState(rev, expires, crc, changed)
 
 
 def _read_record(journal: JournalContent, record: dict[str, object]) -> bool:

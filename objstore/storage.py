@@ -89,6 +89,14 @@ class Storage(Protocol):
     def details(self, key: str) -> tuple[int | None, bool]:
         """*key*'s deadline (ms since the epoch, None without one) and whether it is ephemeral."""
 
+    def changed_at(self, key: str) -> int | None:
+        """When *key* last changed (ms since the epoch, late by at most a second), or None
+        when that is not known (or it has no value)."""
+
+    def mark_time(self, now: float) -> None:
+        """Every change so far happened by *now* (seconds since the epoch); called about
+        once a second, so that :meth:`changed_at` needs no clock read per change."""
+
     def next_deadline(self) -> float | None:
         """The earliest deadline of a key (seconds since the epoch), or None."""
 

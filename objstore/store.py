@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from .cachefolder import CacheFolder, LoadReport
+from .changeclock import ChangeClock
 from .errors import Conflict, describe
 from .keyspace import Change, KeySpace
 from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
@@ -88,6 +89,8 @@ class Store:
         self.state = StateFiles(str(cache_dir))
         self.space = KeySpace()
         self._values = self.space.values
+        #: When the revisions happened (marked each second, not at each change).
+        self.clock = ChangeClock()
         self._writer = WriteBehind(self.folder, journal=_StateSink(self.state))
         #: Bytes of deadline records journaled since the last snapshot (an estimate).
         self._journaled = 0
@@ -131,6 +134,7 @@ class Store:
         revs: dict[str, int] = {}
         space = KeySpace(values, revs, saved.rev)
         fresh: list[str] = []
+        marks: list[tuple[int, float]] = []
         for key, value in values.items():
             state = saved.keys.get(key)
             if (
@@ -140,6 +144,8 @@ class Store:
                 and state.crc == zlib.crc32(value)
             ):
                 revs[key] = state.rev
+                if state.changed is not None:
+                    marks.append((state.rev, state.changed / 1000))
             else:
                 fresh.append(key)
             if state is not None and state.expires is not None:
@@ -160,6 +166,9 @@ class Store:
         for key in sorted(fresh):
             rev += 1
             revs[key] = rev
+        # The times of the values kept come back; those of new revisions are not known.
+        self.clock = ChangeClock.from_marks(marks)
+        self.clock.mark_unknown(rev)
         # A key deleted by hand while the server was stopped is a change the history
         # does not hold either.
         vanished = saved.clean and any(key not in values for key in saved.keys)
@@ -190,7 +199,14 @@ class Store:
             for key, value in space.values.items():
                 if key in self._owners:
                     continue
-                keys[key] = KeyState(space.revs[key], self._expires.get(key), zlib.crc32(value))
+                rev = space.revs[key]
+                changed = self.clock.time_of(rev)
+                keys[key] = KeyState(
+                    rev,
+                    self._expires.get(key),
+                    zlib.crc32(value),
+                    None if changed is None else int(changed * 1000),
+                )
         return SavedState(
             rev=space.rev if clean else self._reserved,
             clean=clean,
@@ -213,6 +229,7 @@ class Store:
             self.release(owner)
         unsaved = await self._writer.close()
         if not unsaved:
+            self.mark_time(time.time())
             self._generation += 1
             try:
                 self.state.write_snapshot(self._snapshot(clean=True))
@@ -443,6 +460,21 @@ class Store:
         """*key*'s deadline (ms since the epoch, None without one) and whether it is ephemeral."""
         expires = self._expires.get(key) if self._expires else None
         return expires, bool(self._owners) and key in self._owners
+
+    def mark_time(self, now: float) -> None:
+        """Every change so far happened by *now* (seconds since the epoch)."""
+        self.clock.mark(self.space.rev, now)
+
+    def changed_at(self, key: str) -> int | None:
+        """When *key* last changed (ms since the epoch, late by at most a mark's
+        interval), or None when not known or it has no value."""
+        rev = self.space.revs.get(key)
+        if rev is None:
+            return None
+        if rev > self.clock.last:
+            self.mark_time(time.time())
+        changed = self.clock.time_of(rev)
+        return None if changed is None else int(changed * 1000)
 
     def deadline(self, key: str) -> float | None:
         """*key*'s deadline in seconds since the epoch, None when it has none."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from typing import Any
 
 from objstore.statelines import (
     MAX_LINE_BYTES,
@@ -35,11 +37,26 @@ def test_records_are_compact_lines() -> None:
 def test_snapshot_lines_read_back() -> None:
     """The lines of a snapshot read back as the state, under the generation written."""
     state = SavedState(
-        rev=5, clean=False, base=3, keys={"a": KeyState(4, 9, 1)}, history=[(4, "a", False)]
+        rev=5,
+        clean=False,
+        base=3,
+        keys={"a": KeyState(4, 9, 1, 1_700_000_000_000), "b": KeyState(5)},
+        history=[(4, "a", False)],
     )
     read = read_snapshot(reader(b"".join(snapshot_lines(state, 2))))
     state.generation = 2
     assert read == state
+
+
+def test_a_key_line_without_a_time_or_with_a_bad_one_keeps_the_key(caplog: Any) -> None:
+    """A snapshot of an earlier version has no "t"; a garbled one loses the time only."""
+    header = b'{"meta":1,"rev":5,"clean":true,"journal":1,"base":5}\n'
+    lines = b'{"k":"a","r":4,"x":null,"c":7}\n{"k":"b","r":5,"x":null,"c":8,"t":"noon"}\n'
+    with caplog.at_level(logging.WARNING, "objstore.cache"):
+        read = read_snapshot(reader(header + lines))
+    assert read is not None
+    assert read.keys == {"a": KeyState(4, None, 7), "b": KeyState(5, None, 8)}
+    assert "test: line 3 has an unreadable time of change" in caplog.text
 
 
 def test_header_generation_of_either_file() -> None:
