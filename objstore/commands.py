@@ -131,12 +131,17 @@ class Batch:
 
 @dataclass(slots=True)
 class Keys:
-    """List keys starting with ``prefix``, after ``after``, in UTF-8 byte order."""
+    """List keys starting with ``prefix``, after ``after``, in UTF-8 byte order.
+
+    With ``details``, each key comes with what a console shows of it.
+    """
 
     prefix: str = ""
     after: str | None = None
     limit: int = DEFAULT_LIST_LIMIT
     id: RequestId | None = None
+    #: List each key with its revision, time of last change, size, deadline and ownership.
+    details: bool = False
 
 
 @dataclass(slots=True)

@@ -188,6 +188,7 @@ def _parse_action(
             _optional_key_field(data, "after"),
             _limit_field(data),
             request_id,
+            _flag_field(data, "details"),
         )
     if action == "batch":
         return Batch(_parse_ops(data), request_id)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from . import jsonvalues
 from .commands import RequestId
 from .errors import ClientError, Conflict, ObjstoreError
-from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
+from .results import BatchWritten, Done, KeyDetails, Listed, Read, Result, Subscribed, Written
 from .updates import encode_key, encode_update
 
 __all__ = [
@@ -53,14 +53,39 @@ def value_member(value: bytes | None) -> bytes:
     return b',"value":' + (b"null" if value is None else value)
 
 
-def encode_keys(keys: Iterable[str], next_key: str | None) -> bytes:
-    """``,"keys":[...],"next":K`` for a listing."""
+def encode_keys(
+    keys: Iterable[str], next_key: str | None, details: Iterable[KeyDetails] | None = None
+) -> bytes:
+    """``,"keys":[...],"next":K`` for a listing.
+
+    With *details*, each key is an object: ``{"key", "rev", "changed", "size"}``,
+    plus ``"expires"`` and ``"ephemeral": true`` when they apply.
+    """
+    if details is None:
+        listed = b",".join(jsonvalues.encode(key) for key in keys)
+    else:
+        listed = b",".join(_key_details(key, one) for key, one in zip(keys, details, strict=True))
     return (
         b',"keys":['
-        + b",".join(jsonvalues.encode(key) for key in keys)
+        + listed
         + b'],"next":'
         + (b"null" if next_key is None else jsonvalues.encode(next_key))
     )
+
+
+def _key_details(key: str, details: KeyDetails) -> bytes:
+    changed = b"null" if details.changed is None else b"%d" % details.changed
+    members = b'{"key":%s,"rev":%d,"changed":%s,"size":%d' % (
+        jsonvalues.encode(key),
+        details.rev,
+        changed,
+        details.size,
+    )
+    if details.expires is not None:
+        members += b',"expires":%d' % details.expires
+    if details.ephemeral:
+        members += b',"ephemeral":true'
+    return members + b"}"
 
 
 def encode_error_reply(
@@ -117,7 +142,7 @@ def _members(result: Result) -> bytes:
             members += b',"reset":true' if result.reset else b',"reset":false'
         return members
     if isinstance(result, Listed):
-        return encode_keys(result.keys, result.next)
+        return encode_keys(result.keys, result.next, result.details)
     if isinstance(result, BatchWritten):
         return (
             rev_member(result.rev)
@@ -147,5 +172,5 @@ def encode_plain_reply(result: Result) -> bytes | None:
     if isinstance(result, Read):
         return encode_update(result.key, result.value)
     if isinstance(result, Listed):
-        return b"{" + encode_keys(result.keys, result.next)[1:] + b"}"
+        return b"{" + encode_keys(result.keys, result.next, result.details)[1:] + b"}"
     return None

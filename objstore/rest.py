@@ -194,6 +194,10 @@ def _list(service: StoreService, params: dict[str, str]) -> Answer:
         message["prefix"] = params["prefix"]
     if params.get("after"):
         message["after"] = params["after"]
+    details = params.get("details", "0")
+    if details not in ("0", "1", "true", "false"):
+        raise InvalidMessage(f"invalid details: expected 1 or 0, got {describe(details)}")
+    message["details"] = details in ("1", "true")
     command = parse_message(json.dumps(message))
     assert isinstance(command, Keys)
     result = service.execute(_CLIENT, command)  # type: ignore[arg-type]

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from .writer import WriteResult
 
-__all__ = ["BatchWritten", "Done", "Listed", "Read", "Result", "Subscribed", "Written"]
+__all__ = [
+    "BatchWritten",
+    "Done",
+    "KeyDetails",
+    "Listed",
+    "Read",
+    "Result",
+    "Subscribed",
+    "Written",
+]
 
 
 @dataclass(slots=True)
@@ -59,11 +68,32 @@ class BatchWritten:
 
 
 @dataclass(slots=True)
+class KeyDetails:
+    """What a detailed listing says of a key.
+
+    ``changed`` is the time of its last change (ms since the epoch, late by at
+    most a second: see :mod:`objstore.changeclock`), None when not known;
+    ``size`` the bytes of its value as JSON; ``expires`` its deadline (ms since
+    the epoch), None without one.
+    """
+
+    rev: int
+    changed: int | None
+    size: int
+    expires: int | None
+    ephemeral: bool
+
+
+@dataclass(slots=True)
 class Listed:
-    """A page of keys, and the key to list after for the next page (None: the last)."""
+    """A page of keys, and the key to list after for the next page (None: the last).
+
+    ``details``, for a detailed listing, holds what it says of each key, in order.
+    """
 
     keys: list[str]
     next: str | None
+    details: list[KeyDetails] | None = None
 
 
 @dataclass(slots=True)

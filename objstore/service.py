@@ -41,7 +41,7 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .results import BatchWritten, Done, Listed, Read, Result, Subscribed, Written
+from .results import BatchWritten, Done, KeyDetails, Listed, Read, Result, Subscribed, Written
 from .storage import Storage
 from .updates import ExpiredUpdate, TimedUpdate, Update, encode_update
 from .writer import FailureCallback, WriteResult
@@ -245,12 +245,22 @@ class StoreService:
     # -- reads -------------------------------------------------------------------------------
 
     def _keys(self, command: Keys) -> Listed:
-        keys = self.store.keys(command.prefix, command.after, command.limit + 1)
+        store = self.store
+        keys = store.keys(command.prefix, command.after, command.limit + 1)
         next_key = None
         if len(keys) > command.limit:
             del keys[command.limit :]
             next_key = keys[-1]
-        return Listed(keys, next_key)
+        if not command.details:
+            return Listed(keys, next_key)
+        details = []
+        for key in keys:
+            expires, ephemeral = store.details(key)
+            value = store.get(key)
+            size = 0 if value is None else len(value)
+            changed = store.changed_at(key)
+            details.append(KeyDetails(store.revision(key), changed, size, expires, ephemeral))
+        return Listed(keys, next_key, details)
 
     # -- subscriptions -----------------------------------------------------------------------
 
