@@ -162,6 +162,26 @@ async def test_keys_pages_through_every_key(store: Store) -> None:
     assert [key async for key in store.keys(prefix="")] == ["p/a", "p/b", "p/c", "q/z"]
 
 
+async def test_key_details_tell_revision_time_size_and_deadline(store: Store) -> None:
+    """key_details pages like keys, each key with what the server knows of it."""
+    before = int(time.time() * 1000)
+    await store.set("p/a", {"x": 1})
+    await store.set("p/b", 2, ttl=30)
+    await store.set("p/c", "e", ephemeral=True)
+    await store.set("q", 0)
+    found = [info async for info in store.key_details("p/", page=2)]
+    after = int(time.time() * 1000)
+    assert [(i.key, i.rev, i.size, i.ephemeral) for i in found] == [
+        ("p/a", 1, 7, False),
+        ("p/b", 2, 1, False),
+        ("p/c", 3, 3, True),
+    ]
+    assert all(i.changed is not None and before <= i.changed <= after for i in found)
+    assert found[0].expires is None
+    assert found[1].expires is not None
+    assert before + 30_000 <= found[1].expires <= after + 30_000
+
+
 async def test_batch_returns_each_ops_result(store: Store) -> None:
     """A batch applies every op and returns what each returns alone."""
     await store.set("b", 1)

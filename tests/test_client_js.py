@@ -154,6 +154,18 @@ async def test_every_operation(server: ObjstoreServer, run: Any) -> None:
         "delete": True,
         "deleteMissing": False,
         "keys": ["player/a", "player/b", "player/c", "player/d", "player/e"],
+        "keysAfter": ["player/d", "player/e"],
+        "details": [
+            {
+                "key": k,
+                "rev": r,
+                "changed": "number",
+                "size": 10,
+                "expires": None,
+                "ephemeral": False,
+            }
+            for k, r in (("player/d", 13), ("player/e", 14))
+        ],
         "batch": {
             "rev": 18,
             "results": [

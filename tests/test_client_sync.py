@@ -36,6 +36,7 @@ async def test_every_operation_answers_as_in_asyncio(ws_url: str) -> None:
                 store.delete("p/a"),
                 store.get("p/a"),
                 list(store.keys(prefix="", page=1)),
+                [(i.key, i.rev, i.size) for i in store.key_details(page=1)],
                 store.batch([Set("p/b", 1), Incr("n"), Delete("zz")]),
             ]
 
@@ -48,6 +49,7 @@ async def test_every_operation_answers_as_in_asyncio(ws_url: str) -> None:
         True,
         None,
         ["n"],
+        [("n", 3, 1)],
         [5, 5, False],
     ]
 

@@ -14,7 +14,7 @@ server's modules, so that it can be used without them.
 from __future__ import annotations
 
 from ._aio import Store, Watch, connect
-from ._core import Change, Delete, Entry, Incr, Op, Patch, Set
+from ._core import Change, Delete, Entry, Incr, KeyInfo, Op, Patch, Set
 from .errors import (
     ConflictError,
     ConnectionLostError,
@@ -41,6 +41,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidMessageError",
     "InvalidValueError",
+    "KeyInfo",
     "NotFoundError",
     "ObjstoreError",
     "Op",

@@ -28,6 +28,7 @@ from ._core import (
     Delete,
     Entry,
     Incr,
+    KeyInfo,
     Link,
     Op,
     Patch,
@@ -38,9 +39,11 @@ from ._core import (
     decode_batch,
     decode_delete,
     decode_entry,
+    decode_key_details,
     decode_keys,
     decode_rev,
     decode_value,
+    keys_message,
 )
 from .errors import ConnectionLostError, ObjstoreError
 
@@ -265,14 +268,23 @@ class Store:
 
     async def keys(self, prefix: str = "", *, page: int = 100) -> AsyncIterator[str]:
         """Every key starting with *prefix*, in UTF-8 order, fetched *page* keys at a time."""
+        async for key in self._list(prefix, page, False, decode_keys):
+            yield key
+
+    async def key_details(self, prefix: str = "", *, page: int = 100) -> AsyncIterator[KeyInfo]:
+        """As :meth:`keys`, each key with its revision, time of last change, size,
+        deadline and whether it is ephemeral (:class:`KeyInfo`)."""
+        async for info in self._list(prefix, page, True, decode_key_details):
+            yield info
+
+    async def _list(
+        self, prefix: str, page: int, details: bool, decode: Decode
+    ) -> AsyncIterator[Any]:
         after: str | None = None
         while True:
-            message: dict[str, Any] = {"action": "keys", "prefix": prefix, "limit": page}
-            if after is not None:
-                message["after"] = after
-            found, after = await self._request(message, decode_keys)
-            for key in found:
-                yield key
+            found, after = await self._request(keys_message(prefix, page, after, details), decode)
+            for item in found:
+                yield item
             if after is None:
                 return
 

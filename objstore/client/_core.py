@@ -32,6 +32,7 @@ __all__ = [
     "Delete",
     "Entry",
     "Incr",
+    "KeyInfo",
     "Link",
     "Op",
     "Patch",
@@ -42,9 +43,11 @@ __all__ = [
     "decode_batch",
     "decode_delete",
     "decode_entry",
+    "decode_key_details",
     "decode_keys",
     "decode_rev",
     "decode_value",
+    "keys_message",
 ]
 
 #: The largest message accepted from the server: a value of the server's
@@ -225,13 +228,63 @@ def _expires(message: dict[str, Any]) -> int | None:
     return expires if isinstance(expires, int) and not isinstance(expires, bool) else None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What a detailed listing tells of a key.
+
+    ``changed`` is the time of its last change in milliseconds since the Unix
+    epoch, late by at most about a second (None when the server does not know
+    it, as after a crash); ``size`` the bytes of its value as JSON; ``expires``
+    and ``ephemeral`` as in :class:`Entry`.
+    """
+
+    key: str
+    rev: int
+    changed: int | None
+    size: int
+    expires: int | None = None
+    ephemeral: bool = False
+
+
+def keys_message(prefix: str, page: int, after: str | None, details: bool) -> dict[str, Any]:
+    """The ``keys`` request for one page."""
+    message: dict[str, Any] = {"action": "keys", "prefix": prefix, "limit": page}
+    return _optional(message, after=after, details=details)
+
+
 def decode_keys(reply: dict[str, Any]) -> tuple[list[str], str | None]:
     """A ``keys`` reply: the page of keys, and the ``after`` of the next page (or None)."""
+    keys, after = _page(reply)
+    return [str(key) for key in keys], after
+
+
+def decode_key_details(reply: dict[str, Any]) -> tuple[list[KeyInfo], str | None]:
+    """A detailed ``keys`` reply: what it says of each key, and the next page's ``after``."""
+    entries, after = _page(reply)
+    found = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise InvalidMessageError(f"the server's keys reply is malformed: {reply!r}")
+        changed, size = entry.get("changed"), entry.get("size")
+        found.append(
+            KeyInfo(
+                entry["key"],
+                _int(entry, "rev"),
+                changed if isinstance(changed, int) else None,
+                size if isinstance(size, int) else 0,
+                _expires(entry),
+                entry.get("ephemeral") is True,
+            )
+        )
+    return found, after
+
+
+def _page(reply: dict[str, Any]) -> tuple[list[Any], str | None]:
     keys = reply.get("keys")
     after = reply.get("next")
     if not isinstance(keys, list) or not (after is None or isinstance(after, str)):
         raise InvalidMessageError(f"the server's keys reply is malformed: {reply!r}")
-    return [str(key) for key in keys], after
+    return keys, after
 
 
 def decode_batch(ops: list[Op]) -> Decode:

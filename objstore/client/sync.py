@@ -33,6 +33,7 @@ from ._core import (
     Delete,
     Entry,
     Incr,
+    KeyInfo,
     Link,
     Op,
     Patch,
@@ -43,9 +44,11 @@ from ._core import (
     decode_batch,
     decode_delete,
     decode_entry,
+    decode_key_details,
     decode_keys,
     decode_rev,
     decode_value,
+    keys_message,
 )
 from .errors import ConnectionLostError, ObjstoreError
 
@@ -287,12 +290,17 @@ class Store:
 
     def keys(self, prefix: str = "", *, page: int = 100) -> Iterator[str]:
         """Every key starting with *prefix*, in UTF-8 order, fetched *page* keys at a time."""
+        return self._list(prefix, page, False, decode_keys)
+
+    def key_details(self, prefix: str = "", *, page: int = 100) -> Iterator[KeyInfo]:
+        """As :meth:`keys`, each key with its revision, time of last change, size,
+        deadline and whether it is ephemeral (:class:`KeyInfo`)."""
+        return self._list(prefix, page, True, decode_key_details)
+
+    def _list(self, prefix: str, page: int, details: bool, decode: Decode) -> Iterator[Any]:
         after: str | None = None
         while True:
-            message: dict[str, Any] = {"action": "keys", "prefix": prefix, "limit": page}
-            if after is not None:
-                message["after"] = after
-            found, after = self._request(message, decode_keys)
+            found, after = self._request(keys_message(prefix, page, after, details), decode)
             yield from found
             if after is None:
                 return

@@ -32,6 +32,8 @@
  *             onStatus?: (status: Status) => void }} ConnectOptions
  * @typedef {{ action: "set"|"delete"|"patch"|"incr", key: string, value?: any, by?: number,
  *             ifRev?: number, ttl?: number, ephemeral?: boolean }} BatchOp
+ * @typedef {{ key: string, rev: number, changed: number|null, size: number,
+ *             expires: number|null, ephemeral: boolean }} KeyInfo
  */
 
 /** The root of every error of this client; `code` is the server's error code (or null). */
@@ -362,14 +364,37 @@ export class Store {
   }
 
   /**
-   * Every key starting with *prefix*, in UTF-8 order, fetched a page at a time as iterated.
-   * @param {{prefix?: string, page?: number}} [options] @returns {AsyncGenerator<string>}
+   * Every key starting with *prefix* (after *after*, if given), in UTF-8 order, fetched a
+   * page at a time as iterated.
+   * @param {{prefix?: string, page?: number, after?: string}} [options] @returns {AsyncGenerator<string>}
    */
-  async *keys({ prefix = "", page = 100 } = {}) {
-    /** @type {string|undefined} */
-    let after;
+  async *keys({ prefix = "", page = 100, after } = {}) {
+    yield* this._list(prefix, page, after, undefined);
+  }
+
+  /**
+   * As {@link Store#keys}, each key with its revision, time of last change (ms since the
+   * epoch, late by at most about a second; null when the server does not know it), size
+   * of its value as JSON, deadline and whether it is ephemeral.
+   * @param {{prefix?: string, page?: number, after?: string}} [options] @returns {AsyncGenerator<KeyInfo>}
+   */
+  async *keyDetails({ prefix = "", page = 100, after } = {}) {
+    for await (const entry of this._list(prefix, page, after, true)) {
+      yield {
+        key: entry.key,
+        rev: entry.rev,
+        changed: entry.changed ?? null,
+        size: entry.size,
+        expires: entry.expires ?? null,
+        ephemeral: entry.ephemeral === true,
+      };
+    }
+  }
+
+  /** @param {string} prefix @param {number} page @param {string|undefined} after @param {true|undefined} details */
+  async *_list(prefix, page, after, details) {
     for (;;) {
-      const reply = await this._request(defined({ action: "keys", prefix, limit: page, after }));
+      const reply = await this._request(defined({ action: "keys", prefix, limit: page, after, details }));
       yield* reply.keys;
       if (reply.next === null) return;
       after = reply.next;

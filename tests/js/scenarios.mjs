@@ -79,6 +79,12 @@ const scenarios = {
     for (const key of ["player/a", "player/b", "player/c", "player/d", "player/e"]) await store.set(key, key);
     out.keys = [];
     for await (const key of store.keys({ prefix: "player/", page: 2 })) out.keys.push(key);
+    out.keysAfter = [];
+    for await (const key of store.keys({ prefix: "player/", page: 2, after: "player/c" })) out.keysAfter.push(key);
+    out.details = [];
+    for await (const info of store.keyDetails({ prefix: "player/", page: 2, after: "player/c" })) {
+      out.details.push({ ...info, changed: typeof info.changed });
+    }
     out.batch = await store.batch([
       { action: "set", key: "a", value: 1 },
       { action: "incr", key: "n", by: 2 },
