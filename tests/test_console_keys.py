@@ -141,14 +141,31 @@ def test_lists_and_filters_ten_thousand_keys(
         page.context.close()
 
 
-def test_listed_rows_show_no_time_of_change(
+def time_of_day(page: Page, ms: int) -> str:
+    """*ms* since the epoch as the page shows a time of today, in the browser's zone."""
+    shown: str = page.evaluate("(ms) => new Date(ms).toTimeString().slice(0, 8)", ms)
+    return shown
+
+
+def test_listed_rows_show_the_servers_time_of_change(
     browser: Browser, server: Server, other: Other
 ) -> None:
-    """A key listed from the snapshot says it has no known time of change."""
-    other.request(action="set", key="old", value=1)
+    """Keys listed from the snapshot get their time of last change from the server,
+    asked only for the rows in view, also after scrolling."""
+    other.fill(300)
+    listed = other.request(action="keys", details=True, prefix="k/", limit=300)["keys"]
+    changed = {entry["key"]: entry["changed"] for entry in listed}
     page = open_console(browser, server)
     try:
-        expect(row(page, "old").locator(".t")).to_have_text("—")
+        expect(row(page, "k/00000").locator(".t")).to_have_text(
+            time_of_day(page, changed["k/00000"])
+        )
+        page.locator("#browse-viewport").evaluate("(node) => { node.scrollTop = 250 * 30; }")
+        first = page.locator("#browse-viewport .krow:not([hidden])").first
+        key = first.get_attribute("data-key")
+        assert key is not None
+        assert key > "k/00200"
+        expect(row(page, key).locator(".t")).to_have_text(time_of_day(page, changed[key]))
     finally:
         page.context.close()
 
@@ -350,6 +367,9 @@ def test_reconnect_after_a_crash_reloads_and_says_so(
     expect(page.locator("#browse-count")).to_have_text("1 key")
     expect(row(page, "gone")).to_have_count(0)
     expect(row(page, "kept").locator(".r")).not_to_have_text(str(rev))
+    # The new revision's time is not known, and the row says so rather than guess.
+    expect(row(page, "kept").locator(".t")).to_have_text("—")
+    expect(row(page, "kept").locator(".t")).to_have_attribute("title", re.compile("not known"))
 
 
 def test_screenshot_of_the_key_browser(page: Page, server: Server, other: Other) -> None:
