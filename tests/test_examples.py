@@ -222,16 +222,22 @@ async def cursor_server(start_server: StartServer) -> ObjstoreServer:
     return server
 
 
-async def open_cursors(browser: Browser, server: ObjstoreServer) -> tuple[Page, str]:
-    """cursors.html opened from disk in a window of its own; the page and its cursor's id."""
+async def open_cursors(
+    browser: Browser,
+    server: ObjstoreServer,
+    base: str | None = None,
+    status: str | re.Pattern[str] = "open",
+) -> tuple[Page, str]:
+    """cursors.html in a window of its own, opened from disk or from *base* (a web server
+    of the folder); the page and its cursor's id, once its status is *status*."""
     page = await (await browser.new_context(viewport={"width": 800, "height": 600})).new_page()
     page.set_default_timeout(10_000)
-    url = f"{(EXAMPLES / 'cursors.html').as_uri()}?server=ws://127.0.0.1:{server.port}/ws"
-    await page.goto(url)
-    await expect(page.locator("#status")).to_have_text("open")
+    where = (EXAMPLES / "cursors.html").as_uri() if base is None else f"{base}/cursors.html"
+    await page.goto(f"{where}?server=ws://127.0.0.1:{server.port}/ws")
+    await expect(page.locator("#status")).to_have_text(status)
     me = await page.locator("body").get_attribute("data-me")
-    assert me
-    return page, me
+    assert me or status != "open"
+    return page, me or ""
 
 
 async def test_cursor_pages_see_each_other(
@@ -261,3 +267,55 @@ async def test_cursor_goes_when_its_page_closes(
     await expect(bob.locator(f'.cursor[data-id="{ann_id}"]')).to_have_count(1)
     await ann.context.close()
     await expect(bob.locator(".cursor")).to_have_count(0)
+
+
+@pytest.fixture
+async def examples_site() -> AsyncIterator[str]:
+    """The folder served as its README says (``python -m http.server``), on a free port."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(EXAMPLES),
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()  # by its pid
+        await process.wait()
+
+
+async def test_cursor_pages_served_by_a_web_server_of_an_allowed_origin(
+    browser: Browser, start_server: StartServer, examples_site: str
+) -> None:
+    """Served from another origin, the page works once that origin is allowed, and
+    is refused (and says so) while it is not."""
+    refused = await start_server()
+    page, _ = await open_cursors(
+        browser,
+        refused,
+        examples_site,
+        status=re.compile(re.escape(f"objstore --allow-origin {examples_site})?")),
+    )
+    await page.context.close()
+    await refused.stop()
+    server = await start_server(allow_origins=(examples_site,))
+    ann, ann_id = await open_cursors(browser, server, examples_site)
+    bob, _ = await open_cursors(browser, server, examples_site)
+    await ann.mouse.move(210, 140)
+    on_bob = bob.locator(f'.cursor[data-id="{ann_id}"]')
+    await expect(on_bob).to_have_css("left", "210px")
+    await expect(on_bob).to_have_css("top", "140px")
