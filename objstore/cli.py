@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -99,6 +100,21 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "file:// pages) use the store; pages served by objstore itself always may; "
         "repeat for more (ALLOW_ORIGIN, comma-separated, default none)",
     )
+    parser.add_argument(
+        "--token",
+        default=env.get("OBJSTORE_TOKEN") or None,
+        help="a token with every right; clients without it may then do nothing (unless "
+        "--auth says otherwise); prefer the environment variable, which other users of "
+        "this machine cannot see (OBJSTORE_TOKEN, default none: no access control)",
+    )
+    parser.add_argument(
+        "--auth",
+        metavar="FILE",
+        default=env.get("OBJSTORE_AUTH") or None,
+        help="a permissions file (TOML): named tokens with read and write rules by key "
+        "prefix, and what clients without a token may do; reloaded when it changes "
+        "(OBJSTORE_AUTH, default none)",
+    )
     return parser
 
 
@@ -149,6 +165,8 @@ def parse_config(
         max_size=_whole_number(parser, "--max-size", args.max_size, 1024, 2**31),
         log_level=args.log_level,
         allow_origins=_allowed_origins(parser, args.allow_origin, env),
+        token=args.token,
+        auth_file=Path(args.auth) if args.auth else None,
     )
 
 
@@ -197,6 +215,11 @@ def _banner(server: ObjstoreServer) -> str:
             else ", ".join(config.allow_origins)
         )
         lines.append(f"  Allowed    pages from {allowed}")
+    access = server.access
+    if access.enabled:
+        lines.append(f"  Access     tokens from {access.rules.source}; see --help for --auth")
+    elif not _is_loopback(host):
+        lines.append(f"  WARNING    {_OPEN_WARNING}")
     if host in ("0.0.0.0", "", "::"):
         addresses = _lan_addresses()
         if addresses:
@@ -205,6 +228,21 @@ def _banner(server: ObjstoreServer) -> str:
             lines.append("  Network    use this machine's network address with port " + str(port))
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
+
+
+_OPEN_WARNING = (
+    "no token: anyone who can reach this port can read and write everything; "
+    "add --token or --auth FILE"
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may be reached from elsewhere
 
 
 def _report_load(server: ObjstoreServer) -> None:
@@ -243,6 +281,8 @@ async def run(config: Config) -> int:
     server = ObjstoreServer(config)
     await server.start()
     _report_load(server)
+    if not server.access.enabled and not _is_loopback(config.host):
+        logger.warning("listening on %s with %s", config.host, _OPEN_WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     logger.info(
@@ -258,6 +298,8 @@ async def run(config: Config) -> int:
     else:
         for number in signals:
             loop.add_signal_handler(number, stop.set)
+        # kill -HUP reloads the permissions file (it is also reloaded when it changes).
+        loop.add_signal_handler(signal.SIGHUP, server.access.reload)
     # Only now: whoever waits for the banner may stop the server at once.
     print(_banner(server), flush=True)
     try:

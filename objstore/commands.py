@@ -2,7 +2,7 @@
 
 Owns the shape of every command of the original protocol (``get``, ``set``,
 ``subscribe``, ``unsubscribe``) and of protocol 2 (``delete``, ``patch``,
-``incr``, ``keys``, prefix subscriptions, ``batch``), and the limits on their
+``incr``, ``keys``, prefix subscriptions, ``batch``, ``auth``), and the limits on their
 fields. Pure data: parsing them from JSON is :mod:`objstore.protocol`'s work,
 applying them :mod:`objstore.service`'s.
 
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PREFIX_SUBSCRIPTIONS",
     "MAX_REVISION",
     "MAX_TTL",
+    "Auth",
     "Batch",
     "Command",
     "Delete",
@@ -181,6 +182,14 @@ class UnsubscribePrefix:
     id: RequestId | None = None
 
 
+@dataclass(slots=True)
+class Auth:
+    """Act with the rights of ``token`` from now on (browsers cannot send a header)."""
+
+    token: str
+    id: RequestId | None = None
+
+
 Command = (
     Get
     | Set
@@ -193,4 +202,5 @@ Command = (
     | SubscribePrefix
     | Unsubscribe
     | UnsubscribePrefix
+    | Auth
 )

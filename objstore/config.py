@@ -7,7 +7,7 @@ Owns every setting and its default. Flags and environment variables are read by
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_SIZE", "DEFAULT_PORT", "Config", "default_cache_dir"]
@@ -54,3 +54,8 @@ class Config:
     #: Origins (``scheme://host[:port]``, ``*`` or ``null``) of web pages that may use the
     #: store besides the server's own (see :mod:`objstore.origins`); they get CORS headers.
     allow_origins: tuple[str, ...] = ()
+    #: One token with every right (``--token``); then clients without it may do nothing
+    #: unless a permissions file says otherwise.
+    token: str | None = field(default=None, repr=False)
+    #: The permissions file (``--auth``): named tokens and their rules, reloadable.
+    auth_file: Path | None = None

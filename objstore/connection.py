@@ -402,6 +402,10 @@ class ObjstoreConnection(WebsocketsConnection):
             f"too slow: nothing could be sent for {self.stall_timeout:g} seconds",
         )
 
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Close the connection with *code* and *reason* as soon as it can be."""
+        self._close_soon(code, reason)
+
     def _close_soon(self, code: CloseCode, reason: str) -> None:
         if self.ours.closing is None:
             self.ours.closing = self.loop.create_task(self.close(code, reason))

@@ -15,6 +15,7 @@ __all__ = [
     "ERROR_CODES",
     "ClientError",
     "Conflict",
+    "Forbidden",
     "InvalidJSON",
     "InvalidKey",
     "InvalidMessage",
@@ -37,6 +38,7 @@ ERROR_CODES = (
     "not_found",
     "conflict",
     "too_large",
+    "forbidden",
     "storage",
     "internal",
 )
@@ -119,6 +121,8 @@ class Conflict(ClientError):
         super().__init__(message)
         self.rev = rev
         self.value = value
+        #: The value is not told: the client may write the key but not read it.
+        self.value_hidden = False
 
     @classmethod
     def mismatch(cls, key: str, rev: int, expected: int, value: bytes | None) -> Conflict:
@@ -126,6 +130,27 @@ class Conflict(ClientError):
         return cls(
             f"conflict: key {describe(key)} is at revision {rev}, not {expected}", rev, value
         )
+
+
+class Forbidden(ClientError):
+    """An operation the client's token (or, without one, anonymous clients) may not do.
+
+    Checked before the store is looked at, so that it never tells whether a
+    key exists. ``unauthenticated``: no token, or an unknown one, was given
+    (HTTP 401 rather than 403).
+    """
+
+    code = "forbidden"
+    http_status = 403
+    # New to every route and message, so always with its code, even where the
+    # original's errors had none.
+    coded = True
+
+    def __init__(self, message: str, *, unauthenticated: bool = False) -> None:
+        super().__init__(message)
+        self.unauthenticated = unauthenticated
+        if unauthenticated:
+            self.http_status = 401
 
 
 class StorageError(ObjstoreError):

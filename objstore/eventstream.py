@@ -27,6 +27,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from .permissions import EVERYTHING, Grant
+
 if TYPE_CHECKING:
     from .updates import Update
 
@@ -99,6 +101,7 @@ class EventStream:
     """
 
     __slots__ = (
+        "__weakref__",
         "_batch",
         "_closed",
         "_mark_dirty",
@@ -108,6 +111,7 @@ class EventStream:
         "_stall_timeout",
         "_transport",
         "_wrote",
+        "grant",
         "heartbeat",
         "on_close",
         "subscribed",
@@ -120,6 +124,8 @@ class EventStream:
         self.on_close: Callable[[], None] | None = None
         #: Seconds between heartbeat ticks.
         self.heartbeat = heartbeat
+        #: What its client may read; the route sets it.
+        self.grant: Grant = EVERYTHING
         self._transport: StreamTransport | None = None
         self._mark_dirty: Callable[[EventStream], None] | None = None
         #: Events of this turn, in order, while the socket takes data.
@@ -172,6 +178,11 @@ class EventStream:
             else:
                 transport.abort()
         self._finish()
+
+    def permissions_changed(self, grant: Grant | None) -> None:
+        """The rules changed what its client may read: end the stream (the browser's
+        EventSource reconnects, under the new rules)."""
+        self.close()
 
     @property
     def closed(self) -> bool:

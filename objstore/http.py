@@ -15,14 +15,18 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from .errors import ClientError, InvalidKey
+from . import authorize
+from .access import Access, bearer_token
+from .errors import ClientError, Forbidden, InvalidKey
 from .eventstream import EventStream
 from .keys import validate_key
 from .origins import OriginPolicy
 from .protocol import encode_error, parse_set_body
-from .rest import Answer, events_route, keys_route
+from .replies import encode_error_reply
+from .rest import CHALLENGE, Answer, events_route, keys_route
 from .service import StoreService
 from .updates import Update
 from .writer import WriteResult
@@ -68,7 +72,16 @@ class HttpResponse:
 
 
 def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:
-    return HttpResponse(status, encode_error(error))
+    if not isinstance(error, Forbidden):
+        return HttpResponse(status, encode_error(error))
+    response = HttpResponse(status, encode_error_reply(error, None))
+    if error.unauthenticated:
+        response.headers.append(CHALLENGE)
+    return response
+
+
+def _refused(error: Forbidden) -> HttpResponse:
+    return _error(HTTPStatus(error.http_status), error)
 
 
 def _method_not_allowed(request: HttpRequest, path: str, allowed: str) -> HttpResponse:
@@ -102,6 +115,18 @@ def client_module() -> bytes:
     return _static("client.js")
 
 
+#: Routes anybody may fetch: what they serve is the same for everyone and no secret.
+_PUBLIC: Final = frozenset({"/test", "/client.js"})
+
+
+def _public(request: HttpRequest, path: str) -> HttpResponse:
+    if request.method != "GET":
+        return _method_not_allowed(request, path, "GET")
+    if path == "/test":
+        return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
+    return HttpResponse(HTTPStatus.OK, client_module(), "text/javascript; charset=utf-8")
+
+
 def _key_from_path(raw: str) -> str:
     """Percent-decode the key in ``/get/{key}``: ``a%20b`` is ``a b``, ``a/b`` is ``a/b``."""
     try:
@@ -112,20 +137,23 @@ def _key_from_path(raw: str) -> str:
 
 
 def route(
-    service: StoreService, origins: OriginPolicy, request: HttpRequest
+    service: StoreService, origins: OriginPolicy, request: HttpRequest, access: Access
 ) -> HttpResponse | Awaitable[HttpResponse] | None:
     """Answer *request*, or return None to let the WebSocket handshake go on.
 
     The answer is ready at once, except for ``POST /set``, which is answered
     once the value is on disk: then an awaitable of the answer is returned.
     *origins* refuses requests from websites that may not make them, answers
-    CORS preflights and adds CORS headers for allowed origins.
+    CORS preflights and adds CORS headers for allowed origins. *access* says
+    what the request's token (``Authorization: Bearer``) may do; an unknown
+    token is refused with 401 everywhere but the public routes (the test page
+    and the client module).
     """
     verdict = origins.check(
         request.method, request.is_upgrade, request.headers, request.local_host
     )
     if verdict.status is None:
-        answer = _dispatch(service, request)
+        answer = _dispatch(service, request, access)
     elif verdict.error:
         answer = _error(verdict.status, verdict.error)
     else:
@@ -147,24 +175,32 @@ async def _with_headers(
 
 
 def _dispatch(
-    service: StoreService, request: HttpRequest
+    service: StoreService, request: HttpRequest, access: Access
 ) -> HttpResponse | Awaitable[HttpResponse] | None:
     path = request.target.partition("?")[0]
+    if path in _PUBLIC:
+        return _public(request, path)
+    grant = access.grant_for(bearer_token(request.headers))
+    if grant is None:
+        return _refused(authorize.unknown_token())
     if path in WEBSOCKET_PATHS and request.is_upgrade:
+        # Anonymous connections are let in: a browser presents its token in a message.
         return None
     if path.startswith("/get/"):
         if request.method != "GET":
             return _method_not_allowed(request, path, "GET")
         try:
             key = _key_from_path(path[len("/get/") :])
+            authorize.require_read(grant, key)
         except ClientError as exc:
-            return _error(HTTPStatus.BAD_REQUEST, exc)
+            return _error(HTTPStatus(exc.http_status), exc)
         return HttpResponse(HTTPStatus.OK, service.get(key))
     if path == "/set":
         if request.method != "POST":
             return _method_not_allowed(request, path, "POST")
         try:
             command = parse_set_body(request.body)
+            authorize.require_write(grant, command.key)
         except ClientError as exc:
             return _error(HTTPStatus(exc.http_status), exc)
         update, result = service.set_and_wait(command.key, command.value)
@@ -174,6 +210,7 @@ def _dispatch(
     if path == "/keys" or path.startswith("/keys/"):
         answer = keys_route(
             service,
+            grant,
             method=request.method,
             path=path,
             target=request.target,
@@ -184,18 +221,17 @@ def _dispatch(
             return HttpResponse(answer[0], answer[1], headers=answer[2])
         return _rest_later(answer)
     if path == "/events":
-        stream = events_route(service, request.method, request.target, dict(request.headers))
+        stream = events_route(
+            service,
+            access,
+            grant,
+            method=request.method,
+            target=request.target,
+            headers=dict(request.headers),
+        )
         if isinstance(stream, tuple):
             return HttpResponse(stream[0], stream[1], headers=stream[2])
         return HttpResponse(HTTPStatus.OK, b"", "text/event-stream", stream=stream)
-    if path == "/test":
-        if request.method != "GET":
-            return _method_not_allowed(request, path, "GET")
-        return HttpResponse(HTTPStatus.OK, test_page(), "text/html; charset=utf-8")
-    if path == "/client.js":
-        if request.method != "GET":
-            return _method_not_allowed(request, path, "GET")
-        return HttpResponse(HTTPStatus.OK, client_module(), "text/javascript; charset=utf-8")
     if path == "/ws":
         return _error(
             HTTPStatus.UPGRADE_REQUIRED, "this is the WebSocket endpoint; connect with a WebSocket"

@@ -29,6 +29,7 @@ from .commands import (
     MAX_LIST_LIMIT,
     MAX_REVISION,
     MAX_TTL,
+    Auth,
     Batch,
     Command,
     Delete,
@@ -83,6 +84,7 @@ ACTIONS: Final = (
     "incr",
     "keys",
     "batch",
+    "auth",
 )
 _EXPECTED_ACTIONS: Final = ", ".join(f'"{name}"' for name in ACTIONS)
 
@@ -192,6 +194,11 @@ def _parse_action(
         )
     if action == "batch":
         return Batch(_parse_ops(data), request_id)
+    if action == "auth":
+        token = data.get("token")
+        if not isinstance(token, str):
+            raise InvalidMessage(f'invalid auth: "token" must be a string, got {describe(token)}')
+        return Auth(token, request_id)
     if action in _WRITE_ACTIONS:
         if batch:
             _check_value_depth(data)

@@ -17,7 +17,17 @@ from collections.abc import Iterable
 from . import jsonvalues
 from .commands import RequestId
 from .errors import ClientError, Conflict, ObjstoreError
-from .results import BatchWritten, Done, KeyDetails, Listed, Read, Result, Subscribed, Written
+from .results import (
+    Authenticated,
+    BatchWritten,
+    Done,
+    KeyDetails,
+    Listed,
+    Read,
+    Result,
+    Subscribed,
+    Written,
+)
 from .updates import encode_key, encode_update
 
 __all__ = [
@@ -93,7 +103,8 @@ def encode_error_reply(
 ) -> bytes:
     """``{"id": I, "error": "...", "code": "..."}`` (without ``id`` when there is none).
 
-    A conflict adds the key's current ``rev`` and ``value``; an error in a
+    A conflict adds the key's current ``rev`` and ``value`` (no ``value`` when the
+    client may not read the key); an error in a
     batch adds ``op``, the index of the operation that failed.
     """
     if code is None:
@@ -107,7 +118,9 @@ def encode_error_reply(
         if op is not None:
             tail += b',"op":' + str(op).encode()
     if isinstance(error, Conflict):
-        tail += rev_member(error.rev) + value_member(error.value)
+        tail += rev_member(error.rev)
+        if not error.value_hidden:
+            tail += value_member(error.value)
     return head + b'"error":' + text + tail + b"}"
 
 
@@ -150,6 +163,8 @@ def _members(result: Result) -> bytes:
             + b",".join(b"{" + _written_members(one)[1:] + b"}" for one in result.results)
             + b"]"
         )
+    if isinstance(result, Authenticated):
+        return b',"name":' + jsonvalues.encode(result.name)
     assert isinstance(result, Done)
     return b""
 

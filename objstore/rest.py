@@ -15,11 +15,13 @@ from collections.abc import Awaitable
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from . import jsonvalues
+from . import authorize, jsonvalues
+from .access import Access
 from .commands import DEFAULT_LIST_LIMIT, MAX_TTL, Delete, Keys, Patch, Set, Write
 from .errors import (
     ClientError,
     Conflict,
+    Forbidden,
     InvalidJSON,
     InvalidKey,
     InvalidMessage,
@@ -30,6 +32,7 @@ from .errors import (
 )
 from .eventstream import EventStream
 from .keys import validate_key
+from .permissions import Grant
 from .protocol import parse_message
 from .replies import encode_error_reply, encode_plain_reply, encode_reset
 from .results import Listed, Written
@@ -37,7 +40,15 @@ from .service import StoreService
 from .storage import Owner
 from .writer import WriteResult
 
-__all__ = ["JSON", "Answer", "error_response", "events_route", "keys_route", "query"]
+__all__ = [
+    "CHALLENGE",
+    "JSON",
+    "Answer",
+    "error_response",
+    "events_route",
+    "keys_route",
+    "query",
+]
 
 JSON = "application/json"
 _MERGE_PATCH = "application/merge-patch+json"
@@ -56,8 +67,17 @@ class _HttpClient:
     def send(self, payload: bytes) -> None:  # pragma: no cover  # REST does not subscribe
         pass
 
+    @property
+    def narrowed(self) -> dict[str, tuple[str, ...]]:  # pragma: no cover  # no subscription
+        return {}
+
+    def authenticate(self, token: str) -> Grant:  # pragma: no cover  # not a REST command
+        raise InvalidMessage("invalid request: over HTTP, send Authorization: Bearer TOKEN")
+
 
 _CLIENT: Owner = _HttpClient()
+#: The header of a 401 answer: how to present a token.
+CHALLENGE = ("WWW-Authenticate", 'Bearer realm="objstore"')
 
 
 def error_response(
@@ -135,6 +155,7 @@ Answer = tuple[HTTPStatus, bytes, list[tuple[str, str]]]
 
 def keys_route(
     service: StoreService,
+    grant: Grant,
     *,
     method: str,
     path: str,
@@ -142,32 +163,41 @@ def keys_route(
     headers: dict[str, str] | object,
     body: bytes,
 ) -> Answer | Awaitable[Answer]:
-    """Answer a request to ``/keys`` or ``/keys/{key}``: status, body and headers."""
+    """Answer a request to ``/keys`` or ``/keys/{key}``: status, body and headers.
+
+    *grant* is what the client may do (checked before the store is looked at).
+    """
     assert isinstance(headers, dict)
+    key = ""
     try:
         if path == "/keys":
             if method != "GET":
                 return _not_allowed(method, path, "GET")
-            return _list(service, query(target))
+            return _list(service, grant, query(target))
         try:
             key = unquote_to_bytes(path[len("/keys/") :]).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidKey("invalid key: the percent-encoded path is not UTF-8") from None
         key = validate_key(key)
         if method == "GET":
+            authorize.require_read(grant, key)
             return _get(service, key, headers)
         if method in ("PUT", "PATCH", "DELETE"):
+            authorize.require_write(grant, key)
             return _write(
-                service, method=method, key=key, target=target, headers=headers, body=body
+                service, grant, method=method, key=key, target=target, headers=headers, body=body
             )
         return _not_allowed(method, path, "GET, PUT, PATCH, DELETE")
     except ClientError as exc:
+        authorize.hide_unreadable(grant, exc, [key])
         return _failed(exc)
 
 
 def _failed(error: ClientError) -> Answer:
     headers: list[tuple[str, str]] = []
     status = None
+    if isinstance(error, Forbidden) and error.unauthenticated:
+        headers.append(CHALLENGE)
     if isinstance(error, Conflict):
         status = HTTPStatus.PRECONDITION_FAILED
         if error.rev:
@@ -183,7 +213,7 @@ def _not_allowed(method: str, path: str, allowed: str) -> Answer:
     return HTTPStatus.METHOD_NOT_ALLOWED, body, [("Allow", allowed)]
 
 
-def _list(service: StoreService, params: dict[str, str]) -> Answer:
+def _list(service: StoreService, grant: Grant, params: dict[str, str]) -> Answer:
     limit_text = params.get("limit", str(DEFAULT_LIST_LIMIT))
     if not _is_number(limit_text) or len(limit_text) > 9:
         raise InvalidMessage(
@@ -200,7 +230,7 @@ def _list(service: StoreService, params: dict[str, str]) -> Answer:
     message["details"] = details in ("1", "true")
     command = parse_message(json.dumps(message))
     assert isinstance(command, Keys)
-    result = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    result = service.execute_as(_CLIENT, grant, command)  # type: ignore[arg-type]
     assert isinstance(result, Listed)
     return HTTPStatus.OK, encode_plain_reply(result) or b"", []
 
@@ -223,6 +253,7 @@ def _tags(header: str) -> list[str]:
 
 def _write(
     service: StoreService,
+    grant: Grant,
     *,
     method: str,
     key: str,
@@ -264,7 +295,7 @@ def _write(
                 f"{_MERGE_PATCH}"
             )
         command = Patch(key, _body_value(body), 0, if_rev, _ttl(params))
-    result = service.execute(_CLIENT, command)  # type: ignore[arg-type]
+    result = service.execute_as(_CLIENT, grant, command)  # type: ignore[arg-type]
     assert isinstance(result, Written)
     written = result.written
     if written is None or written.done():
@@ -298,13 +329,21 @@ def _written_answer(method: str, result: Written) -> Answer:
 
 
 def events_route(
-    service: StoreService, method: str, target: str, headers: dict[str, str]
+    service: StoreService,
+    access: Access,
+    grant: Grant,
+    *,
+    method: str,
+    target: str,
+    headers: dict[str, str],
 ) -> EventStream | Answer:
     """``GET /events?key=K`` or ``?prefix=P`` (``&since=R``, or ``Last-Event-ID``).
 
     Returns the stream, subscribed and holding what the client must see first
     (a ``reset`` event if it must drop what it holds, the updates, and a
     ``ready`` event whose id is the store's revision), or an error answer.
+    A prefix covers only the keys *grant* may read; the stream ends when the
+    rules change what it may read (*access* tells it).
     """
     try:
         if method != "GET":
@@ -327,9 +366,17 @@ def events_route(
                     f"invalid since: expected a revision, got {describe(since_text)}"
                 )
             since = int(since_text)
+        parts: tuple[str, ...] = (name,)
+        if has_key:
+            authorize.require_read(grant, name)
+        else:
+            authorize.require_prefix(grant, name, "subscribing to")
+            parts = grant.readable_within(name)
     except ClientError as exc:
         return _failed(exc)
     stream = EventStream()
+    stream.grant = grant
+    access.hold(stream)
     hub = service.hub
 
     def closed() -> None:
@@ -339,8 +386,9 @@ def events_route(
     if has_key:
         hub.subscribe_rev(stream, name)
     else:
-        hub.subscribe_prefix(stream, name, rev_form=True)
-    reset, updates = service.initial_state(kind=kind, name=name, since=since)
+        for part in parts:
+            hub.subscribe_prefix(stream, part, rev_form=True)
+    reset, updates = service.initial_state(kind=kind, name=name, since=since, parts=parts)
     if reset:
         stream.send("reset", encode_reset(kind, name))
     for update in updates:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .writer import WriteResult
 
 __all__ = [
+    "Authenticated",
     "BatchWritten",
     "Done",
     "KeyDetails",
@@ -85,6 +86,13 @@ class KeyDetails:
 
 
 @dataclass(slots=True)
+class Authenticated:
+    """An ``auth`` accepted: the connection now acts as the token named ``name``."""
+
+    name: str
+
+
+@dataclass(slots=True)
 class Listed:
     """A page of keys, and the key to list after for the next page (None: the last).
 
@@ -113,4 +121,4 @@ class Done:
 
 
 #: What the service returns for a command.
-Result = Read | Written | BatchWritten | Listed | Subscribed | Done
+Result = Read | Written | BatchWritten | Listed | Subscribed | Done | Authenticated

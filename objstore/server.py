@@ -18,8 +18,10 @@ from functools import cached_property
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from .access import Access, bearer_token
 from .cachefolder import LoadReport
 from .config import Config
 from .connection import ObjstoreConnection
@@ -28,6 +30,7 @@ from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
 from .origins import OriginPolicy
 from .outbox import FlushScheduler, Outbox, deliver_rev_to_all, deliver_to_all
+from .permissions import NOTHING
 from .service import StoreService
 from .session import ClientSession
 from .store import Store
@@ -42,6 +45,8 @@ class ObjstoreServer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        #: The rules of access control in force (raises StartupError for bad ones).
+        self.access = Access(config.token, config.auth_file)
         self.store = Store(config.cache_dir)
         self.hub = Hub(fan_out=deliver_to_all, fan_out_rev=deliver_rev_to_all)
         self.service = StoreService(self.store, self.hub, config.max_size)
@@ -117,8 +122,10 @@ class ObjstoreServer:
         self._mark_time()
 
     def _mark_time(self) -> None:
-        """Once a second, tell the store the time, for its keys' times of last change."""
+        """Once a second, tell the store the time, for its keys' times of last change, and
+        reload the permissions file if it changed."""
         self.store.mark_time(time.time())
+        self.access.check_file()
         self._clock_tick = asyncio.get_running_loop().call_later(1.0, self._mark_time)
 
     def _expire_at(self, deadline: float) -> None:
@@ -201,7 +208,7 @@ class ObjstoreServer:
 
     def _route(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse] | None:
         """Route a request of either transport with this server's Origin and Host checks."""
-        return route(self.service, self._origins, request)
+        return route(self.service, self._origins, request, self.access)
 
     @cached_property
     def _origins(self) -> OriginPolicy:
@@ -215,7 +222,20 @@ class ObjstoreServer:
         if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
             # Clients mostly share a few hosts: one string each, not one per connection.
             peer = (sys.intern(peer[0]), *peer[1:])
-        return ClientSession(self.service, outbox, peer)
+        request = connection.request
+        token = (
+            None
+            if request is None
+            else bearer_token({name.lower(): value for name, value in request.headers.raw_items()})
+        )
+        # The router refused an unknown token at the handshake.
+        grant = self.access.grant_for(token) or NOTHING
+        session = ClientSession(self.service, outbox, peer, grant, self.access)
+        session.close_connection = lambda code, reason: connection.close_soon(
+            CloseCode(code), reason
+        )
+        self.access.hold(session)
+        return session
 
     def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:
         # Messages are handled by the connection as they arrive, and its session

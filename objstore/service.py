@@ -18,13 +18,15 @@ transports' business (:mod:`objstore.replies` for WebSocket,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+import itertools
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
-from . import replies, valueops
+from . import authorize, replies, valueops
 from .commands import (
     MAX_PREFIX_SUBSCRIPTIONS,
+    Auth,
     Batch,
     Command,
     Delete,
@@ -41,7 +43,18 @@ from .commands import (
 )
 from .errors import ClientError, Conflict, TooLarge, describe
 from .hub import Hub, Subscriber
-from .results import BatchWritten, Done, KeyDetails, Listed, Read, Result, Subscribed, Written
+from .permissions import Grant
+from .results import (
+    Authenticated,
+    BatchWritten,
+    Done,
+    KeyDetails,
+    Listed,
+    Read,
+    Result,
+    Subscribed,
+    Written,
+)
 from .storage import Storage
 from .updates import ExpiredUpdate, TimedUpdate, Update, encode_update
 from .writer import FailureCallback, WriteResult
@@ -65,6 +78,14 @@ class Client(Hashable, Protocol):
 
     def send(self, payload: bytes) -> None:
         """Send a message at once, ahead of replies still waiting (a subscription's values)."""
+
+    def authenticate(self, token: str) -> Grant:
+        """Act with the rights of *token* from now on; raises Forbidden for an unknown one."""
+
+    @property
+    def narrowed(self) -> dict[str, tuple[str, ...]]:
+        """Its prefix subscriptions made of narrower ones: the prefix asked for, and the
+        prefixes subscribed (the parts of it that its token may read)."""
 
 
 class StoreService:
@@ -144,9 +165,30 @@ class StoreService:
         if isinstance(command, SubscribePrefix):
             return self._subscribe_prefix(client, command)
         if isinstance(command, UnsubscribePrefix):
-            self.hub.unsubscribe_prefix(client.subscriber, command.prefix)
+            self._unsubscribe_prefix(client, command.prefix)
             return Done()
+        if isinstance(command, Auth):
+            return Authenticated(client.authenticate(command.token).name)
         return self._write(client, command)
+
+    def execute_as(self, client: Client, grant: Grant, command: Command) -> Result | None:
+        """:meth:`execute` for a client acting with *grant*: raises Forbidden for what it
+        may not do; a listing or prefix subscription covers only the keys it may read."""
+        if grant.everything:
+            return self.execute(client, command)
+        authorize.check(grant, command)
+        if isinstance(command, Keys):
+            return self._keys(command, grant.readable_within(command.prefix))
+        if isinstance(command, SubscribePrefix):
+            return self._subscribe_prefix(client, command, grant.readable_within(command.prefix))
+        try:
+            return self.execute(client, command)
+        except Conflict as exc:
+            if isinstance(command, Batch):
+                authorize.hide_unreadable(grant, exc, [op.key for op in command.ops])
+            elif isinstance(command, Set | Delete | Patch | Incr):
+                authorize.hide_unreadable(grant, exc, [command.key])
+            raise
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -244,9 +286,18 @@ class StoreService:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _keys(self, command: Keys) -> Listed:
+    def _keys(self, command: Keys, parts: tuple[str, ...] | None = None) -> Listed:
+        """A page of keys; with *parts*, only of the keys under those prefixes (sorted, none
+        starting with another, so that their keys come in order, part after part)."""
         store = self.store
-        keys = store.keys(command.prefix, command.after, command.limit + 1)
+        if parts is None or parts == (command.prefix,):
+            keys = store.keys(command.prefix, command.after, command.limit + 1)
+        else:
+            keys = []
+            for part in parts:
+                keys += store.keys(part, command.after, command.limit + 1 - len(keys))
+                if len(keys) > command.limit:
+                    break
         next_key = None
         if len(keys) > command.limit:
             del keys[command.limit :]
@@ -276,29 +327,48 @@ class StoreService:
         )
         return self._subscribed(command.since, reset)
 
-    def _subscribe_prefix(self, client: Client, command: SubscribePrefix) -> Subscribed:
+    def _subscribe_prefix(
+        self, client: Client, command: SubscribePrefix, parts: tuple[str, ...] | None = None
+    ) -> Subscribed:
+        """Subscribe to a prefix; with *parts* (narrower prefixes, the readable part of it),
+        to each of them instead, as one subscription that unsubscribing the prefix ends."""
         prefix = command.prefix
         hub = self.hub
-        if hub.prefixes_of(client.subscriber) >= MAX_PREFIX_SUBSCRIPTIONS:
+        if parts is None or parts == (prefix,):
+            parts = (prefix,)
+        if hub.prefixes_of(client.subscriber) + len(parts) > MAX_PREFIX_SUBSCRIPTIONS:
             raise TooLarge(
                 f"too large: this connection holds {MAX_PREFIX_SUBSCRIPTIONS} prefix "
                 "subscriptions, the most allowed; unsubscribe from some first"
             )
         rev_form = command.id is not None
-        hub.subscribe_prefix(client.subscriber, prefix, rev_form)
+        for part in parts:
+            hub.subscribe_prefix(client.subscriber, part, rev_form)
+        if parts != (prefix,):
+            client.narrowed[prefix] = parts
         reset = self._send_state(
             client,
             rev_form=rev_form,
             since=command.since,
             kind="prefix",
             name=prefix,
+            parts=parts,
         )
         return self._subscribed(command.since, reset)
 
+    def _unsubscribe_prefix(self, client: Client, prefix: str) -> None:
+        narrowed = client.narrowed
+        parts = narrowed.pop(prefix, None) if narrowed else None
+        for part in parts or (prefix,):
+            self.hub.unsubscribe_prefix(client.subscriber, part)
+
     def initial_state(
-        self, *, kind: str, name: str, since: int | None
+        self, *, kind: str, name: str, since: int | None, parts: tuple[str, ...] | None = None
     ) -> tuple[bool, list[Update]]:
         """What a new subscription to the key or prefix *name* must receive first.
+
+        *parts*: for a prefix, the narrower prefixes it covers (the part of it a
+        client may read), default the prefix itself.
 
         Returns whether the client must reset what it holds, and the updates, in
         revision order: with *since*, the latest change after it of each key
@@ -308,15 +378,19 @@ class StoreService:
         every change up to the highest revision it received.
         """
         store = self.store
+        names = (name,) if parts is None or kind == "key" else parts
         if since is not None:
             changes = store.changes_since(since)
             if changes is not None:
                 return False, [
                     self._update(change.key, store.get(change.key), change.rev)
                     for change in changes
-                    if (change.key == name if kind == "key" else change.key.startswith(name))
+                    if (change.key == name if kind == "key" else change.key.startswith(names))
                 ]
-        keys = [name] if kind == "key" else store.matching(name)
+        if kind == "key":
+            keys: Iterable[str] = [name]
+        else:
+            keys = itertools.chain.from_iterable(store.matching(part) for part in names)
         state = []
         for key in keys:
             value = store.get(key)
@@ -326,10 +400,17 @@ class StoreService:
         return since is not None, state
 
     def _send_state(
-        self, client: Client, *, rev_form: bool, since: int | None, kind: str, name: str
+        self,
+        client: Client,
+        *,
+        rev_form: bool,
+        since: int | None,
+        kind: str,
+        name: str,
+        parts: tuple[str, ...] | None = None,
     ) -> bool:
         """Send a new subscription's first messages (see :meth:`initial_state`)."""
-        reset, updates = self.initial_state(kind=kind, name=name, since=since)
+        reset, updates = self.initial_state(kind=kind, name=name, since=since, parts=parts)
         send = client.send
         if reset:
             send(replies.encode_reset(kind, name))

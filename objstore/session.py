@@ -23,9 +23,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .commands import Command, RequestId
+from . import authorize
+from .access import Access
+from .commands import Auth, Command, RequestId
 from .errors import ClientError, StorageError
 from .outbox import Outbox
+from .permissions import EVERYTHING, Grant
 from .protocol import encode_error, parse_message
 from .replies import encode_error_reply, encode_plain_reply, encode_reply
 from .results import Result
@@ -33,7 +36,7 @@ from .service import StoreService
 from .writer import WriteResult
 from .wsframes import text_frame
 
-__all__ = ["MAX_WAITING_BYTES", "MAX_WAITING_REPLIES", "ClientSession"]
+__all__ = ["MAX_AUTH_FAILURES", "MAX_WAITING_BYTES", "MAX_WAITING_REPLIES", "ClientSession"]
 
 logger = logging.getLogger("objstore.session")
 
@@ -41,16 +44,25 @@ logger = logging.getLogger("objstore.session")
 MAX_WAITING_REPLIES = 1024
 #: Bytes of replies that may wait so.
 MAX_WAITING_BYTES = 1024 * 1024
+#: Unknown tokens one connection may present before it is closed.
+MAX_AUTH_FAILURES = 5
 
 
 class ClientSession:
     """A connected client, as the service's caller; its outbox is the hub's subscriber."""
 
     __slots__ = (
+        "__weakref__",
+        "_access",
+        "_auth_failures",
+        "_execute",
         "_waiting",
         "_waiting_bytes",
         "backlogged",
+        "close_connection",
+        "grant",
         "messages",
+        "narrowed",
         "on_drained",
         "opened",
         "outbox",
@@ -60,7 +72,14 @@ class ClientSession:
         "subscriber",
     )
 
-    def __init__(self, service: StoreService, outbox: Outbox, peer: object) -> None:
+    def __init__(
+        self,
+        service: StoreService,
+        outbox: Outbox,
+        peer: object,
+        grant: Grant = EVERYTHING,
+        access: Access | None = None,
+    ) -> None:
         self.service = service
         self.outbox = outbox
         #: The hub's subscriber for this client: its outbox.
@@ -79,6 +98,17 @@ class ClientSession:
         self.opened = time.monotonic()
         # Bound once: passed with every set.
         self.report_failure = self.write_failed
+        #: What it may do: the grant of its token (or the anonymous one).
+        self.grant = grant
+        self._access = access
+        self._auth_failures = 0
+        #: Prefix subscriptions made of the narrower prefixes its token may read.
+        self.narrowed: dict[str, tuple[str, ...]] = {}
+        #: Closes its connection (code, reason); set by the server.
+        self.close_connection: Callable[[int, str], None] | None = None
+        # A client that may do everything is not checked at all: its messages take the
+        # same path as without access control.
+        self._execute = service.execute if grant.everything else self._execute_granted
 
     @property
     def address(self) -> str:
@@ -100,7 +130,7 @@ class ClientSession:
         command: Command | None = None
         try:
             command = parse_message(message)
-            result = self.service.execute(self, command)
+            result = self._execute(self, command)
             if result is not None:
                 request_id = command.id
                 if request_id is None:
@@ -110,11 +140,43 @@ class ClientSession:
                 else:
                     self._answer(request_id, result)
         except ClientError as exc:
-            if logger.isEnabledFor(logging.DEBUG):
+            if logger.isEnabledFor(logging.DEBUG) and not isinstance(command, Auth):
                 logger.debug("%s sent %r: %s", self.address, message[:500], exc)
             self._reply(_error_reply(exc, command))
         except Exception:
             self._failed(command)
+
+    def _execute_granted(self, client: ClientSession, command: Command) -> Result | None:
+        return self.service.execute_as(client, self.grant, command)
+
+    def authenticate(self, token: str) -> Grant:
+        """Act with the rights of *token* from now on (an ``auth`` message).
+
+        An unknown token is refused and the rights stay as they were; after
+        :data:`MAX_AUTH_FAILURES` refusals the connection is closed, so that one
+        connection cannot go on guessing.
+        """
+        grant = EVERYTHING if self._access is None else self._access.grant_for(token)
+        if grant is None:
+            self._auth_failures += 1
+            if self._auth_failures >= MAX_AUTH_FAILURES and self.close_connection is not None:
+                self.close_connection(1008, "too many unknown tokens")
+            raise authorize.unknown_token()
+        self._set_grant(grant)
+        logger.info("%s authenticated as %s", self.address, grant.name)
+        return grant
+
+    def _set_grant(self, grant: Grant) -> None:
+        self.grant = grant
+        self._execute = self.service.execute if grant.everything else self._execute_granted
+        if self._access is not None:
+            self._access.hold(self)
+
+    def permissions_changed(self, grant: Grant | None) -> None:
+        """The rules changed what its token may do: close the connection, so that every
+        subscription stops at once; the client reconnects under the new rules."""
+        if self.close_connection is not None:
+            self.close_connection(1008, "permissions changed; reconnect")
 
     def send(self, payload: bytes) -> None:
         """Send *payload* at once, ahead of replies waiting for an acknowledgement."""

@@ -21,17 +21,17 @@ BAD_MESSAGES = [
         "{}",
         'invalid message: missing "action"; '
         'expected one of "subscribe", "unsubscribe", "set", "get", "delete", "patch", '
-        '"incr", "keys", "batch"',
+        '"incr", "keys", "batch", "auth"',
     ),
     (
         '{"action": "destroy", "key": "k"}',
         'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", "delete", '
-        '"patch", "incr", "keys", "batch", got "destroy"',
+        '"patch", "incr", "keys", "batch", "auth", got "destroy"',
     ),
     (
         '{"action": 5, "key": "k"}',
         'invalid action: expected one of "subscribe", "unsubscribe", "set", "get", "delete", '
-        '"patch", "incr", "keys", "batch", got 5',
+        '"patch", "incr", "keys", "batch", "auth", got 5',
     ),
     ('{"action": "get"}', "invalid key: expected a non-empty string, got null"),
     ('{"action": "subscribe", "key": ""}', 'invalid key: expected a non-empty string, got ""'),

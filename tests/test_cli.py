@@ -188,3 +188,33 @@ def test_event_loop_is_uvloop_where_installed(monkeypatch: pytest.MonkeyPatch) -
     assert _loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv("OBJSTORE_LOOP", "asyncio")
     assert _loop_factory() is None
+
+
+async def test_banner_warns_when_shared_without_a_token(start_server: StartServer) -> None:
+    """On a network address without a token, the banner says anyone may do anything."""
+    server = await start_server(host="0.0.0.0")
+    assert (
+        "  WARNING    no token: anyone who can reach this port can read and write "
+        "everything; add --token or --auth FILE\n"
+    ) in _banner(server)
+
+
+async def test_banner_on_loopback_does_not_warn(start_server: StartServer) -> None:
+    server = await start_server()
+    assert "WARNING" not in _banner(server)
+
+
+async def test_banner_names_where_tokens_come_from(start_server: StartServer) -> None:
+    server = await start_server(host="0.0.0.0", token="a-token-of-enough-length")
+    banner = _banner(server)
+    assert "WARNING" not in banner
+    assert "  Access     tokens from --token; see --help for --auth\n" in banner
+
+
+def test_token_and_auth_file_come_from_flags_or_environment() -> None:
+    """--token / OBJSTORE_TOKEN and --auth / OBJSTORE_AUTH fill the config."""
+    config = parse_config([], {"OBJSTORE_TOKEN": "t" * 20, "OBJSTORE_AUTH": "perms.toml"})
+    assert (config.token, config.auth_file) == ("t" * 20, Path("perms.toml"))
+    config = parse_config(["--auth", "other.toml"], {"OBJSTORE_AUTH": "perms.toml"})
+    assert config.auth_file == Path("other.toml")
+    assert "t" * 20 not in repr(parse_config(["--token", "t" * 20], {}))

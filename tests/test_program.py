@@ -455,6 +455,64 @@ def test_help_lists_every_setting(launcher: Launcher, tmp_path: Path) -> None:
         ("--cache-dir", "CACHE_DIR"),
         ("--max-size", "MAX_SIZE"),
         ("--log-level", "LOG_LEVEL"),
+        ("--token", "OBJSTORE_TOKEN"),
+        ("--auth", "OBJSTORE_AUTH"),
     ]:
         assert flag in result.stdout
         assert f"({variable}" in result.stdout
+
+
+# -- access control ------------------------------------------------------------------------
+
+AUTH_TOKEN = "display-token-0123456789"
+AUTH_RULES = (
+    '[anonymous]\nread = ["public/"]\n\n'
+    f'[tokens.display]\ntoken = "{AUTH_TOKEN}"\nread = ["scores/"]\n'
+)
+
+
+def test_a_malformed_permissions_file_stops_it_with_one_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    rules = tmp_path / "perms.toml"
+    rules.write_text('[tokens.display]\ntoken = "short"\n')
+    result = launcher.run(tmp_path, "--port", "0", "--auth", str(rules))
+    assert result.returncode == STARTUP_FAILURE
+    assert result.stderr.strip().splitlines() == [
+        f"objstore: cannot use the permissions: {rules}: [tokens.display]: a token of 5 "
+        "characters is too easy to guess; use at least 16 (make one with: openssl rand "
+        "-base64 24)"
+    ]
+
+
+def test_a_missing_permissions_file_stops_it_with_one_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    result = launcher.run(tmp_path, "--port", "0", "--auth", str(tmp_path / "none.toml"))
+    assert result.returncode == STARTUP_FAILURE
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"objstore: cannot use the permissions: {tmp_path / 'none.toml'}: ")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP is POSIX")
+async def test_sighup_reloads_the_permissions_file(launcher: Launcher, tmp_path: Path) -> None:
+    """kill -HUP applies a changed file, even one the watch cannot see changed."""
+    rules = tmp_path / "perms.toml"
+    rules.write_text(AUTH_RULES)
+    before = rules.stat()
+    program = launcher.start(tmp_path, "--auth", str(rules))
+    answer = await http_request(program.port, "GET", "/get/scores/a")
+    assert answer.status == 401
+    # The same size and modification time: only the signal can tell it changed.
+    rules.write_text(AUTH_RULES.replace('"public/"', '"scores/"'))
+    os.utime(rules, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.kill(program.process.pid, signal.SIGHUP)
+    for _ in range(50):
+        answer = await http_request(program.port, "GET", "/get/scores/a")
+        if answer.status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert answer.status == 200
+    code, err = program.stop()
+    assert code == 0, err
+    assert f"permissions reloaded from {rules}" in err
