@@ -71,7 +71,7 @@ NULL_ORIGIN = "null"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Methods and request headers a preflight may ask for (the routes' methods).
 _CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-_CORS_HEADERS = "Content-Type, If-Match, If-None-Match, Last-Event-ID"
+_CORS_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID"
 #: Response headers a page of an allowed origin may read (the revision of /keys/{key}).
 _CORS_EXPOSED = ("Access-Control-Expose-Headers", "ETag")
 #: Seconds a browser may keep a preflight answer (Chromium keeps at most 7200).

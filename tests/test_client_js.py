@@ -90,7 +90,9 @@ async def run(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     env = {**os.environ, "OBJSTORE_GLOBAL_WEBSOCKET": "1" if request.param == "global" else "0"}
     started: list[asyncio.subprocess.Process] = []
 
-    async def start(name: str, server: ObjstoreServer | int) -> Script:
+    async def start(
+        name: str, server: ObjstoreServer | int, extra: dict[str, str] | None = None
+    ) -> Script:
         port = server if isinstance(server, int) else server.port
         process = await asyncio.create_subprocess_exec(
             node,
@@ -98,7 +100,7 @@ async def run(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
             name,
             f"ws://127.0.0.1:{port}/ws",
             cwd=JS,
-            env=env,
+            env={**env, **(extra or {})},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -437,3 +439,23 @@ async def test_requests_in_flight_fail_when_the_connection_is_lost(
     assert out["other"] == 0
     assert out["ok"] + out["lostInFlight"] == out["fired"]
     assert out["after"] == "number"
+
+
+async def test_a_token_goes_in_an_auth_message(
+    start_server: StartServer, tmp_path: Path, run: Any
+) -> None:
+    """The token option authenticates each connection; refusals are ForbiddenError, and an
+    unknown token makes connect fail rather than retry."""
+    rules = tmp_path / "perms.toml"
+    token = "writer-token-0123456789a"
+    rules.write_text(f'[tokens.writer]\ntoken = "{token}"\nread = ["w/"]\nwrite = ["w/"]\n')
+    server = await start_server(auth_file=rules)
+    script = await run("token", server, {"OBJSTORE_TEST_TOKEN": token})
+    assert await script.line() == {
+        "rev": 1,
+        "forbidden": ["ForbiddenError", "forbidden"],
+        "refused": ["ForbiddenError", "forbidden"],
+        "unknown": ["ForbiddenError", "forbidden"],
+        "isForbidden": True,
+    }
+    await script.finish()

@@ -377,7 +377,7 @@ def test_preflight_of_allowed_origin_is_204() -> None:
             ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             (
                 "Access-Control-Allow-Headers",
-                "Content-Type, If-Match, If-None-Match, Last-Event-ID",
+                "Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID",
             ),
             ("Access-Control-Max-Age", "600"),
         ),

@@ -177,7 +177,9 @@ async def test_preflight_of_allowed_origin(start_server: StartServer) -> None:
     assert {name: value for name, value in answer.headers.items() if "access" in name} == {
         "access-control-allow-origin": APP,
         "access-control-allow-methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-        "access-control-allow-headers": "Content-Type, If-Match, If-None-Match, Last-Event-ID",
+        "access-control-allow-headers": (
+            "Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID"
+        ),
         "access-control-expose-headers": "ETag",
         "access-control-max-age": "600",
     }

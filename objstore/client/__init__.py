@@ -18,6 +18,7 @@ from ._core import Change, Delete, Entry, Incr, KeyInfo, Op, Patch, Set
 from .errors import (
     ConflictError,
     ConnectionLostError,
+    ForbiddenError,
     InternalError,
     InvalidJSONError,
     InvalidKeyError,
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectionLostError",
     "Delete",
     "Entry",
+    "ForbiddenError",
     "Incr",
     "InternalError",
     "InvalidJSONError",

@@ -19,7 +19,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._core import (
     MAX_MESSAGE,
@@ -45,7 +45,7 @@ from ._core import (
     decode_value,
     keys_message,
 )
-from .errors import ConnectionLostError, ObjstoreError
+from .errors import ConnectionLostError, ForbiddenError, ObjstoreError, refused_handshake
 
 __all__ = ["Store", "Watch", "connect"]
 
@@ -63,9 +63,12 @@ class Store:
         min_backoff: float = 0.1,
         max_backoff: float = 10.0,
         open_timeout: float = 10,
+        token: str | None = None,
     ) -> None:
         check_url(url)
         self.url = url
+        # Sent in the handshake: Authorization: Bearer TOKEN.
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.reconnect = reconnect
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -113,8 +116,19 @@ class Store:
     async def _dial(self) -> ClientConnection:
         try:
             return await ws_connect(
-                self.url, open_timeout=self.open_timeout, max_size=MAX_MESSAGE, compression=None
+                self.url,
+                open_timeout=self.open_timeout,
+                max_size=MAX_MESSAGE,
+                compression=None,
+                additional_headers=self._headers,
             )
+        except InvalidStatus as exc:
+            refused = refused_handshake(
+                self.url, exc.response.status_code, exc.response.body or b""
+            )
+            if refused is not None:
+                raise refused from None
+            raise ConnectionLostError(f"cannot connect to {self.url}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectionLostError(
                 f"cannot connect to {self.url}: {exc or type(exc).__name__}; "
@@ -149,7 +163,11 @@ class Store:
             if not self.reconnect:
                 self._end(ConnectionLostError(f"the connection to {self.url} was lost"))
                 return
-            ws = await self._redial()
+            try:
+                ws = await self._redial()
+            except ForbiddenError as exc:  # the token was revoked: retrying cannot help
+                self._end(exc)
+                return
             link = self._attach(ws)
 
     async def _redial(self) -> ClientConnection:
@@ -383,6 +401,7 @@ def connect(
     min_backoff: float = 0.1,
     max_backoff: float = 10.0,
     open_timeout: float = 10,
+    token: str | None = None,
 ) -> Store:
     """A :class:`Store` for *url* (``ws://host:port/ws``), to use with ``async with``."""
     return Store(
@@ -391,4 +410,5 @@ def connect(
         min_backoff=min_backoff,
         max_backoff=max_backoff,
         open_timeout=open_timeout,
+        token=token,
     )

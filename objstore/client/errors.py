@@ -9,11 +9,13 @@ the server.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 __all__ = [
     "ConflictError",
     "ConnectionLostError",
+    "ForbiddenError",
     "InternalError",
     "InvalidJSONError",
     "InvalidKeyError",
@@ -24,6 +26,7 @@ __all__ = [
     "StorageError",
     "TooLargeError",
     "error_from_reply",
+    "refused_handshake",
 ]
 
 
@@ -87,6 +90,14 @@ class TooLargeError(ObjstoreError):
     """A batch, listing, value or subscription count beyond its limit (``too_large``)."""
 
 
+class ForbiddenError(ObjstoreError):
+    """The token (or, without one, anonymous clients) may not do this (``forbidden``).
+
+    Also raised when connecting with a token the server does not know: the
+    client then does not retry, since retrying cannot help.
+    """
+
+
 class StorageError(ObjstoreError):
     """The change stands in memory but could not be written to disk yet (``storage``)."""
 
@@ -110,9 +121,23 @@ _BY_CODE: dict[str, type[ObjstoreError]] = {
     "invalid_value": InvalidValueError,
     "not_found": NotFoundError,
     "too_large": TooLargeError,
+    "forbidden": ForbiddenError,
     "storage": StorageError,
     "internal": InternalError,
 }
+
+
+def refused_handshake(url: str, status: int, body: bytes | bytearray) -> ObjstoreError | None:
+    """The error of a handshake the server refused with 401 or 403; None for another status."""
+    if status not in (401, 403):
+        return None
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+        return ForbiddenError(f"{url}: {reply['error']}", "forbidden")
+    return ForbiddenError(f"{url} refused the connection with HTTP {status}", "forbidden")
 
 
 def error_from_reply(reply: dict[str, Any]) -> ObjstoreError:

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
@@ -50,7 +50,7 @@ from ._core import (
     decode_value,
     keys_message,
 )
-from .errors import ConnectionLostError, ObjstoreError
+from .errors import ConnectionLostError, ForbiddenError, ObjstoreError, refused_handshake
 
 __all__ = ["Store", "Watch", "connect"]
 
@@ -68,9 +68,12 @@ class Store:
         min_backoff: float = 0.1,
         max_backoff: float = 10.0,
         open_timeout: float = 10,
+        token: str | None = None,
     ) -> None:
         check_url(url)
         self.url = url
+        # Sent in the handshake: Authorization: Bearer TOKEN.
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.reconnect = reconnect
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -124,8 +127,16 @@ class Store:
                 open_timeout=self.open_timeout,
                 max_size=MAX_MESSAGE,
                 compression=None,
+                additional_headers=self._headers,
                 legacy=True,
             )
+        except InvalidStatus as exc:
+            refused = refused_handshake(
+                self.url, exc.response.status_code, exc.response.body or b""
+            )
+            if refused is not None:
+                raise refused from None
+            raise ConnectionLostError(f"cannot connect to {self.url}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectionLostError(
                 f"cannot connect to {self.url}: {exc or type(exc).__name__}; "
@@ -165,7 +176,11 @@ class Store:
             if not self.reconnect:
                 self._end(ConnectionLostError(f"the connection to {self.url} was lost"))
                 return
-            redialed = self._redial()
+            try:
+                redialed = self._redial()
+            except ForbiddenError as exc:  # the token was revoked: retrying cannot help
+                self._end(exc)
+                return
             if redialed is None:
                 return
             ws = redialed
@@ -409,6 +424,7 @@ def connect(
     min_backoff: float = 0.1,
     max_backoff: float = 10.0,
     open_timeout: float = 10,
+    token: str | None = None,
 ) -> Store:
     """A blocking :class:`Store` for *url* (``ws://host:port/ws``), to use with ``with``."""
     return Store(
@@ -417,4 +433,5 @@ def connect(
         min_backoff=min_backoff,
         max_backoff=max_backoff,
         open_timeout=open_timeout,
+        token=token,
     )

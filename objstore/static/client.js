@@ -28,8 +28,10 @@
  *  ephemeral: true, the key belongs to a connection)
  * @typedef {"connecting"|"open"|"reconnecting"|"closed"} Status
  * @typedef {{ WebSocket?: any, minBackoff?: number, maxBackoff?: number,
- *             openTimeout?: number, reconnect?: boolean,
+ *             openTimeout?: number, reconnect?: boolean, token?: string,
  *             onStatus?: (status: Status) => void }} ConnectOptions
+ * (token: sent in an auth message as each connection opens, since a browser cannot set
+ *  an Authorization header on a WebSocket; an unknown token ends the store)
  * @typedef {{ action: "set"|"delete"|"patch"|"incr", key: string, value?: any, by?: number,
  *             ifRev?: number, ttl?: number, ephemeral?: boolean }} BatchOp
  * @typedef {{ key: string, rev: number, changed: number|null, size: number,
@@ -55,6 +57,8 @@ export class NotFoundError extends ObjstoreError {}
 export class TooLargeError extends ObjstoreError {}
 export class StorageError extends ObjstoreError {}
 export class InternalError extends ObjstoreError {}
+/** The token (or, without one, anonymous clients) may not do this; or the token is unknown. */
+export class ForbiddenError extends ObjstoreError {}
 /** An `ifRev` that did not match: `rev` and `value` are the key's current ones. */
 export class ConflictError extends ObjstoreError {
   /** @param {string} message @param {number} rev @param {any} value @param {number|null} op */
@@ -74,6 +78,7 @@ const BY_CODE = {
   invalid_value: InvalidValueError,
   not_found: NotFoundError,
   too_large: TooLargeError,
+  forbidden: ForbiddenError,
   storage: StorageError,
   internal: InternalError,
 };
@@ -132,6 +137,7 @@ export class Store {
     this._openTimeout = options.openTimeout ?? 10000;
     this._reconnect = options.reconnect ?? true;
     this._onStatus = options.onStatus ?? null;
+    this._token = options.token ?? null;
     /** @type {any} */ this._ws = null;
     this._isOpen = false;
     this._closed = false;
@@ -174,18 +180,27 @@ export class Store {
     ws.onopen = () => {
       clearTimeout(openTimer);
       if (this._ws !== ws) return;
-      this._isOpen = true;
-      this._attempt = 0;
       this._nextId = 1;
-      this._status("open");
-      if (this._first) {
-        this._first.resolve();
-        this._first = null;
+      if (this._token === null) {
+        this._ready();
+        return;
       }
-      for (const watch of this._watches) watch._subscribe();
-      const waiting = [...this._waiting];
-      this._waiting.clear();
-      for (const request of waiting) request.send();
+      // The token first, in a message: its reply comes before any other (replies keep order).
+      const id = this._nextId++;
+      this._pending.set(id, {
+        resolve: () => this._ready(),
+        reject: (/** @type {ObjstoreError} */ error) => {
+          if (error instanceof ConnectionLostError) return;  // lost meanwhile: retried as usual
+          if (!(error instanceof ForbiddenError)) error = new ForbiddenError(error.message, "forbidden");
+          const first = this._first;
+          this._first = null;
+          if (first) first.reject(error);
+          this._shutDown(error);
+          ws.close();
+        },
+        what: "auth",
+      });
+      ws.send(JSON.stringify({ action: "auth", token: this._token, id }));
     };
     ws.onmessage = (/** @type {{data: any}} */ event) => {
       if (this._ws === ws && typeof event.data === "string") this._receive(event.data);
@@ -199,6 +214,21 @@ export class Store {
       this._lost(`the connection to ${this.url} was lost`);
       if (ws.readyState !== 3) ws.close();
     };
+  }
+
+  /** The connection is open (and its token accepted): resume watches, send what waited. */
+  _ready() {
+    this._isOpen = true;
+    this._attempt = 0;
+    this._status("open");
+    if (this._first) {
+      this._first.resolve();
+      this._first = null;
+    }
+    for (const watch of this._watches) watch._subscribe();
+    const waiting = [...this._waiting];
+    this._waiting.clear();
+    for (const request of waiting) request.send();
   }
 
   /** The connection is gone (or could not be made): fail what was in flight, then retry. @param {string} why */
@@ -458,6 +488,12 @@ export class Watch {
     /** @type {Function|null} */ this._fail = null;
     this._done = false;
     /** @type {ObjstoreError|null} */ this._error = null;
+    /**
+     * Called once if the watch ends with an error (its subscription refused, say a
+     * ForbiddenError, or the store shut down by one), for watches read with onChange.
+     * @type {((error: ObjstoreError) => void)|null}
+     */
+    this.onError = null;
   }
 
   /**
@@ -578,6 +614,15 @@ export class Watch {
     this._done = true;
     this._error = error;
     this._store._watches.delete(this);
+    if (error && this.onError) {
+      try {
+        this.onError(error);
+      } catch (thrown) {
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
     if (this._wake && this._fail) {
       const [wake, fail] = [this._wake, this._fail];
       this._wake = this._fail = null;

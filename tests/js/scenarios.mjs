@@ -12,6 +12,7 @@ import { WebSocket as WsPackageWebSocket } from "ws";
 import {
   ConflictError,
   ConnectionLostError,
+  ForbiddenError,
   InvalidKeyError,
   InvalidMessageError,
   InvalidValueError,
@@ -53,7 +54,7 @@ async function failure(action) {
   } catch (error) {
     if (!(error instanceof ObjstoreError)) throw error;
     const e = /** @type {any} */ (error);
-    return { class: e.name, code: e.code, op: e.op, rev: e.rev, value: e.value, message: e.message };
+    return { class: e.name, code: e.code, op: e.op, rev: e.rev, value: e.value, message: e.message, instance: e };
   }
   throw new Error("no error");
 }
@@ -212,6 +213,26 @@ const scenarios = {
   },
 
   // Without a WebSocket option the global class is used (Node 22+, browsers); none is an error.
+  // A token (OBJSTORE_TEST_TOKEN) sent in an auth message; refusals are ForbiddenError; an
+  // unknown token fails connect.
+  async token() {
+    const store = await connect(url, { WebSocket, token: process.env.OBJSTORE_TEST_TOKEN });
+    const rev = await store.set("w/a", 1);
+    const forbidden = await failure(() => store.set("other", 1));
+    store.close();
+    const anonymous = await connect(url, { WebSocket });
+    const refused = await failure(() => anonymous.get("w/a"));
+    anonymous.close();
+    const unknown = await failure(() => connect(url, { WebSocket, token: "not-a-known-token-0000" }));
+    say({
+      rev,
+      forbidden: [forbidden.class, forbidden.code],
+      refused: [refused.class, refused.code],
+      unknown: [unknown.class, unknown.code],
+      isForbidden: forbidden.instance instanceof ForbiddenError,
+    });
+  },
+
   async global() {
     const saved = globalThis.WebSocket;
     /** @type {any} */ (globalThis).WebSocket = undefined;
