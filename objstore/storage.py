@@ -105,3 +105,8 @@ class Storage(Protocol):
 
     def release(self, owner: Owner) -> list[tuple[str, int]]:
         """Delete every key *owner* owns; return (key, revision) of each."""
+
+    def readiness(self) -> str | None:
+        """None when the backend can take writes; else the reason, a few words naming no
+        file or address (shown to anyone who asks). The file store: loaded, and its
+        writes succeeding; a network backend adds being reachable."""

@@ -29,6 +29,13 @@ Memory: while the sink fails, its records stay here, one per record given
 (the writer cannot tell which ones a later one makes useless); the owner of
 the sink bounds them, watching :attr:`WriteBehind.unjournaled`.
 
+Counted for monitoring, off the set's path: the failed writes (on the writer
+thread), whether writes are failing now (:attr:`WriteBehind.failure`), and how
+long each batch took from its first write being queued to its last file
+written (:meth:`WriteBehind.latency`, a histogram of fixed buckets: the longest
+wait of any write in the batch). A set pays one clock read when it starts a
+batch, none when it joins one.
+
 Knows nothing of the wire protocol, subscribers or what records mean; the
 file format belongs to :class:`~objstore.cachefolder.CacheFolder`.
 """
@@ -36,6 +43,7 @@ file format belongs to :class:`~objstore.cachefolder.CacheFolder`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -48,7 +56,7 @@ from typing import Any, Protocol
 from .cachefolder import CacheFolder
 from .errors import StorageError
 
-__all__ = ["FailureCallback", "JournalSink", "WriteBehind", "WriteResult"]
+__all__ = ["LATENCY_BUCKETS", "FailureCallback", "JournalSink", "WriteBehind", "WriteResult"]
 
 logger = logging.getLogger("objstore.cache")
 
@@ -61,6 +69,8 @@ FailureCallback = Callable[[StorageError], None]
 FIRST_RETRY_DELAY = 0.1
 #: The longest wait between two retries.
 MAX_RETRY_DELAY = 5.0
+#: Upper bounds (seconds) of the buckets of :meth:`WriteBehind.latency`; +Inf follows.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class JournalSink(Protocol):
@@ -127,6 +137,16 @@ class WriteBehind:
         self._journal_failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        #: When the first write of the next batch was queued (time.monotonic()).
+        self._queued_at = 0.0
+        #: Batches by latency bucket (the last is +Inf), and their latencies' sum.
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        #: The error of the latest failed write or append, while writes are failing.
+        self._failure: StorageError | None = None
+        #: Writes of a key's file, and appends of journal records, that failed (retries
+        #: included); bumped by the writer thread only.
+        self.failures = 0
 
     def write(
         self, key: str, data: bytes | None, on_failure: FailureCallback | None = None
@@ -167,10 +187,12 @@ class WriteBehind:
             entry.on_failure = on_failure
             return entry
         entry = pending[key] = _Pending(data, on_failure)
-        if len(pending) == 1 and not self._writing:
-            if self._thread is None:
-                self._start()
-            self._wake.notify()  # it is idle, waiting for work
+        if len(pending) == 1:
+            self._queued_at = time.monotonic()  # the batch's first write
+            if not self._writing:
+                if self._thread is None:
+                    self._start()
+                self._wake.notify()  # it is idle, waiting for work
         return entry
 
     def journal(self, record: object, key: str | None = None) -> None:
@@ -209,6 +231,27 @@ class WriteBehind:
         """Number of journal records whose append failed and waits for a retry."""
         with self._lock:
             return len(self._unjournaled)
+
+    @property
+    def failure(self) -> StorageError | None:
+        """The error of the latest failed write, while writes fail: from a failure until a
+        batch is written with none and no write waits for a retry; else None."""
+        with self._lock:
+            return self._failure
+
+    def latency(self) -> tuple[list[int], float]:
+        """The batches written so far by latency, cumulative per bucket of
+        :data:`LATENCY_BUCKETS` then +Inf (the total), and the sum of their latencies
+        (seconds). A batch's latency runs from its first write being queued to its
+        last file written (or failing)."""
+        with self._lock:
+            counts = list(self._latency_counts)
+            total = self._latency_sum
+        running = 0
+        for index, count in enumerate(counts):
+            running += count
+            counts[index] = running
+        return counts, total
 
     async def flush(self) -> None:
         """Wait until every write and journal record scheduled so far has been tried."""
@@ -255,6 +298,7 @@ class WriteBehind:
                     break
                 retry, retrying = work
                 batch, self._pending = self._pending, {}
+                queued_at = self._queued_at
                 records = self._take_records()
                 self._writing = True
             journal_error = self._append(records) if records else None
@@ -270,6 +314,12 @@ class WriteBehind:
                 self._keep_failed(
                     batch, errors, retry, still_failing, unjournaled=unjournaled, retrying=retrying
                 )
+                if journal_error is not None or errors or still_failing:
+                    self._failure = journal_error or next(iter((errors or still_failing).values()))
+                elif not self._failed and not self._unjournaled:
+                    self._failure = None
+                if batch:
+                    self._observe(time.monotonic() - queued_at)
                 idle = self._idle_waiters if not self._pending and not self._records else []
                 if idle:
                     self._idle_waiters = []
@@ -345,6 +395,11 @@ class WriteBehind:
         if (failed or unjournaled) and (retrying or not was_failing):
             self._retry_at = time.monotonic() + self._retry_delay
 
+    def _observe(self, latency: float) -> None:
+        """With the lock held: count a batch of *latency* seconds in its bucket."""
+        self._latency_counts[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self._latency_sum += latency
+
     def _append(self, records: list[_Record]) -> StorageError | None:
         """Append *records* to the journal; return the error, logged once at ERROR until
         an append works again."""
@@ -364,6 +419,7 @@ class WriteBehind:
                 self._journal_failing = False
                 logger.info("the journal is written again")
             return None
+        self.failures += 1
         if self._journal_failing:
             logger.debug("%s", error)
         else:
@@ -403,6 +459,7 @@ class WriteBehind:
                 if logged:
                     logged.discard(key)
                 continue
+            self.failures += 1
             if key in logged:
                 logger.debug("%s", error)
             else:
