@@ -182,7 +182,8 @@ def _parse_action(
 ) -> Command:
     if action == "get":
         return Get(validate_key(data.get("key")), request_id)
-    if action in {"subscribe", "unsubscribe"}:
+    # A tuple, not a set: an action that is a list or an object is compared, not hashed.
+    if action in ("subscribe", "unsubscribe"):
         return _parse_subscription(action, data, request_id)
     if action == "keys":
         return Keys(

@@ -38,6 +38,13 @@ def test_parse_message(text: str, command: object) -> None:
     assert parse_message(text) == command
 
 
+@pytest.mark.parametrize("action", ["[1]", '{"a": 1}'])
+def test_an_action_that_is_not_a_string_is_an_invalid_action(action: str) -> None:
+    """An action that is a list or an object is refused as an invalid action, not a crash."""
+    with pytest.raises(InvalidMessage, match=r"^invalid action: expected one of .*, got "):
+        parse_message('{"action": ' + action + ', "key": "k"}')
+
+
 def test_parse_message_accepts_utf8_bytes() -> None:
     """A binary frame holding UTF-8 JSON parses like text."""
     assert parse_message('{"action": "get", "key": "ключ"}'.encode()) == Get("ключ")
