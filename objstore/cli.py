@@ -23,6 +23,7 @@ from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, defaul
 from .console import pause_if_double_clicked
 from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
+from .logformat import LOG_FORMATS, formatter
 from .origins import ANY_ORIGIN, normalize_allowed_origin
 from .server import ObjstoreServer
 
@@ -115,6 +116,17 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "prefix, and what clients without a token may do; reloaded when it changes "
         "(OBJSTORE_AUTH, default none)",
     )
+    parser.add_argument(
+        "--log-format",
+        default=env.get("OBJSTORE_LOG_FORMAT", "text").lower(),
+        help="text, or json for one JSON object per line (OBJSTORE_LOG_FORMAT, default text)",
+    )
+    parser.add_argument(
+        "--metrics-token",
+        default=env.get("OBJSTORE_METRICS_TOKEN") or None,
+        help="require Authorization: Bearer TOKEN to read GET /metrics "
+        "(OBJSTORE_METRICS_TOKEN, default none: anyone who may reach the server may)",
+    )
     return parser
 
 
@@ -158,6 +170,12 @@ def parse_config(
         parser.error(
             f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {args.log_level!r}"
         )
+    if args.log_format not in LOG_FORMATS:
+        parser.error(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {args.log_format!r}"
+        )
+    if args.metrics_token is not None and not args.metrics_token.strip():
+        parser.error("--metrics-token must not be empty; give a token, or leave the flag out")
     return Config(
         host=args.host,
         port=_whole_number(parser, "--port", args.port, 0, 65535),
@@ -167,12 +185,14 @@ def parse_config(
         allow_origins=_allowed_origins(parser, args.allow_origin, env),
         token=args.token,
         auth_file=Path(args.auth) if args.auth else None,
+        metrics_token=args.metrics_token,
+        log_format=args.log_format,
     )
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger("objstore")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -348,7 +368,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``objstore`` and ``python -m objstore``; returns the exit code."""
     config = parse_config(argv)
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.log_format)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             code = runner.run(run(config))

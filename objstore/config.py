@@ -59,3 +59,7 @@ class Config:
     token: str | None = field(default=None, repr=False)
     #: The permissions file (``--auth``): named tokens and their rules, reloadable.
     auth_file: Path | None = None
+    #: When set, ``GET /metrics`` requires ``Authorization: Bearer <metrics_token>``.
+    metrics_token: str | None = None
+    #: Log lines as ``text`` (for people) or ``json`` (one object per line, for collectors).
+    log_format: str = "text"

@@ -47,6 +47,7 @@ from .http11 import Request
 from .httpconnection import HttpHandler, HttpMode
 from .outbox import TURN_BUDGET, FlushScheduler
 from .session import ClientSession
+from .tallies import ServerTallies
 from .wsinternals import WebsocketsConnection
 from .wssplitter import FRAME, MESSAGE_TEXT, REFUSED, FrameSplitter
 
@@ -119,6 +120,8 @@ class ObjstoreConnection(WebsocketsConnection):
     http_connections: set[ObjstoreConnection]
     #: Flushes outboxes once per turn and keeps the turn's budget; set by the server.
     turn: FlushScheduler
+    #: The server's counts (slow clients closed); set by the server.
+    tallies: ServerTallies
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -126,6 +129,14 @@ class ObjstoreConnection(WebsocketsConnection):
         # nearly 30, and past 30 CPython gives each instance a dict of its own
         # instead of sharing the attribute names (1.5 KB more per connection).
         self.ours = _State()
+
+    @property
+    def protocol_name(self) -> str:
+        """What the connection carries now: ``websocket``, ``sse`` or ``http``."""
+        ours = self.ours
+        if ours.websocket:
+            return "websocket"
+        return "sse" if ours.http is not None and ours.http.streaming else "http"
 
     @property
     def session(self) -> ClientSession | None:
@@ -397,6 +408,7 @@ class ObjstoreConnection(WebsocketsConnection):
 
     def _stalled(self) -> None:
         self.ours.stall = None
+        self.tallies.slow_closed += 1
         self._close_soon(
             CloseCode.POLICY_VIOLATION,
             f"too slow: nothing could be sent for {self.stall_timeout:g} seconds",

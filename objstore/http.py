@@ -1,4 +1,5 @@
-"""The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, ``GET /client.js``, and 404s.
+"""The HTTP routes: ``GET /get/{key}``, ``POST /set``, ``GET /test``, ``GET /client.js``, health
+and metrics, and 404s.
 
 Owns routing and the shape of every HTTP answer, JSON errors included. The
 transport hands in a parsed request (method, target, headers, body) and sends
@@ -6,6 +7,10 @@ back what :func:`route` returns; None means "this is the WebSocket endpoint,
 upgrade it". Every request, upgrades included, first passes the Origin and Host
 checks of :mod:`objstore.origins`. Knows nothing of websockets; the one routing
 function serves every transport.
+
+Health: ``/healthz`` answers while the server answers; ``/readyz`` (and its
+alias ``/health``) asks the store whether it can take writes. Their answers
+tell the status and, when not ready, a reason naming no file: nothing else.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
 from . import authorize
 from .access import Access, bearer_token
-from .errors import ClientError, Forbidden, InvalidKey
+from .errors import ClientError, Forbidden, InvalidKey, ObjstoreError
 from .eventstream import EventStream
 from .keys import validate_key
 from .origins import OriginPolicy
@@ -31,6 +36,9 @@ from .service import StoreService
 from .updates import Update
 from .writer import WriteResult
 
+if TYPE_CHECKING:
+    from .metrics import MetricsPage
+
 __all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "client_module", "route", "test_page"]
 
 #: Paths that accept a WebSocket upgrade. The original's own example connects
@@ -38,6 +46,12 @@ __all__ = ["WEBSOCKET_PATHS", "HttpRequest", "HttpResponse", "client_module", "r
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 
 _JSON = "application/json"
+#: Health routes: liveness, readiness and readiness's alias (the name people guess).
+_HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/health"})
+_ALIVE = b'{"status":"ok"}'
+_READY = b'{"status":"ready"}'
+#: The codes counted for the errors this module words itself, by status.
+_STATUS_CODES = {HTTPStatus.NOT_FOUND: "not_found", HTTPStatus.INTERNAL_SERVER_ERROR: "internal"}
 _ROUTES_HINT = (
     "routes are GET /get/{key}, POST /set, /keys/{key}, GET /keys, GET /events, GET /test, "
     "GET /client.js and WebSocket /ws"
@@ -71,13 +85,16 @@ class HttpResponse:
     stream: EventStream | None = None
 
 
-def _error(status: HTTPStatus, error: ClientError | str) -> HttpResponse:
-    if not isinstance(error, Forbidden):
-        return HttpResponse(status, encode_error(error))
-    response = HttpResponse(status, encode_error_reply(error, None))
-    if error.unauthenticated:
-        response.headers.append(CHALLENGE)
-    return response
+def _error(status: HTTPStatus, error: ObjstoreError | str) -> HttpResponse:
+    if isinstance(error, Forbidden):
+        response = HttpResponse(status, encode_error_reply(error, None))
+        if error.unauthenticated:
+            response.headers.append(CHALLENGE)
+        return response
+    code = (
+        None if isinstance(error, ObjstoreError) else _STATUS_CODES.get(status, "invalid_message")
+    )
+    return HttpResponse(status, encode_error(error, code))
 
 
 def _refused(error: Forbidden) -> HttpResponse:
@@ -137,7 +154,11 @@ def _key_from_path(raw: str) -> str:
 
 
 def route(
-    service: StoreService, origins: OriginPolicy, request: HttpRequest, access: Access
+    service: StoreService,
+    origins: OriginPolicy,
+    request: HttpRequest,
+    access: Access,
+    metrics: MetricsPage | None = None,
 ) -> HttpResponse | Awaitable[HttpResponse] | None:
     """Answer *request*, or return None to let the WebSocket handshake go on.
 
@@ -146,14 +167,15 @@ def route(
     *origins* refuses requests from websites that may not make them, answers
     CORS preflights and adds CORS headers for allowed origins. *access* says
     what the request's token (``Authorization: Bearer``) may do; an unknown
-    token is refused with 401 everywhere but the public routes (the test page
-    and the client module).
+    token is refused with 401 everywhere but the public routes (the test page,
+    the client module, health). *metrics* serves ``/metrics`` (without it, that
+    path is not found).
     """
     verdict = origins.check(
         request.method, request.is_upgrade, request.headers, request.local_host
     )
     if verdict.status is None:
-        answer = _dispatch(service, request, access)
+        answer = _dispatch(service, request, access, metrics)
     elif verdict.error:
         answer = _error(verdict.status, verdict.error)
     else:
@@ -175,11 +197,28 @@ async def _with_headers(
 
 
 def _dispatch(
-    service: StoreService, request: HttpRequest, access: Access
+    service: StoreService, request: HttpRequest, access: Access, metrics: MetricsPage | None
 ) -> HttpResponse | Awaitable[HttpResponse] | None:
     path = request.target.partition("?")[0]
     if path in _PUBLIC:
         return _public(request, path)
+    if path in _HEALTH_PATHS or (path == "/metrics" and metrics is not None):
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, path, "GET, HEAD")
+        if metrics is not None and path == "/metrics":
+            # With access control on, a token whose rules say metrics = true may read them,
+            # as may the --metrics-token; without access control, anyone may unless there
+            # is a --metrics-token. Before the token check below: the metrics token is not
+            # one of the access tokens.
+            grant = access.grant_for(bearer_token(request.headers))
+            granted = grant is not None and grant.metrics
+            if not access.enabled:
+                granted = granted and metrics.token is None
+            status, body, content_type, headers = metrics.answer(
+                request.headers.get("authorization"), granted=granted
+            )
+            return HttpResponse(status, body, content_type, headers)
+        return _health(service, path)
     grant = access.grant_for(bearer_token(request.headers))
     if grant is None:
         return _refused(authorize.unknown_token())
@@ -243,6 +282,17 @@ def _dispatch(
     return _error(HTTPStatus.NOT_FOUND, f"not found: {json.dumps(path)}; {_ROUTES_HINT}")
 
 
+def _health(service: StoreService, path: str) -> HttpResponse:
+    """``/healthz``: alive; ``/readyz`` and ``/health``: whether the store can take writes."""
+    if path == "/healthz":
+        return HttpResponse(HTTPStatus.OK, _ALIVE)
+    reason = service.store.readiness()
+    if reason is None:
+        return HttpResponse(HTTPStatus.OK, _READY)
+    body = json.dumps({"status": "not ready", "reason": reason}, separators=(",", ":"))
+    return HttpResponse(HTTPStatus.SERVICE_UNAVAILABLE, body.encode())
+
+
 async def _rest_later(answer: Awaitable[Answer]) -> HttpResponse:
     status, body, headers = await answer
     return HttpResponse(status, body, headers=headers)
@@ -251,5 +301,5 @@ async def _rest_later(answer: Awaitable[Answer]) -> HttpResponse:
 async def _when_written(update: Update, result: WriteResult) -> HttpResponse:
     failure = await result
     if failure is not None:
-        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(failure))
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, failure)
     return HttpResponse(HTTPStatus.OK, update.payload)

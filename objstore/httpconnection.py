@@ -51,6 +51,7 @@ class HttpMode:
     __slots__ = (
         "_ended",
         "_handler",
+        "_head",
         "_local_host",
         "_loop",
         "_machine",
@@ -92,6 +93,8 @@ class HttpMode:
         self._mark_dirty = mark_dirty
         self._stall_timeout = stall_timeout
         self._reading = True
+        #: The request being answered is a HEAD: its answer is sent without its body.
+        self._head = False
         #: The stream being sent, once its head is written.
         self._stream: EventStream | None = None
         self._task: asyncio.Task[None] | None = None
@@ -100,6 +103,11 @@ class HttpMode:
         sockname = transport.get_extra_info("sockname")
         self._local_host = str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
         self._update()
+
+    @property
+    def streaming(self) -> bool:
+        """True once the connection is an event stream's (Server-Sent Events)."""
+        return self._stream is not None
 
     # -- the transport's callbacks, passed on by the connection ------------------------
 
@@ -169,6 +177,7 @@ class HttpMode:
                 request = HttpRequest(
                     event.method, event.target, False, event.body, event.headers, self._local_host
                 )
+                self._head = event.method == "HEAD"
                 try:
                     answer = self._handler(request)
                 except Exception:
@@ -196,15 +205,18 @@ class HttpMode:
         self._update()
 
     def _write(self, response: HttpResponse) -> None:
-        self._transport.write(
-            serialize_response(
-                response.status,
-                response.body,
-                response.content_type,
-                response.headers,
-                self._machine.keep_alive,
-            )
+        data = serialize_response(
+            response.status,
+            response.body,
+            response.content_type,
+            response.headers,
+            self._machine.keep_alive,
         )
+        if self._head and response.body:
+            # The head a GET would get, Content-Length included, and never a body
+            # (RFC 9110, 9.3.2): whatever the route, a HEAD answer ends at its head.
+            data = data[: -len(response.body)]
+        self._transport.write(data)
 
     async def _answer_later(self, answer: Awaitable[HttpResponse]) -> None:
         try:
@@ -277,9 +289,9 @@ class HttpMode:
     def _close(self, event: Close | None) -> None:
         error = event.error if event is not None else None
         if error is not None:
-            self._transport.write(
-                serialize_response(error.status, encode_error(str(error)), _JSON, [], False)
-            )
+            code = "too_large" if error.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE else None
+            body = encode_error(str(error), code or "invalid_message")
+            self._transport.write(serialize_response(error.status, body, _JSON, [], False))
         stuck = self._machine.writing_paused
         self._end()
         if stuck:

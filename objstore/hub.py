@@ -239,3 +239,15 @@ class Hub:
     def subscriber_count(self) -> int:
         """Number of subscribers with at least one subscription."""
         return self._subscriber_count
+
+    def subscription_counts(self) -> tuple[int, int]:
+        """Numbers of subscriptions to a key and to a prefix, of either form (for metrics:
+        counted when asked, linear in the keys and prefixes subscribed to)."""
+        keys = sum(map(len, self._by_key.values()))
+        prefixes = 0
+        for (kind, _), subscribers in self._tables.items():
+            if kind == _REV_KEY:
+                keys += len(subscribers)
+            else:
+                prefixes += len(subscribers)
+        return keys, prefixes

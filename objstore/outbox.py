@@ -21,9 +21,11 @@ from .updates import Update
 
 if TYPE_CHECKING:
     from .hub import Subscriber
+    from .tallies import ServerTallies
 
 __all__ = [
     "TURN_BUDGET",
+    "CountedFanOut",
     "FlushScheduler",
     "Flushable",
     "FrameWriter",
@@ -152,8 +154,44 @@ def deliver_rev_to_all(subscribers: Iterable[Subscriber], update: Update) -> Non
         _queue(outboxes, update.key, update.rev_ws_frame)
 
 
-def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> None:
-    """Queue *frame*, an update of *key*, on every one of *outboxes*."""
+class CountedFanOut:
+    """One server's fan-outs (:func:`deliver_to_all`, :func:`deliver_rev_to_all`) for its
+    hub, counting in its :class:`~objstore.tallies.ServerTallies` the updates delivered
+    and those conflated: one addition per update published, not per subscriber."""
+
+    __slots__ = ("tallies",)
+
+    def __init__(self, tallies: ServerTallies) -> None:
+        self.tallies = tallies
+
+    def fan_out(self, subscribers: set[Subscriber], update: Update) -> None:
+        """:func:`deliver_to_all`, counted."""
+        tallies = self.tallies
+        tallies.delivered += len(subscribers)
+        conflated = _queue(cast("Iterable[Outbox]", subscribers), update.key, update.ws_frame)
+        if conflated:
+            tallies.conflated += conflated
+
+    def fan_out_rev(self, subscribers: set[Subscriber], update: Update) -> None:
+        """:func:`deliver_rev_to_all`, counted (the conflation of event streams aside)."""
+        tallies = self.tallies
+        tallies.delivered += len(subscribers)
+        outboxes: list[Outbox] = []
+        for subscriber in subscribers:
+            if type(subscriber) is Outbox:
+                outboxes.append(subscriber)
+            else:
+                subscriber.deliver_rev(update)
+        if outboxes:
+            conflated = _queue(outboxes, update.key, update.rev_ws_frame)
+            if conflated:
+                tallies.conflated += conflated
+
+
+def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> int:
+    """Queue *frame*, an update of *key*, on every one of *outboxes*; return how many
+    held updates it replaced (conflated)."""
+    conflated = 0
     for outbox in outboxes:
         held = outbox._held
         if held is None:
@@ -166,8 +204,10 @@ def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> None:
         else:
             # Moved to the end: held updates stay in revision order, so a client cut
             # off midway never holds a revision past an update it did not get.
-            held.pop(key, None)
+            if held.pop(key, None) is not None:
+                conflated += 1
             held[key] = frame
+    return conflated
 
 
 #: Bytes of messages (and of their replies) handled between two flushes, after which

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from . import jsonvalues
+from . import jsonvalues, tallies
 from .commands import (
     DEFAULT_LIST_LIMIT,
     MAX_BATCH_OPS,
@@ -51,6 +51,7 @@ from .errors import (
     InvalidKey,
     InvalidMessage,
     InvalidValue,
+    ObjstoreError,
     TooLarge,
     describe,
 )
@@ -155,17 +156,30 @@ def parse_message(frame: str | bytes) -> Command:
     :class:`~objstore.errors.ClientError` whose message says what is wrong; once
     the message's id is known, the error carries it as ``request_id``.
     """
+    counts = tallies.messages_received
     if isinstance(frame, bytes):
         try:
             frame = frame.decode("utf-8")
         except UnicodeDecodeError:
+            counts[tallies.OTHER] += 1
             raise InvalidMessage("invalid message: binary frame is not UTF-8 JSON text") from None
     # A batch nests its values two levels deeper than other messages (ops, op).
     batch = '"batch"' in frame
-    data = _decode_object(frame, "message", 3 if batch else 1)
+    try:
+        data = _decode_object(frame, "message", 3 if batch else 1)
+    except ClientError:
+        counts[tallies.OTHER] += 1
+        raise
     action = data.get("action")
+    # Counted in the branches the parser takes anyway: an index increment for the
+    # hot actions, a dictionary lookup for the others.
     if action == "set" and not batch:
+        counts[tallies.SET] += 1
         return _set_from(data, "set", frame, "message")
+    if action == "get":
+        counts[tallies.GET] += 1
+    else:
+        tallies.count_message(action)
     _refuse_duplicates(frame, data, "message")
     if action == "get" and len(data) == 2:
         return Get(validate_key(data.get("key")))
@@ -392,7 +406,17 @@ def parse_set_body(body: bytes) -> Set:
     return _set_from(_decode_object(text, "body"), "body", text, "body")
 
 
-def encode_error(error: ClientError | str) -> bytes:
-    """Encode the one error shape, ``{"error": "<message>"}``."""
+def encode_error(error: ObjstoreError | str, code: str | None = None) -> bytes:
+    """Encode the one error shape, ``{"error": "<message>"}``.
+
+    Counted as sent with *code*, by default the error's own (``internal`` for text).
+    """
+    tallies.count_error(
+        code
+        if code is not None
+        else error.code
+        if isinstance(error, ObjstoreError)
+        else "internal"
+    )
     # ASCII escapes keep the reply valid UTF-8 even when it quotes a lone surrogate.
     return json.dumps({"error": str(error)}, separators=(",", ":")).encode("utf-8")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from . import jsonvalues
+from . import jsonvalues, tallies
 from .commands import RequestId
 from .errors import ClientError, Conflict, ObjstoreError
 from .results import (
@@ -109,6 +109,7 @@ def encode_error_reply(
     """
     if code is None:
         code = error.code if isinstance(error, ObjstoreError) else "internal"
+    tallies.count_error(code)
     head = b"{" if request_id is None else b'{"id":' + encode_id(request_id) + b","
     # ASCII escapes keep the reply valid UTF-8 even when it quotes a lone surrogate.
     text = json.dumps(str(error)).encode()

@@ -28,12 +28,14 @@ from .connection import ObjstoreConnection
 from .errors import StartupError
 from .http import HttpRequest, HttpResponse, route
 from .hub import Hub
+from .metrics import MetricsPage
 from .origins import OriginPolicy
-from .outbox import FlushScheduler, Outbox, deliver_rev_to_all, deliver_to_all
+from .outbox import CountedFanOut, FlushScheduler, Outbox
 from .permissions import NOTHING
 from .service import StoreService
 from .session import ClientSession
 from .store import Store
+from .tallies import ServerTallies
 
 __all__ = ["ObjstoreServer"]
 
@@ -48,7 +50,10 @@ class ObjstoreServer:
         #: The rules of access control in force (raises StartupError for bad ones).
         self.access = Access(config.token, config.auth_file)
         self.store = Store(config.cache_dir)
-        self.hub = Hub(fan_out=deliver_to_all, fan_out_rev=deliver_rev_to_all)
+        #: Counts read by /metrics (see objstore.tallies).
+        self.tallies = ServerTallies()
+        fan_out = CountedFanOut(self.tallies)
+        self.hub = Hub(fan_out=fan_out.fan_out, fan_out_rev=fan_out.fan_out_rev)
         self.service = StoreService(self.store, self.hub, config.max_size)
         self.service.deadline_changed = self._expire_at
         self._expiry: asyncio.TimerHandle | None = None
@@ -59,6 +64,11 @@ class ObjstoreServer:
         self._http_connections: set[ObjstoreConnection] = set()
         self._keepalive: asyncio.Task[None] | None = None
         self._clock_tick: asyncio.TimerHandle | None = None
+        #: When the once-a-second timer should fire next (the loop's clock), and how
+        #: late it fired last time, in seconds: the event loop's lag.
+        self._tick_due: float | None = None
+        self.loop_lag = 0.0
+        self.metrics = MetricsPage(self, config.metrics_token)
         #: After stop(): the keys whose latest value could not be written to disk.
         self.unsaved_keys: list[str] = []
 
@@ -84,6 +94,7 @@ class ObjstoreServer:
                 "http_handler": self._route,
                 "http_connections": self._http_connections,
                 "turn": self._flush_scheduler,
+                "tallies": self.tallies,
             },
         )
         try:
@@ -122,11 +133,17 @@ class ObjstoreServer:
         self._mark_time()
 
     def _mark_time(self) -> None:
-        """Once a second, tell the store the time, for its keys' times of last change, and
-        reload the permissions file if it changed."""
+        """Once a second, tell the store the time, for its keys' times of last change,
+        reload the permissions file if it changed, and measure how late this call comes
+        (the event loop's lag)."""
         self.store.mark_time(time.time())
         self.access.check_file()
-        self._clock_tick = asyncio.get_running_loop().call_later(1.0, self._mark_time)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._tick_due is not None:
+            self.loop_lag = max(0.0, now - self._tick_due)
+        self._tick_due = now + 1.0
+        self._clock_tick = loop.call_later(1.0, self._mark_time)
 
     def _expire_at(self, deadline: float) -> None:
         """Make sure keys are expired at *deadline* (seconds since the epoch) or earlier."""
@@ -208,12 +225,22 @@ class ObjstoreServer:
 
     def _route(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse] | None:
         """Route a request of either transport with this server's Origin and Host checks."""
-        return route(self.service, self._origins, request, self.access)
+        return route(self.service, self._origins, request, self.access, self.metrics)
 
     @cached_property
     def _origins(self) -> OriginPolicy:
         # Made at the first request, when the port listened on is known (also with port 0).
         return OriginPolicy.for_server(self.config.host, self.port, self.config.allow_origins)
+
+    def connection_counts(self) -> dict[str, int]:
+        """Open connections by what they carry: ``websocket``, ``http`` and ``sse``
+        (counted when asked: linear in the connections)."""
+        counts = {"websocket": 0, "http": 0, "sse": 0}
+        if self._server is not None:
+            counts["websocket"] = len(self._server.connections)
+        for connection in self._http_connections:
+            counts[connection.protocol_name] += 1
+        return counts
 
     def _new_session(self, connection: ObjstoreConnection) -> ClientSession:
         assert self._flush_scheduler is not None

@@ -64,6 +64,11 @@ def test_empty_cache_dir_variable_means_default() -> None:
             ["--log-level", "loud"],
             "--log-level must be one of debug, info, warning, error, got 'loud'",
         ),
+        (["--log-format", "xml"], "--log-format must be one of text, json, got 'xml'"),
+        (
+            ["--metrics-token", " "],
+            "--metrics-token must not be empty; give a token, or leave the flag out",
+        ),
     ],
 )
 def test_bad_values_are_usage_errors(
@@ -218,3 +223,22 @@ def test_token_and_auth_file_come_from_flags_or_environment() -> None:
     config = parse_config(["--auth", "other.toml"], {"OBJSTORE_AUTH": "perms.toml"})
     assert config.auth_file == Path("other.toml")
     assert "t" * 20 not in repr(parse_config(["--token", "t" * 20], {}))
+
+
+def test_log_format_and_metrics_token_default_to_text_and_none() -> None:
+    """Without flags or variables: text logs, /metrics open to anyone who may reach it."""
+    config = parse_config([], {})
+    assert (config.log_format, config.metrics_token) == ("text", None)
+
+
+def test_log_format_and_metrics_token_from_the_environment() -> None:
+    """OBJSTORE_LOG_FORMAT and OBJSTORE_METRICS_TOKEN fill the config."""
+    config = parse_config([], {"OBJSTORE_LOG_FORMAT": "JSON", "OBJSTORE_METRICS_TOKEN": "t0k"})
+    assert (config.log_format, config.metrics_token) == ("json", "t0k")
+
+
+def test_log_format_and_metrics_token_flags_override_the_environment() -> None:
+    """--log-format and --metrics-token win over their variables."""
+    env = {"OBJSTORE_LOG_FORMAT": "json", "OBJSTORE_METRICS_TOKEN": "env"}
+    config = parse_config(["--log-format", "text", "--metrics-token", "flag"], env)
+    assert (config.log_format, config.metrics_token) == ("text", "flag")

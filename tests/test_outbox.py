@@ -5,8 +5,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from objstore.outbox import FlushScheduler, Outbox, deliver_to_all
+from objstore.outbox import CountedFanOut, FlushScheduler, Outbox, deliver_to_all
 from objstore.protocol import Update
+from objstore.tallies import ServerTallies
 from objstore.wsframes import text_frame
 
 
@@ -167,3 +168,17 @@ def test_deliver_to_all_queues_like_deliver_on_each_outbox() -> None:
     congested.resume()
     assert writers[0].writes == [[frame("k", b"0"), frame("k", b"1"), frame("k", b"2")]]
     assert writers[1].writes == [[frame("k", b"2")]]
+
+
+def test_counted_fan_out_counts_deliveries_and_conflations() -> None:
+    """3 updates of one key to 2 outboxes, one congested: 6 delivered, 2 conflated."""
+    (quick, writer, _), (slow, _, _) = make(), make()
+    slow.pause()
+    tallies = ServerTallies()
+    fan_out = CountedFanOut(tallies)
+    for value in (b"1", b"2", b"3"):
+        fan_out.fan_out({quick, slow}, update("k", value))
+    assert (tallies.delivered, tallies.conflated) == (6, 2)
+    assert slow.held == 1
+    quick.flush()
+    assert writer.writes == [[frame("k", b"1"), frame("k", b"2"), frame("k", b"3")]]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from objstore.cli import DATA_NOT_SAVED, STARTUP_FAILURE, USAGE_ERROR
@@ -437,6 +438,52 @@ def test_ctrl_c_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+async def test_metrics_and_readiness_are_served(launcher: Launcher, tmp_path: Path) -> None:
+    """GET /metrics is the Prometheus text format (prometheus_client is bundled), with
+    process metrics; GET /readyz says ready."""
+    program = launcher.start(tmp_path)
+    try:
+        await http_request(program.port, "POST", "/set", '{"key": "k", "value": 12}')
+        answer = await http_request(program.port, "GET", "/metrics")
+        assert answer.status == 200
+        assert answer.headers["content-type"].startswith("text/plain; version=")
+        families = {
+            family.name: family for family in text_string_to_metric_families(answer.body.decode())
+        }
+        assert families["objstore_keys"].samples[0].value == 1
+        assert families["objstore_stored_bytes"].samples[0].value == 2
+        assert families["objstore_sets"].samples[0].value == 1
+        if sys.platform == "linux":
+            assert families["process_resident_memory_bytes"].samples[0].value > 0
+        ready = await http_request(program.port, "GET", "/readyz")
+        assert (ready.status, ready.json()) == (200, {"status": "ready"})
+    finally:
+        code, err = program.stop()
+        assert code == 0, err
+
+
+def test_json_logs_are_one_object_per_line(launcher: Launcher, tmp_path: Path) -> None:
+    """--log-format json: every line on stderr is a JSON object with time, level, logger
+    and message, the same messages as the text logs."""
+    program = launcher.start(tmp_path, "--log-format", "json")
+    code, err = program.stop()
+    assert code == 0, err
+    records = [json.loads(line) for line in err.splitlines()]
+    assert records, err
+    for record in records:
+        assert set(record) == {"time", "level", "logger", "message"}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
+    assert records[-2:] == [
+        {
+            **records[-2],
+            "level": "INFO",
+            "logger": "objstore",
+            "message": ("stopping: closing connections and finishing writes"),
+        },
+        {**records[-1], "level": "INFO", "logger": "objstore", "message": "stopped"},
+    ]
+
+
 def test_version_is_stamped(launcher: Launcher, tmp_path: Path) -> None:
     """--version prints the package version."""
     from objstore import __version__
@@ -457,6 +504,8 @@ def test_help_lists_every_setting(launcher: Launcher, tmp_path: Path) -> None:
         ("--log-level", "LOG_LEVEL"),
         ("--token", "OBJSTORE_TOKEN"),
         ("--auth", "OBJSTORE_AUTH"),
+        ("--log-format", "OBJSTORE_LOG_FORMAT"),
+        ("--metrics-token", "OBJSTORE_METRICS_TOKEN"),
     ]:
         assert flag in result.stdout
         assert f"({variable}" in result.stdout
