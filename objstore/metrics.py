@@ -8,11 +8,13 @@ server keeps where events already happen (:mod:`objstore.tallies`, the store,
 its writer, the hub), so the hot path pays nothing for a page nobody asks for.
 Knows nothing of sockets, HTTP parsing or the wire protocol.
 
-Cost of a scrape: the sizes of the values are added up (about 4 ms for
-100,000 keys), the subscriptions and connections counted: linear in the keys,
-subscriptions and connections, and nothing is kept between scrapes. The page
-itself is bounded by the fixed label sets (actions, error codes, protocols,
-kinds, latency buckets): about 10 KB with the process metrics.
+Cost of a scrape: the sizes of the values are added up, the subscriptions and
+connections counted: linear in the keys, subscriptions and connections.
+Measured with 100,000 keys of 100 bytes: 2.7 ms a scrape (2 ms of it adding
+up the sizes), 22 KiB allocated at its peak. Nothing is kept between scrapes
+but the collector's baseline (19 ints). The page is bounded by the fixed label
+sets (actions, error codes, protocols, kinds, latency buckets): about 5 KB
+with the process metrics, whatever the clients send.
 """
 
 from __future__ import annotations
