@@ -253,7 +253,7 @@ class ClientSession:
 
     def write_failed(self, error: StorageError) -> None:
         """Tell the client that a value it set could not be saved to disk."""
-        self.outbox.reply(text_frame(encode_error(str(error))))
+        self.outbox.reply(text_frame(encode_error(error)))
 
     def close(self, code: int | None, reason: str) -> None:
         """Forget every subscription, delete its ephemeral keys and log the connection's

@@ -43,6 +43,7 @@ MESSAGE_ACTIONS: Final = (
     "incr",
     "keys",
     "batch",
+    "auth",
     "other",
 )
 #: Indexes into :data:`messages_received`, for the parser's branches.

@@ -290,3 +290,11 @@ def test_token_check() -> None:
     assert authorized("Bearer t", "t")
     assert authorized("bearer  t ", "t")
     assert not authorized("Bearer \udcff", "t")
+
+
+def test_every_action_of_the_protocol_has_its_count() -> None:
+    """The metrics label every action the parser accepts, and "other" for the rest."""
+    from objstore import tallies
+    from objstore.protocol import ACTIONS
+
+    assert (*ACTIONS, "other") == tallies.MESSAGE_ACTIONS
