@@ -455,3 +455,36 @@ async def test_without_tokens_everybody_may_do_everything(start_server: StartSer
     server = await start_server()
     answer = await http_request(server.port, "POST", "/set", '{"key": "a", "value": 1}')
     assert answer.status == 200
+
+
+async def stream_status(server: ObjstoreServer, query: str, token: str | None) -> int:
+    """The status of ``GET /events?QUERY`` (the head only: a stream stays open)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    lines = [f"GET /events?{query} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+    lines += [f"{name}: {value}" for name, value in headers_for(token).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1])
+
+
+SSE_MATRIX: dict[str, dict[str, int]] = {
+    "key=scores/a": {"none": 401, "wrong": 401, "display": 200, "kitchen": 403, "admin": 200},
+    "key=public/x": {"none": 200, "wrong": 401, "display": 403, "kitchen": 403, "admin": 200},
+    "prefix=": {"none": 200, "wrong": 401, "display": 200, "kitchen": 403, "admin": 200},
+    "prefix=secret/": {"none": 401, "wrong": 401, "display": 403, "kitchen": 403, "admin": 200},
+}
+
+
+async def test_event_streams_for_every_client(server: ObjstoreServer) -> None:
+    """Each stream opens (200) or is refused (401, 403) as the rules say, per client."""
+    clients = {**TOKENS, "wrong": WRONG}
+    got = {
+        query: {
+            client: await stream_status(server, query, token) for client, token in clients.items()
+        }
+        for query in SSE_MATRIX
+    }
+    assert got == SSE_MATRIX
