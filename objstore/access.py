@@ -77,11 +77,9 @@ class Access:
             self.rules = self._read()
         except RulesError as exc:
             raise StartupError(f"cannot use the permissions: {exc}") from None
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any token is configured (else everybody may do everything)."""
-        return self.rules.enabled
+        #: Whether any token is configured (else everybody may do everything). A file
+        #: always configures one, so this does not change at a reload.
+        self.enabled = self.rules.enabled
 
     def _read(self) -> Rules:
         if self._file is None:

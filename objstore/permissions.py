@@ -82,11 +82,11 @@ class Grant:
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     metrics: bool = False
+    #: Whether it may read and write every key (then nothing needs checking).
+    everything: bool = field(init=False, compare=False)
 
-    @property
-    def everything(self) -> bool:
-        """Whether it may read and write every key (then nothing needs checking)."""
-        return self.read == ("",) and self.write == ("",)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "everything", self.read == ("",) and self.write == ("",))
 
     def can_read(self, key: str) -> bool:
         """Whether it may read *key* (or subscribe to it)."""
