@@ -127,6 +127,20 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="require Authorization: Bearer TOKEN to read GET /metrics "
         "(OBJSTORE_METRICS_TOKEN, default none: anyone who may reach the server may)",
     )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        default=env.get("OBJSTORE_TLS_CERT") or None,
+        help="serve wss:// and https:// with this PEM certificate chain (like Let's Encrypt's "
+        "fullchain.pem); needs --tls-key (OBJSTORE_TLS_CERT, default none: ws:// and http://)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        default=env.get("OBJSTORE_TLS_KEY") or None,
+        help="the PEM private key of --tls-cert (like privkey.pem), without a passphrase "
+        "(OBJSTORE_TLS_KEY)",
+    )
     return parser
 
 
@@ -176,6 +190,10 @@ def parse_config(
         )
     if args.metrics_token is not None and not args.metrics_token.strip():
         parser.error("--metrics-token must not be empty; give a token, or leave the flag out")
+    if args.tls_cert is not None and args.tls_key is None:
+        parser.error("--tls-cert needs --tls-key too: give both to serve TLS, or neither")
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("--tls-key needs --tls-cert too: give both to serve TLS, or neither")
     return Config(
         host=args.host,
         port=_whole_number(parser, "--port", args.port, 0, 65535),
@@ -187,6 +205,8 @@ def parse_config(
         auth_file=Path(args.auth) if args.auth else None,
         metrics_token=args.metrics_token,
         log_format=args.log_format,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
     )
 
 
@@ -220,14 +240,18 @@ def _banner(server: ObjstoreServer) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     port = server.port
+    ws, http = ("wss", "https") if config.tls else ("ws", "http")
+    base = f"{http}://{shown}:{port}"
     lines = [
         f"objstore {__version__}",
-        f"  WebSocket  ws://{shown}:{port}/ws",
-        f"  Test page  http://{shown}:{port}/test",
-        f"  HTTP       GET http://{shown}:{port}/get/{{key}}   POST http://{shown}:{port}/set",
-        f"  REST       http://{shown}:{port}/keys/{{key}}   Events http://{shown}:{port}/events?prefix=",
+        f"  WebSocket  {ws}://{shown}:{port}/ws",
+        f"  Test page  {base}/test",
+        f"  HTTP       GET {base}/get/{{key}}   POST {base}/set",
+        f"  REST       {base}/keys/{{key}}   Events {base}/events?prefix=",
         f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)",
     ]
+    if config.tls:
+        lines.append(f"  TLS        certificate {config.tls_cert}, key {config.tls_key}")
     if config.allow_origins:
         allowed = (
             "any website (--allow-origin *)"
@@ -243,7 +267,7 @@ def _banner(server: ObjstoreServer) -> str:
     if host in ("0.0.0.0", "", "::"):
         addresses = _lan_addresses()
         if addresses:
-            lines += [f"  Network    ws://{address}:{port}/ws" for address in addresses]
+            lines += [f"  Network    {ws}://{address}:{port}/ws" for address in addresses]
         else:
             lines.append("  Network    use this machine's network address with port " + str(port))
     lines.append("Press Ctrl+C to stop.")

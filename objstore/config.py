@@ -63,3 +63,12 @@ class Config:
     metrics_token: str | None = None
     #: Log lines as ``text`` (for people) or ``json`` (one object per line, for collectors).
     log_format: str = "text"
+    #: PEM certificate chain and private key: with both, the port serves ``wss://`` and
+    #: ``https://`` only (see :mod:`objstore.tls`); with neither, ``ws://`` and ``http://``.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return self.tls_cert is not None

@@ -32,6 +32,14 @@ frames are written to the transport directly by the connection's
 :class:`~objstore.outbox.Outbox`: server frames are unmasked, so one encoded
 frame serves every subscriber, and frames of one loop turn go out in one
 write. Control frames (ping, pong, close) stay with websockets.
+
+TLS: the transport is then asyncio's TLS transport (uvloop's on uvloop), which
+hands on decrypted bytes through the same callbacks, so nothing above changes
+but two things: there is no half-close (a client's close_notify ends the
+connection once what is answered by then is written), and the TLS layer adds
+its buffers to the bounds: up to 256 KiB of received bytes not yet decrypted
+while reading is paused, and on the way out the write buffer's limit applies
+to the TLS layer, with the socket's own 64 KiB buffer below it.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ __all__ = ["HttpHandler", "ObjstoreConnection"]
 logger = logging.getLogger("objstore.http")
 
 _PING = b"\x89\x00"  # a ping frame with an empty payload
+#: The high-water mark of a connection's write buffer in HTTP mode (asyncio's default);
+#: websockets sets its own (32 KiB) once a connection upgrades.
+_HTTP_WRITE_LIMIT = 64 * 1024
 
 # Who reads the frames of an upgraded connection (_State.framing):
 _FRAMES_HELD = 0  # nobody yet: the handshake is not done, frames wait for it
@@ -122,6 +133,8 @@ class ObjstoreConnection(WebsocketsConnection):
     turn: FlushScheduler
     #: The server's counts (slow clients closed); set by the server.
     tallies: ServerTallies
+    #: Whether the transport is TLS (asyncio's SSL transport); set by the server.
+    tls = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -148,6 +161,10 @@ class ObjstoreConnection(WebsocketsConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # websockets is started only for a WebSocket upgrade; see _upgrade().
         self.transport = transport  # type: ignore[assignment]
+        if self.tls:
+            # asyncio's TLS transport takes 512 KiB before it says it is full; the
+            # plain one 64 KiB, which the bounds of HTTP mode are written for.
+            self.transport.set_write_buffer_limits(_HTTP_WRITE_LIMIT)
         self.http_connections.add(self)
         self.ours.http = HttpMode(
             self.transport,
@@ -174,7 +191,11 @@ class ObjstoreConnection(WebsocketsConnection):
             self.websockets_eof()
             return None
         if self.ours.http is not None:
-            return self.ours.http.eof_received()
+            keep_open = self.ours.http.eof_received()
+            # TLS has no half-close: asyncio ends the session on the client's
+            # close_notify whatever this returns (and warns when it is True), so
+            # only the answers written by now reach the client.
+            return keep_open and not self.tls
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -25,12 +25,14 @@ The rules, in order:
    allowed one, must send a JSON content type or none (415 otherwise): the
    types a page can send without a preflight (``text/plain``, forms) are refused.
 
-The server's own origins are ``http``/``https`` with the server's port and one of
-the hosts ``localhost``, ``*.localhost``, ``127.0.0.1``, ``[::1]``, the address it
-listens on (unless a wildcard) and the IP address the client reached (which
-covers a page opened as ``http://192.168.1.5:3000`` on a server listening on
-``0.0.0.0``). A page opened by a LAN host name needs ``--allow-origin``: a name
-can be rebound by DNS, an IP literal cannot. Other ``127.x`` addresses count
+The server's own origins are ``http``/``https`` (``https`` only when it speaks
+TLS) with the server's port and one of the hosts ``localhost``, ``*.localhost``,
+``127.0.0.1``, ``[::1]``, the address it listens on (unless a wildcard) and the
+IP address the client reached (which covers a page opened as
+``http://192.168.1.5:3000`` on a server listening on ``0.0.0.0``). A page opened
+by a host name needs ``--allow-origin``, also over TLS: a name can be rebound by
+DNS, an IP literal cannot, and a certificate for ``*.example.com`` would let
+the page of any other ``example.com`` site pass for ours. Other ``127.x`` addresses count
 only as the bound or reached address: another program may serve them.
 
 Bounds: the allowed origins are the user's list; a request's Origin and Host
@@ -235,6 +237,8 @@ class OriginPolicy:
     host: str
     port: int
     allowed: frozenset[str] = frozenset()
+    #: The server speaks TLS: its own pages are https ones only.
+    tls: bool = False
     #: The listening address as an origin's host; "" for a wildcard (every address).
     _bound: str = field(init=False)
     #: Hosts of allowed origins: accepted in ``Host`` like loopback names.
@@ -251,9 +255,11 @@ class OriginPolicy:
         object.__setattr__(self, "_allowed_hosts", frozenset(hosts))
 
     @classmethod
-    def for_server(cls, host: str, port: int, allowed: Iterable[str] = ()) -> OriginPolicy:
+    def for_server(
+        cls, host: str, port: int, allowed: Iterable[str] = (), *, tls: bool = False
+    ) -> OriginPolicy:
         """The policy of a server listening on *host* and *port* (the real port, not 0)."""
-        return cls(host, port, frozenset(normalize_allowed_origin(o) for o in allowed))
+        return cls(host, port, frozenset(normalize_allowed_origin(o) for o in allowed), tls)
 
     def check(
         self, method: str, is_upgrade: bool, headers: Mapping[str, str], local_host: str
@@ -318,6 +324,8 @@ class OriginPolicy:
     def _is_own(self, origin: Origin, local_host: str) -> bool:
         if origin.scheme not in _DEFAULT_PORTS or origin.effective_port != self.port:
             return False
+        if self.tls and origin.scheme != "https":
+            return False  # nothing serves http:// pages on a port that speaks TLS
         host = origin.host
         if host in ("localhost", "127.0.0.1", "[::1]") or host.endswith(".localhost"):
             return True

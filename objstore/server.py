@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable
 from functools import cached_property
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -36,6 +37,7 @@ from .service import StoreService
 from .session import ClientSession
 from .store import Store
 from .tallies import ServerTallies
+from .tls import server_context
 
 __all__ = ["ObjstoreServer"]
 
@@ -81,6 +83,13 @@ class ObjstoreServer:
 
     async def start(self) -> None:
         """Load the store and start listening. Raises StartupError with what to do."""
+        tls: dict[str, Any] = {}
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            # Before the store: a wrong file is told at once, not after loading every key.
+            tls["ssl"] = server_context(self.config.tls_cert, self.config.tls_key)
+            # A client that opens a connection and finishes no TLS handshake is let go
+            # as soon as one that sends no request.
+            tls["ssl_handshake_timeout"] = self.config.http_timeout
         self.load_report = await asyncio.to_thread(self.store.open)
         self._flush_scheduler = FlushScheduler(asyncio.get_running_loop().call_soon)
         connection_class = type(
@@ -95,6 +104,7 @@ class ObjstoreServer:
                 "http_connections": self._http_connections,
                 "turn": self._flush_scheduler,
                 "tallies": self.tallies,
+                "tls": self.config.tls,
             },
         )
         try:
@@ -113,6 +123,7 @@ class ObjstoreServer:
                 ping_timeout=None,
                 server_header=None,
                 logger=logging.getLogger("objstore.websockets"),
+                **tls,
             )
         except OSError as exc:
             await self.store.close()
@@ -230,7 +241,9 @@ class ObjstoreServer:
     @cached_property
     def _origins(self) -> OriginPolicy:
         # Made at the first request, when the port listened on is known (also with port 0).
-        return OriginPolicy.for_server(self.config.host, self.port, self.config.allow_origins)
+        return OriginPolicy.for_server(
+            self.config.host, self.port, self.config.allow_origins, tls=self.config.tls
+        )
 
     def connection_counts(self) -> dict[str, int]:
         """Open connections by what they carry: ``websocket``, ``http`` and ``sse``

@@ -7,21 +7,26 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import trustme
 from websockets.asyncio.client import ClientConnection
 
 __all__ = [
     "HttpAnswer",
     "RawWebSocket",
+    "TlsFiles",
     "assert_silent",
     "client_frame",
     "free_port",
     "http_request",
     "raw_http",
     "recv_json",
+    "tls_files",
 ]
 
 
@@ -188,3 +193,31 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.writer.close()
+
+
+@dataclass
+class TlsFiles:
+    """A certificate for localhost and 127.0.0.1 signed by a test CA, as PEM files."""
+
+    ca: trustme.CA
+    cert: Path
+    key: Path
+    ca_cert: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts the test CA (and nothing else)."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+def tls_files(folder: Path) -> TlsFiles:
+    """Write a fresh test CA's certificate, and a server chain and key, into *folder*."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_cert = folder / "fullchain.pem", folder / "privkey.pem", folder / "ca.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_cert))
+    return TlsFiles(ca, cert, key, ca_cert)

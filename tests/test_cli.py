@@ -11,6 +11,7 @@ from objstore.config import Config
 from objstore.console import owns_console_window
 
 from .conftest import StartServer
+from .helpers import tls_files
 
 
 def test_defaults() -> None:
@@ -242,3 +243,17 @@ def test_log_format_and_metrics_token_flags_override_the_environment() -> None:
     env = {"OBJSTORE_LOG_FORMAT": "json", "OBJSTORE_METRICS_TOKEN": "env"}
     config = parse_config(["--log-format", "text", "--metrics-token", "flag"], env)
     assert (config.log_format, config.metrics_token) == ("text", "flag")
+
+
+async def test_banner_shows_tls_urls(start_server: StartServer, tmp_path: Path) -> None:
+    """With TLS, every URL of the banner is wss:// or https://, and the files are named."""
+    tls = tls_files(tmp_path / "tls")
+    server = await start_server(tls_cert=tls.cert, tls_key=tls.key)
+    base = f"https://127.0.0.1:{server.port}"
+    assert _banner(server).splitlines()[1:5] == [
+        f"  WebSocket  wss://127.0.0.1:{server.port}/ws",
+        f"  Test page  {base}/test",
+        f"  HTTP       GET {base}/get/{{key}}   POST {base}/set",
+        f"  REST       {base}/keys/{{key}}   Events {base}/events?prefix=",
+    ]
+    assert f"  TLS        certificate {tls.cert}, key {tls.key}\n" in _banner(server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import pytest
@@ -274,6 +275,20 @@ def test_only_websocket_urls_are_taken() -> None:
     """An http:// url is refused with a sentence naming it."""
     with pytest.raises(ValueError, match=r"invalid url: 'http://h:1/ws'; give a ws://"):
         check_url("http://h:1/ws")
+
+
+def test_check_url_refuses_ssl_with_a_plain_url() -> None:
+    """An SSLContext with a ws:// url is a mistake said before connecting."""
+    with pytest.raises(ValueError, match="ssl is given") as refused:
+        check_url("ws://h:1/ws", ssl.create_default_context())
+    assert str(refused.value) == (
+        "ssl is given for 'ws://h:1/ws', which does not use TLS; give a wss:// url, or no ssl"
+    )
+
+
+def test_check_url_takes_ssl_with_a_wss_url() -> None:
+    """An SSLContext with a wss:// url is what it is for."""
+    check_url("wss://h:1/ws", ssl.create_default_context())  # no ValueError
 
 
 def test_the_package_docstring_examples_pass() -> None:

@@ -267,6 +267,23 @@ def test_own_origins_may_upgrade_and_post(origin: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("origin", "own"),
+    [
+        ("https://localhost:3000", True),
+        ("https://127.0.0.1:3000", True),
+        ("https://192.168.1.5:3000", True),
+        ("http://localhost:3000", False),
+        ("http://192.168.1.5:3000", False),
+    ],
+)
+def test_own_origins_over_tls_are_https_ones(origin: str, own: bool) -> None:
+    """A server speaking TLS serves only https pages: an http page of its port is not its own."""
+    policy = OriginPolicy.for_server("0.0.0.0", PORT, tls=True)
+    verdict = check(policy, upgrade=True, origin=origin, local_host="192.168.1.5", host="x")
+    assert verdict.status is (None if own else HTTPStatus.FORBIDDEN)
+
+
+@pytest.mark.parametrize(
     "origin",
     [
         "http://127.0.0.1:3001",

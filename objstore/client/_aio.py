@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +44,7 @@ from ._core import (
     decode_keys,
     decode_rev,
     decode_value,
+    dial_error_message,
     keys_message,
 )
 from .errors import ConnectionLostError, ForbiddenError, ObjstoreError, refused_handshake
@@ -64,11 +66,13 @@ class Store:
         max_backoff: float = 10.0,
         open_timeout: float = 10,
         token: str | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
-        check_url(url)
+        check_url(url, ssl)
         self.url = url
         # Sent in the handshake: Authorization: Bearer TOKEN.
         self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self.ssl = ssl
         self.reconnect = reconnect
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -114,6 +118,8 @@ class Store:
     # The connection.
 
     async def _dial(self) -> ClientConnection:
+        # websockets makes its default context only when ssl is not passed at all.
+        tls: dict[str, Any] = {} if self.ssl is None else {"ssl": self.ssl}
         try:
             return await ws_connect(
                 self.url,
@@ -121,6 +127,7 @@ class Store:
                 max_size=MAX_MESSAGE,
                 compression=None,
                 additional_headers=self._headers,
+                **tls,
             )
         except InvalidStatus as exc:
             refused = refused_handshake(
@@ -130,10 +137,7 @@ class Store:
                 raise refused from None
             raise ConnectionLostError(f"cannot connect to {self.url}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise ConnectionLostError(
-                f"cannot connect to {self.url}: {exc or type(exc).__name__}; "
-                "check that objstore runs there"
-            ) from exc
+            raise ConnectionLostError(dial_error_message(self.url, exc)) from exc
 
     def _attach(self, ws: ClientConnection) -> Link[_Future]:
         self._ws = ws
@@ -402,8 +406,14 @@ def connect(
     max_backoff: float = 10.0,
     open_timeout: float = 10,
     token: str | None = None,
+    ssl: SSLContext | None = None,
 ) -> Store:
-    """A :class:`Store` for *url* (``ws://host:port/ws``), to use with ``async with``."""
+    """A :class:`Store` for *url* (``ws://host:port/ws``), to use with ``async with``.
+
+    A ``wss://`` url is checked against the system's certificate authorities, or
+    against those of *ssl*, an :class:`ssl.SSLContext` (for a self-signed certificate:
+    ``ssl.create_default_context(cafile="cert.pem")``).
+    """
     return Store(
         url,
         reconnect=reconnect,
@@ -411,4 +421,5 @@ def connect(
         max_backoff=max_backoff,
         open_timeout=open_timeout,
         token=token,
+        ssl=ssl,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -47,6 +48,7 @@ __all__ = [
     "decode_keys",
     "decode_rev",
     "decode_value",
+    "dial_error_message",
     "keys_message",
 ]
 
@@ -60,12 +62,27 @@ def backoff_delay(attempt: int, min_backoff: float, max_backoff: float) -> float
     return random.uniform(0, min(max_backoff, min_backoff * 2 ** min(attempt, 60)))
 
 
-def check_url(url: str) -> None:
-    """Refuse a url that is not ws:// or wss://, before any connection is tried."""
+def check_url(url: str, tls: ssl.SSLContext | None = None) -> None:
+    """Refuse a url that is not ws:// or wss://, or *tls* with a ws:// url, before connecting."""
     if not url.startswith(("ws://", "wss://")):
         raise ValueError(
             f"invalid url: {url!r}; give a ws:// or wss:// url, e.g. ws://localhost:3000/ws"
         )
+    if tls is not None and url.startswith("ws://"):
+        raise ValueError(
+            f"ssl is given for {url!r}, which does not use TLS; give a wss:// url, or no ssl"
+        )
+
+
+def dial_error_message(url: str, exc: BaseException) -> str:
+    """What a failed connection to *url* says, with what to do about it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"cannot connect to {url}: its certificate is not trusted "
+            f"({exc.verify_message}); pass ssl= an SSLContext that trusts it, like "
+            "ssl.create_default_context(cafile=...)"
+        )
+    return f"cannot connect to {url}: {exc or type(exc).__name__}; check that objstore runs there"
 
 
 #: Changes a watch queues in arrival order before it conflates by key.

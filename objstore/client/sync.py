@@ -19,6 +19,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 
@@ -48,6 +49,7 @@ from ._core import (
     decode_keys,
     decode_rev,
     decode_value,
+    dial_error_message,
     keys_message,
 )
 from .errors import ConnectionLostError, ForbiddenError, ObjstoreError, refused_handshake
@@ -69,11 +71,13 @@ class Store:
         max_backoff: float = 10.0,
         open_timeout: float = 10,
         token: str | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
-        check_url(url)
+        check_url(url, ssl)
         self.url = url
         # Sent in the handshake: Authorization: Bearer TOKEN.
         self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self.ssl = ssl
         self.reconnect = reconnect
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -128,6 +132,7 @@ class Store:
                 max_size=MAX_MESSAGE,
                 compression=None,
                 additional_headers=self._headers,
+                ssl=self.ssl,
                 legacy=True,
             )
         except InvalidStatus as exc:
@@ -138,10 +143,7 @@ class Store:
                 raise refused from None
             raise ConnectionLostError(f"cannot connect to {self.url}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise ConnectionLostError(
-                f"cannot connect to {self.url}: {exc or type(exc).__name__}; "
-                "check that objstore runs there"
-            ) from exc
+            raise ConnectionLostError(dial_error_message(self.url, exc)) from exc
 
     def _attach(self, ws: ClientConnection) -> Link[_Future]:
         with self._state:
@@ -425,8 +427,14 @@ def connect(
     max_backoff: float = 10.0,
     open_timeout: float = 10,
     token: str | None = None,
+    ssl: SSLContext | None = None,
 ) -> Store:
-    """A blocking :class:`Store` for *url* (``ws://host:port/ws``), to use with ``with``."""
+    """A blocking :class:`Store` for *url* (``ws://host:port/ws``), to use with ``with``.
+
+    A ``wss://`` url is checked against the system's certificate authorities, or
+    against those of *ssl*, an :class:`ssl.SSLContext` (for a self-signed certificate:
+    ``ssl.create_default_context(cafile="cert.pem")``).
+    """
     return Store(
         url,
         reconnect=reconnect,
@@ -434,4 +442,5 @@ def connect(
         max_backoff=max_backoff,
         open_timeout=open_timeout,
         token=token,
+        ssl=ssl,
     )
