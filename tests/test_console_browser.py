@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from websockets.sync.client import connect
 
-from .helpers import free_port
+from .helpers import free_port, tls_files
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -326,4 +326,26 @@ def test_refused_console_says_why(browser: Browser, tmp_path: Path) -> None:
         expect(page.locator("#status")).not_to_have_text("connected")
     finally:
         resolving.close()
+        server.stop()
+
+
+def test_console_over_https_uses_wss(browser: Browser, tmp_path: Path) -> None:
+    """Served with TLS, the page (and its /client.js) connects over wss:// and sets a value."""
+    tls = tls_files(tmp_path / "tls")
+    server = Server(tmp_path / "cache", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+    server.start()
+    # The test CA is not the browser's: its errors are ignored, as a user would accept it.
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(f"https://localhost:{server.port}/test")
+        expect(page.locator("#status")).to_have_text("connected")
+        expect(page.locator("#ws-url")).to_have_text(f"wss://localhost:{server.port}/ws")
+        row = subscribe(page, "secure")
+        page.fill("#value", '{"over": "tls"}')
+        page.click("#set")
+        expect(row.locator(".value")).to_contain_text('"over": "tls"')
+    finally:
+        context.close()
         server.stop()

@@ -25,9 +25,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+import objstore.client
 from objstore.cli import DATA_NOT_SAVED, STARTUP_FAILURE, USAGE_ERROR
 
-from .helpers import http_request, recv_json
+from .helpers import http_request, recv_json, tls_files
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = sys.platform == "win32"
@@ -137,7 +138,7 @@ class Launcher:
             lines.append(line)
             if line.startswith("Press Ctrl+C"):
                 banner = "".join(lines)
-                match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
+                match = re.search(r"wss?://127\.0\.0\.1:(\d+)/ws", banner)
                 assert match, banner
                 program = Program(process, int(match.group(1)), banner)
                 self.started.append(program)
@@ -314,6 +315,43 @@ def test_unwritable_cache_dir_fails_with_the_fix(launcher: Launcher, tmp_path: P
     assert len(lines) == 1
     assert lines[0].startswith(f"objstore: cannot write to the cache folder {blocker / 'sub'}: ")
     assert lines[0].endswith("; choose a writable folder with --cache-dir or CACHE_DIR")
+
+
+async def test_serves_wss_and_https_with_tls_files(launcher: Launcher, tmp_path: Path) -> None:
+    """With --tls-cert and --tls-key it serves wss:// and https:// on its port, then stops."""
+    tls = tls_files(tmp_path / "tls")
+    program = launcher.start(tmp_path, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+    assert f"  Test page  https://127.0.0.1:{program.port}/test\n" in program.banner
+    url = f"wss://localhost:{program.port}/ws"
+    async with objstore.client.connect(url, ssl=tls.client_context()) as store:
+        await store.set("secure", {"tls": True})
+        got = await store.get("secure")
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", program.port, ssl=tls.client_context(), server_hostname="localhost"
+    )
+    writer.write(b"GET /get/secure HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    code, _ = program.stop()
+    assert (got, code) == ({"tls": True}, 0)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b'\r\n\r\n{"key":"secure","value":{"tls":true}}')
+
+
+def test_key_not_of_the_certificate_fails_with_one_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A key that does not match the certificate: exit 3 and one line naming both files."""
+    tls = tls_files(tmp_path / "tls")
+    other = tls_files(tmp_path / "other")
+    result = launcher.run(
+        tmp_path, "--port", "0", "--tls-cert", str(tls.cert), "--tls-key", str(other.key)
+    )
+    assert result.returncode == STARTUP_FAILURE
+    assert result.stderr.strip().splitlines() == [
+        f"objstore: the TLS key file {other.key} is not the key of the certificate in "
+        f"{tls.cert}; give --tls-key the private key made with that certificate"
+    ]
 
 
 def test_bad_port_is_a_usage_error(launcher: Launcher, tmp_path: Path) -> None:
@@ -506,6 +544,8 @@ def test_help_lists_every_setting(launcher: Launcher, tmp_path: Path) -> None:
         ("--auth", "OBJSTORE_AUTH"),
         ("--log-format", "OBJSTORE_LOG_FORMAT"),
         ("--metrics-token", "OBJSTORE_METRICS_TOKEN"),
+        ("--tls-cert", "OBJSTORE_TLS_CERT"),
+        ("--tls-key", "OBJSTORE_TLS_KEY"),
     ]:
         assert flag in result.stdout
         assert f"({variable}" in result.stdout
