@@ -70,5 +70,5 @@ class Config:
 
     @property
     def tls(self) -> bool:
-        """Whether the server speaks TLS."""
-        return self.tls_cert is not None
+        """Whether the server speaks TLS (it needs both files)."""
+        return self.tls_cert is not None and self.tls_key is not None

@@ -1,7 +1,8 @@
 """The server: websockets wired to the store, the hub and the HTTP routes; its lifecycle.
 
-Owns the listening socket, the wiring of each connection to its session, the
-keepalive pings and startup and shutdown. This and :mod:`objstore.connection`
+Owns the listening socket (TLS on it when configured, see :mod:`objstore.tls`),
+the wiring of each connection to its session, the keepalive pings and startup
+and shutdown. This and :mod:`objstore.connection`
 are the only modules that import websockets; the protocol, the store and the
 routes know nothing of it.
 """
