@@ -325,6 +325,13 @@ async def run(config: Config) -> int:
     server = ObjstoreServer(config)
     await server.start()
     _report_load(server)
+    if config.tls:
+        # The banner goes to stdout; this says it in the log too (also as JSON).
+        logger.info(
+            "serving wss:// and https:// on port %d with certificate %s",
+            server.port,
+            config.tls_cert,
+        )
     if not server.access.enabled and not _is_loopback(config.host):
         logger.warning("listening on %s with %s", config.host, _OPEN_WARNING)
     stop = asyncio.Event()

@@ -332,8 +332,12 @@ async def test_serves_wss_and_https_with_tls_files(launcher: Launcher, tmp_path:
     writer.write(b"GET /get/secure HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
-    code, _ = program.stop()
+    code, err = program.stop()
     assert (got, code) == ({"tls": True}, 0)
+    assert (
+        f"INFO objstore: serving wss:// and https:// on port {program.port} with certificate "
+        f"{tls.cert}\n"
+    ) in err
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b'\r\n\r\n{"key":"secure","value":{"tls":true}}')
 
