@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from objstore import writer as writer_module
 from objstore.cachefolder import CacheFolder
 from objstore.errors import StorageError
 from objstore.writer import WriteBehind
@@ -107,9 +108,13 @@ async def test_records_keep_their_order(folder: CacheFolder) -> None:
     await writer.close()
 
 
-async def test_failed_append_writes_no_file_of_its_batch(folder: CacheFolder) -> None:
+async def test_failed_append_writes_no_file_of_its_batch(
+    folder: CacheFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """When the journal cannot be appended to, the batch's files are not written and its
     waiter hears why."""
+    # No retry before the checks below, however slow the machine.
+    monkeypatch.setattr(writer_module, "FIRST_RETRY_DELAY", 60.0)
     journal = FolderJournal(folder, failures=1)
     writer = WriteBehind(folder, journal)
     writer.journal("r1", "k")
