@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "ACTIONS",
     "DEFAULT_LIST_LIMIT",
     "MAX_BATCH_OPS",
     "MAX_ID_BYTES",
@@ -44,6 +45,20 @@ __all__ = [
     "UnsubscribePrefix",
     "Write",
 ]
+
+#: Every action a message may name, in the order error messages list them.
+ACTIONS: Final = (
+    "subscribe",
+    "unsubscribe",
+    "set",
+    "get",
+    "delete",
+    "patch",
+    "incr",
+    "keys",
+    "batch",
+    "auth",
+)
 
 #: A request id: an integer of at most 53 bits, or a string of at most MAX_ID_BYTES bytes.
 RequestId = int | str

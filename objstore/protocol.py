@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from . import jsonvalues, tallies
 from .commands import (
+    ACTIONS,
     DEFAULT_LIST_LIMIT,
     MAX_BATCH_OPS,
     MAX_ID_BYTES,
@@ -75,18 +76,6 @@ __all__ = [
     "parse_set_body",
 ]
 
-ACTIONS: Final = (
-    "subscribe",
-    "unsubscribe",
-    "set",
-    "get",
-    "delete",
-    "patch",
-    "incr",
-    "keys",
-    "batch",
-    "auth",
-)
 _EXPECTED_ACTIONS: Final = ", ".join(f'"{name}"' for name in ACTIONS)
 
 

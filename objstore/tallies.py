@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from .commands import ACTIONS
 from .errors import ERROR_CODES
 
 __all__ = [
@@ -33,19 +34,7 @@ __all__ = [
 
 #: The labels of messages counted: the actions of the protocol, and ``other``
 #: for a message whose action is missing or unknown, or that is not a JSON object.
-MESSAGE_ACTIONS: Final = (
-    "subscribe",
-    "unsubscribe",
-    "set",
-    "get",
-    "delete",
-    "patch",
-    "incr",
-    "keys",
-    "batch",
-    "auth",
-    "other",
-)
+MESSAGE_ACTIONS: Final = (*ACTIONS, "other")
 #: Indexes into :data:`messages_received`, for the parser's branches.
 SET: Final = 2
 GET: Final = 3
