@@ -298,3 +298,5 @@ def test_every_action_of_the_protocol_has_its_count() -> None:
     from objstore.protocol import ACTIONS
 
     assert (*ACTIONS, "other") == tallies.MESSAGE_ACTIONS
+    indexed = (tallies.MESSAGE_ACTIONS[tallies.SET], tallies.MESSAGE_ACTIONS[tallies.GET])
+    assert indexed == ("set", "get")
