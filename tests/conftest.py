@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from objstore.config import Config
 from objstore.server import ObjstoreServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 StartServer = Callable[..., Awaitable[ObjstoreServer]]
 Connect = Callable[..., AbstractAsyncContextManager[ClientConnection]]
@@ -61,3 +64,17 @@ def client(ws_url: str) -> Connect:
         return connect(url, **kwargs)
 
     return open_client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium (Debian's package, found by find_chromium), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_console_browser import BROWSER_FLAGS, find_chromium
+
+    executable = find_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
+        yield launched
+        launched.close()

@@ -7,13 +7,11 @@ skips, unless OBJSTORE_REQUIRE_BROWSER=1. The server runs as ``python -m objstor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-from .test_console_browser import BROWSER_FLAGS, Server, find_chromium
+from .test_console_browser import Server
 
 #: Imports the client as a module, writes and reads a key, and watches p/ with for-await.
 USE_CLIENT = """async () => {
@@ -36,15 +34,6 @@ USE_CLIENT = """async () => {
   })();
   return { rev, value, conflict };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = find_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
-        yield browser
-        browser.close()
 
 
 def test_page_imports_client_and_sets_gets_watches(browser: Browser, tmp_path: Path) -> None:

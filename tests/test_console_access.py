@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from websockets.sync.client import connect
 
-from .test_console_browser import ARTIFACTS, BROWSER_FLAGS, Server, find_chromium
+from .test_console_browser import ARTIFACTS, Server
 
 DISPLAY = "display-token-0123456789"
 ADMIN = "admin-token-0123456789ab"
@@ -25,15 +25,6 @@ token = "{ADMIN}"
 read = [""]
 write = [""]
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = find_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

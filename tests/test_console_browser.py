@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 from websockets.sync.client import connect
 
 from .helpers import free_port, tls_files
@@ -92,15 +92,6 @@ class Server:
         with connect(f"ws://127.0.0.1:{self.port}/ws") as ws:
             ws.send(json.dumps({"action": "get", "key": key}))
             return json.loads(ws.recv(timeout=5))["value"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = find_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

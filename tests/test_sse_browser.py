@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Request, sync_playwright
+from playwright.sync_api import Browser, Request
 
-from .test_console_browser import BROWSER_FLAGS, Server, find_chromium
+from .test_console_browser import Server
 
 #: Opens an EventSource of the prefix p/ on the page and keeps what it dispatches.
 OPEN_EVENT_SOURCE = """() => {
@@ -28,15 +26,6 @@ OPEN_EVENT_SOURCE = """() => {
   source.onopen = () => { window.opened += 1; };
   window.source = source;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = find_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
-        yield browser
-        browser.close()
 
 
 def rest(server: Server, method: str, key: str, value: object = None) -> int:
