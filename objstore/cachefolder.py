@@ -19,6 +19,7 @@ import logging
 import os
 from pathlib import Path
 
+from .diskio import flush_folder
 from .errors import StartupError, StorageError, describe
 from .folderload import LoadReport, load_folder
 from .folderlock import FolderInUse, FolderLock
@@ -33,10 +34,13 @@ logger = logging.getLogger("objstore.cache")
 class CacheFolder:
     """A folder of ``{file name}.json`` files, one per key, each holding the value itself."""
 
-    def __init__(self, path: Path, *, swap_names: bool = True) -> None:
-        """*swap_names* False writes every file the way of systems without a name exchange."""
+    def __init__(self, path: Path, *, swap_names: bool = True, sync: bool = False) -> None:
+        """*swap_names* False writes every file the way of systems without a name exchange;
+        *sync* flushes each file to disk as it is written (then call :meth:`sync`)."""
         self.path = path
-        self._writer = FolderWriter(str(path), swap_names=swap_names)
+        self._writer = FolderWriter(str(path), swap_names=swap_names, sync=sync)
+        #: Times the folder was found removed and created again (read by the writer).
+        self.restored = 0
         self._lock = FolderLock(str(path))
 
     def close(self) -> None:
@@ -112,6 +116,16 @@ class CacheFolder:
                 f"{self.path / file_name(key)}: {exc.strerror or exc}"
             ) from exc
 
+    def sync(self) -> None:
+        """Flush the folder's names (files written, replaced, removed) to disk, once for
+        every file written since. Raises :class:`~objstore.errors.StorageError`."""
+        try:
+            flush_folder(str(self.path))
+        except OSError as exc:
+            raise StorageError(
+                f"could not flush the cache folder {self.path} to disk: {exc.strerror or exc}"
+            ) from exc
+
     def _restore(self) -> bool:
         """Create the folder again if it was removed; True if it was. Raises FolderInUse."""
         if os.path.isdir(self.path) or not os.path.isdir(self.path.parent):
@@ -125,6 +139,7 @@ class CacheFolder:
         logger.warning("the cache folder %s was removed; created it again", self.path)
         self._writer.close()  # the files kept open are gone with the folder
         self._lock.acquire()
+        self.restored += 1
         return True
 
 

@@ -19,7 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from . import __version__, jsonvalues
-from .config import DEFAULT_HOST, DEFAULT_MAX_SIZE, DEFAULT_PORT, Config, default_cache_dir
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_PORT,
+    DURABILITY_MODES,
+    Config,
+    default_cache_dir,
+)
 from .console import pause_if_double_clicked
 from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
@@ -141,6 +148,13 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="the PEM private key of --tls-cert (like privkey.pem), without a passphrase "
         "(OBJSTORE_TLS_KEY)",
     )
+    parser.add_argument(
+        "--durability",
+        default=env.get("OBJSTORE_DURABILITY", "async").lower(),
+        help="memory: no files, everything is lost at a stop; async: written to the cache "
+        "folder just after the set; sync: each write is flushed to disk (fsync) before it "
+        "is acknowledged or sent to subscribers (OBJSTORE_DURABILITY, default async)",
+    )
     return parser
 
 
@@ -194,6 +208,10 @@ def parse_config(
         parser.error("--tls-cert needs --tls-key too: give both to serve TLS, or neither")
     if args.tls_key is not None and args.tls_cert is None:
         parser.error("--tls-key needs --tls-cert too: give both to serve TLS, or neither")
+    if args.durability not in DURABILITY_MODES:
+        parser.error(
+            f"--durability must be one of {', '.join(DURABILITY_MODES)}, got {args.durability!r}"
+        )
     return Config(
         host=args.host,
         port=_whole_number(parser, "--port", args.port, 0, 65535),
@@ -207,6 +225,7 @@ def parse_config(
         log_format=args.log_format,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        durability=args.durability,
     )
 
 
@@ -248,10 +267,16 @@ def _banner(server: ObjstoreServer) -> str:
         f"  Test page  {base}/test",
         f"  HTTP       GET {base}/get/{{key}}   POST {base}/set",
         f"  REST       {base}/keys/{{key}}   Events {base}/events?prefix=",
-        f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)",
+        f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)"
+        if config.durability != "memory"
+        else "  Cache      none: values are kept in memory only and lost when it stops",
     ]
     if config.tls:
         lines.append(f"  TLS        certificate {config.tls_cert}, key {config.tls_key}")
+    if config.durability == "sync":
+        lines.append("  Durability sync: each write is on disk (fsync) before it is acknowledged")
+    elif config.durability == "memory":
+        lines.append("  Durability memory (--durability memory): nothing is written to disk")
     if config.allow_origins:
         allowed = (
             "any website (--allow-origin *)"

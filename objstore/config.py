@@ -10,12 +10,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_SIZE", "DEFAULT_PORT", "Config", "default_cache_dir"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_PORT",
+    "DURABILITY_MODES",
+    "Config",
+    "default_cache_dir",
+]
 
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
 #: 16 MiB, the message limit of the original server's runtime.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+#: What ``--durability`` accepts: no files, write-behind (the default), fsync before the ack.
+DURABILITY_MODES = ("memory", "async", "sync")
 
 
 def default_cache_dir() -> Path:
@@ -67,6 +76,9 @@ class Config:
     #: ``https://`` only (see :mod:`objstore.tls`); with neither, ``ws://`` and ``http://``.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: ``memory`` (no cache folder at all), ``async`` (written behind, the default) or
+    #: ``sync`` (acknowledged and published once fsynced); see :mod:`objstore.store`.
+    durability: str = "async"
 
     @property
     def tls(self) -> bool:

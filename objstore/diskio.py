@@ -8,8 +8,11 @@ file outside the folder. Where the system has ``O_NOFOLLOW`` (Linux, macOS,
 the BSDs) the kernel refuses it in the same call; on Windows, which lacks it,
 the name is checked with ``lstat`` first (a link planted between the check and
 the open is not caught there; creating links needs extra rights on Windows).
-Renames and removals act on names, never on what a link points to. Knows
-nothing of keys, JSON or asyncio.
+Renames and removals act on names, never on what a link points to.
+
+Also owns the calls that make a write durable (``--durability sync``):
+:func:`flush_to_disk` for a file's content, :func:`flush_folder` for the names
+in a folder. Knows nothing of keys, JSON or asyncio.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import os
 import stat
 import sys
 import time
+import types
 
 __all__ = [
     "SymlinkRefused",
+    "flush_folder",
+    "flush_to_disk",
     "open_file",
     "open_or_replace",
     "read_file",
@@ -110,12 +116,63 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def write_and_close(fd: int, data: bytes) -> None:
-    """Write all of *data* to the open file *fd*, then close it."""
+def write_and_close(fd: int, data: bytes, *, sync: bool = False) -> None:
+    """Write all of *data* to the open file *fd*, then close it; with *sync*, flush it
+    to disk (:func:`flush_to_disk`) before closing."""
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        if sync:
+            flush_to_disk(fd)
+    finally:
+        os.close(fd)
+
+
+def _fcntl_module() -> types.ModuleType | None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    return fcntl
+
+
+def flush_to_disk(fd: int, platform: str = sys.platform) -> None:
+    """Make what was written to the open file *fd* survive a power loss; raises OSError.
+
+    On macOS ``fsync`` only hands the data to the drive, whose cache may lose
+    it: ``fcntl(F_FULLFSYNC)`` asks the drive to flush too (plain ``fsync``
+    where a file system refuses it, like some network shares). Elsewhere
+    ``os.fsync``, which on Windows is ``FlushFileBuffers``.
+    """
+    if platform == "darwin":
+        fcntl = _fcntl_module()
+        full = getattr(fcntl, "F_FULLFSYNC", None)
+        if fcntl is not None and full is not None:
+            try:
+                fcntl.fcntl(fd, full)
+                return
+            except OSError:
+                pass  # not supported here: fsync is the best there is
+    os.fsync(fd)
+
+
+def flush_folder(path: str, platform: str = sys.platform) -> None:
+    """Make the names created, replaced or removed in the folder *path* survive a power
+    loss (:func:`flush_to_disk` on the folder); raises OSError.
+
+    Not on Windows, where a folder cannot be opened to be flushed (NTFS journals
+    its names itself); nor on file systems that refuse it (EINVAL), whose names
+    are then as durable as they make them.
+    """
+    if platform == "win32":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        flush_to_disk(fd, platform)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
     finally:
         os.close(fd)
 

@@ -37,15 +37,18 @@ _LINK_CAN_NOFOLLOW = os.link in os.supports_follow_symlinks
 class FolderWriter:
     """Writes the files of one folder; not thread-safe (one writer thread owns it)."""
 
-    def __init__(self, path: str, *, swap_names: bool = True) -> None:
-        """*swap_names* False writes every file the way of systems without a name exchange."""
+    def __init__(self, path: str, *, swap_names: bool = True, sync: bool = False) -> None:
+        """*swap_names* False writes every file the way of systems without a name exchange;
+        *sync* flushes each file's content to disk before it takes its name (the folder's
+        names are the caller's to flush, once for many files: :func:`flush_folder`)."""
         self.path = path
+        self._sync = sync
         exchange = name_exchange() if swap_names else None
         #: Rewrites hot keys by swapping names, where the system can (see swapwrite).
         self._swapper = (
             None
             if exchange is None
-            else SwapWriter(path, spare_name, exchange, _files_kept_open())
+            else SwapWriter(path, spare_name, exchange, _files_kept_open(), sync=sync)
         )
 
     def close(self) -> None:
@@ -124,7 +127,7 @@ class FolderWriter:
             except BaseException:
                 os.close(fd)
                 raise
-            write_and_close(fd, data)
+            write_and_close(fd, data, sync=self._sync)
         except BaseException:
             remove_quietly(spare)  # a partial value (a full disk) is of no use
             raise
@@ -153,7 +156,7 @@ class FolderWriter:
         """Write *data* to the file *name* through a temporary file, removed on failure."""
         fd, temp = self.create_temp(name)
         try:
-            write_and_close(fd, data)
+            write_and_close(fd, data, sync=self._sync)
             replace(temp, os.path.join(self.path, name))
         except BaseException:
             remove_quietly(temp)

@@ -52,7 +52,7 @@ class ObjstoreServer:
         self.config = config
         #: The rules of access control in force (raises StartupError for bad ones).
         self.access = Access(config.token, config.auth_file)
-        self.store = Store(config.cache_dir)
+        self.store = Store(config.cache_dir, config.durability)
         #: Counts read by /metrics (see objstore.tallies).
         self.tallies = ServerTallies()
         fan_out = CountedFanOut(self.tallies)

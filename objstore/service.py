@@ -98,6 +98,9 @@ class StoreService:
         self.max_value_size = max_value_size
         #: Told the earliest deadline after a write with a time to live; set by the server.
         self.deadline_changed: Callable[[float], None] | None = None
+        #: Publishes an update: the hub's own publish, or (a store that makes writes
+        #: durable first) one that waits for the writes before it.
+        self._publish = store.when_durable(hub.publish)
 
     # -- the original protocol ------------------------------------------------------------
 
@@ -112,7 +115,7 @@ class StoreService:
         *on_failure* hears of a failed file write.
         """
         update = Update(key, value, self.store.set(key, value, on_failure))
-        self.hub.publish(update)
+        self._publish(update)
         return update
 
     def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
@@ -121,7 +124,7 @@ class StoreService:
         assert rev is not None
         assert result is not None
         update = Update(key, value, rev)
-        self.hub.publish(update)
+        self._publish(update)
         return update, result
 
     # -- every command ----------------------------------------------------------------------
@@ -218,7 +221,7 @@ class StoreService:
         action = _ACTIONS[type(command)]
         if rev is None:  # the deletion of a key without a value: nothing changed
             return Written(action, key, store.rev, deleted=False)
-        self.hub.publish(self._update(key, value, rev))
+        self._publish(self._update(key, value, rev))
         if not isinstance(command, Delete) and command.ttl is not None:
             self._deadline_changed()
         return Written(
@@ -427,14 +430,14 @@ class StoreService:
         """Delete the keys whose deadline has come, telling subscribers; return how many."""
         expired = self.store.expire_due(now)
         for key, rev in expired:
-            self.hub.publish(ExpiredUpdate(key, rev))
+            self._publish(ExpiredUpdate(key, rev))
         return len(expired)
 
     def release(self, owner: Hashable) -> int:
         """Delete the ephemeral keys of *owner* (a client gone), telling subscribers."""
         released = self.store.release(owner)
         for key, rev in released:
-            self.hub.publish(Update(key, None, rev))
+            self._publish(Update(key, None, rev))
         return len(released)
 
     def _update(self, key: str, value: bytes | None, rev: int) -> Update:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from .diskio import SymlinkRefused, open_file, remove_quietly, replace
+from .diskio import SymlinkRefused, flush_to_disk, open_file, remove_quietly, replace
 from .foldernames import JOURNAL_NAME, META_NAME, set_aside_name, temp_name
 from .statelines import (
     HISTORY_LIMIT,
@@ -215,9 +215,9 @@ class StateFiles:
         self._size = len(header)
         return generation
 
-    def append(self, records: Sequence[Reserve | Deadline]) -> None:
+    def append(self, records: Sequence[Reserve | Deadline], *, sync: bool = False) -> None:
         """Append *records* to the journal in one write; flush it to disk if one is a
-        reservation.
+        reservation, or with *sync*.
 
         Raises RuntimeError before :meth:`write_snapshot`, OSError if the
         write fails (the journal is then cut back to its last whole line).
@@ -235,8 +235,8 @@ class StateFiles:
                 os.ftruncate(fd, self._size)  # the next record starts on a line of its own
             raise
         self._size += len(data)
-        if any(isinstance(record, Reserve) for record in records):
-            os.fsync(fd)
+        if sync or any(isinstance(record, Reserve) for record in records):
+            flush_to_disk(fd)
 
     def close(self) -> None:
         """Close the journal; :meth:`append` needs a new :meth:`write_snapshot` after this."""

@@ -18,6 +18,8 @@ The contract:
   :class:`~objstore.errors.Conflict` and changes nothing.
 - ``changes_since`` answers from a bounded history, or None when it cannot
   answer exactly.
+- Changes are published through :meth:`Storage.when_durable`: at once, or (a
+  backend that promises durability first) once the writes before them are.
 - Deadlines are kept by the backend; the caller asks for the keys that are
   due (``expire_due``) when ``next_deadline`` comes.
 
@@ -28,8 +30,8 @@ every call site in one module so that it can grow awaitables in one place.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Hashable, Iterator
+from typing import Protocol, TypeVar
 
 from .keyspace import Change
 from .writer import FailureCallback, WriteResult
@@ -38,6 +40,8 @@ __all__ = ["Owner", "Storage"]
 
 #: Who owns an ephemeral key: a connection's session.
 Owner = Hashable
+
+_T = TypeVar("_T")
 
 
 class Storage(Protocol):
@@ -110,3 +114,8 @@ class Storage(Protocol):
         """None when the backend can take writes; else the reason, a few words naming no
         file or address (shown to anyone who asks). The file store: loaded, and its
         writes succeeding; a network backend adds being reachable."""
+
+    def when_durable(self, deliver: Callable[[_T], object]) -> Callable[[_T], object]:
+        """How to publish: *deliver* itself where changes are published as made, else a
+        function that calls it once the writes made before each call are durable (or
+        failed), in the order of the calls (so that updates keep their order)."""

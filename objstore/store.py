@@ -9,6 +9,25 @@ before the value files of the same changes. Implements
 :class:`~objstore.storage.Storage`. Knows nothing of subscribers,
 connections or the wire protocol.
 
+Durability (``--durability``, see :class:`Store`): ``async`` writes behind,
+``sync`` flushes each batch to disk before its writes are acknowledged or
+published (:meth:`Store.when_durable`), ``memory`` keeps no folder at all (no
+files, no lock, no state files; a :class:`~objstore.memorywriter.MemoryWriter`
+takes the writes). A write that fails in ``sync`` mode is still published
+once tried: the value stands in memory (every read returns it, and it is
+retried), so subscribers are told what readers see; only its setter hears of
+the failure. Holding it back would also hold back every later update, which
+must reach subscribers in revision order, for as long as the disk fails.
+
+A cache folder removed while the server runs is created again at the next
+write; then every permanent key is written again and a new snapshot begun,
+since users expect the folder to hold the store, not just the keys set since.
+
+Memory while writes fail: the writer keeps one entry per key to retry (the
+latest value, which the store holds anyway), and at most
+:data:`UNJOURNALED_LIMIT` journal records plus
+:data:`FOLD_CHECK_EVERY` before they are folded into one snapshot.
+
 Revisions after a restart (docs/protocol.md, section 2.2): after a clean stop
 every key keeps its revision and the history goes on; after an unclean one
 every key gets a new revision past the last reservation and the history starts
@@ -24,19 +43,20 @@ import heapq
 import logging
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 from .cachefolder import CacheFolder, LoadReport
 from .changeclock import ChangeClock
 from .errors import Conflict, describe
 from .keyspace import Change, KeySpace
+from .memorywriter import MemoryWriter
 from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
 from .storage import Owner
 from .writer import FailureCallback, WriteBehind, WriteResult
 
-__all__ = ["JOURNAL_LIMIT", "RESERVE_BLOCK", "Store"]
+__all__ = ["FOLD_CHECK_EVERY", "JOURNAL_LIMIT", "RESERVE_BLOCK", "UNJOURNALED_LIMIT", "Store"]
 
 logger = logging.getLogger("objstore.store")
 
@@ -44,6 +64,12 @@ logger = logging.getLogger("objstore.store")
 RESERVE_BLOCK: Final = 1 << 20
 #: A journal past this size is folded into a new snapshot.
 JOURNAL_LIMIT: Final = 16 * 1024 * 1024
+#: Journal records waiting for a failing disk past which they are folded into a snapshot.
+UNJOURNALED_LIMIT: Final = 10_000
+#: The records waiting are counted once every this many deadline records.
+FOLD_CHECK_EVERY: Final = 1024
+
+_T = TypeVar("_T")
 
 
 class _Compact(NamedTuple):
@@ -58,23 +84,25 @@ class _StateSink:
     Called by the writer thread only, so that snapshot and appends never race.
     """
 
-    __slots__ = ("files",)
+    __slots__ = ("files", "sync")
 
-    def __init__(self, files: StateFiles) -> None:
+    def __init__(self, files: StateFiles, *, sync: bool = False) -> None:
         self.files = files
+        #: Flush every append to disk (``--durability sync``).
+        self.sync = sync
 
     def append(self, records: Sequence[Reserve | Deadline | _Compact]) -> None:
         run: list[Reserve | Deadline] = []
         for record in records:
             if isinstance(record, _Compact):
                 if run:
-                    self.files.append(run)
+                    self.files.append(run, sync=self.sync)
                     run = []
                 self.files.write_snapshot(record.state)
             else:
                 run.append(record)
         if run:
-            self.files.append(run)
+            self.files.append(run, sync=self.sync)
 
 
 def _now_ms() -> int:
@@ -84,14 +112,33 @@ def _now_ms() -> int:
 class Store:
     """Values by key, loaded from a cache folder and written back to it on every change."""
 
-    def __init__(self, cache_dir: Path) -> None:
-        self.folder = CacheFolder(cache_dir)
-        self.state = StateFiles(str(cache_dir))
+    def __init__(self, cache_dir: Path, durability: str = "async") -> None:
+        """*durability*: ``async`` (written behind), ``sync`` (flushed to disk before
+        acknowledged or published) or ``memory`` (no folder: *cache_dir* is not touched)."""
+        if durability not in ("memory", "async", "sync"):
+            raise ValueError(f"unknown durability {durability!r}")
+        self.durability = durability
         self.space = KeySpace()
         self._values = self.space.values
         #: When the revisions happened (marked each second, not at each change).
         self.clock = ChangeClock()
-        self._writer = WriteBehind(self.folder, journal=_StateSink(self.state))
+        self.folder: CacheFolder | None = None
+        self.state: StateFiles | None = None
+        self._writer: WriteBehind | MemoryWriter
+        if durability == "memory":
+            self._writer = MemoryWriter()
+        else:
+            sync = durability == "sync"
+            self.folder = CacheFolder(cache_dir, sync=sync)
+            self.state = StateFiles(str(cache_dir))
+            self._writer = WriteBehind(
+                self.folder,
+                journal=_StateSink(self.state, sync=sync),
+                sync=sync,
+                on_restored=self._write_everything,
+            )
+        #: Deadline records journaled since the writer's waiting records were counted.
+        self._since_fold_check = 0
         #: Bytes of deadline records journaled since the last snapshot (an estimate).
         self._journaled = 0
         #: Past this, the journal is folded into a new snapshot.
@@ -117,7 +164,14 @@ class Store:
 
     def open(self) -> LoadReport:
         """Create or check the cache folder, load every value and the state beside them
-        (blocking); delete keys whose deadline passed while the server was down."""
+        (blocking); delete keys whose deadline passed while the server was down.
+        Without a folder (``memory``), start empty."""
+        if self.folder is None or self.state is None:
+            self._generation = 1
+            self._reserved = RESERVE_BLOCK
+            self._reserve_at = RESERVE_BLOCK // 2
+            self._opened = True
+            return LoadReport()
         self.folder.prepare()
         report = self.folder.load()
         saved = self.state.read()
@@ -190,6 +244,7 @@ class Store:
     def _expired_at_start(self, key: str) -> None:
         self._expires.pop(key, None)
         if self.space.remove(key) is not None:
+            assert self.folder is not None
             self.folder.remove(key)
             logger.info("key %s expired while the server was stopped", describe(key))
 
@@ -232,6 +287,8 @@ class Store:
         for owner in list(self._owned):
             self.release(owner)
         unsaved = await self._writer.close()
+        if self.state is None:
+            return unsaved
         if not unsaved:
             self.mark_time(time.time())
             self._generation += 1
@@ -281,7 +338,7 @@ class Store:
         return sum(map(len, self._values.values()))
 
     @property
-    def writer(self) -> WriteBehind:
+    def writer(self) -> WriteBehind | MemoryWriter:
         """The writer of the cache folder, for its counts (pending, failures, latency)."""
         return self._writer
 
@@ -293,6 +350,33 @@ class Store:
         if self._writer.failure is not None:
             return "writes to the cache folder are failing; retrying"
         return None
+
+    def when_durable(self, deliver: Callable[[_T], object]) -> Callable[[_T], object]:
+        """*deliver* itself where writes are not waited for (``async``, ``memory``); with
+        ``sync``, a function that calls *deliver* with its argument once every write
+        made before the call is on disk (or failed), calls in the order made."""
+        if self.durability != "sync":
+            return deliver
+        after_written = self._writer.after_written
+
+        def deliver_when_durable(item: _T) -> None:
+            after_written(lambda: deliver(item))
+
+        return deliver_when_durable
+
+    def _write_everything(self) -> None:
+        """The folder was removed and created again: write every permanent key again and
+        begin a new snapshot (the old one went with the folder)."""
+        writer = self._writer
+        writer.journal(_Compact(self._snapshot(clean=False)), folds=True)
+        self._journaled = 0
+        owners = self._owners
+        count = 0
+        for key, value in self._values.items():
+            if key not in owners:
+                writer.write(key, value)
+                count += 1
+        logger.warning("the cache folder was removed; writing all %d keys again", count)
 
     def __contains__(self, key: object) -> bool:
         return key in self._values
@@ -409,14 +493,26 @@ class Store:
             self._journal_deadline(key, expires)
 
     def _journal_deadline(self, key: str, expires: int | None) -> None:
-        """Record *key*'s deadline before its file; fold the journal when it grows too large."""
-        self._writer.journal(Deadline(key, expires), key)
+        """Record *key*'s deadline before its file; fold the journal when it grows too large,
+        or when too many records wait for a failing disk."""
+        if self.state is None:
+            return  # no folder, no journal
+        writer = self._writer
+        writer.journal(Deadline(key, expires), key)
         # Counted here rather than read from the file, which the writer thread
         # fills later: about the size of the record's line.
         self._journaled += len(key) + 40
+        self._since_fold_check += 1
+        if self._since_fold_check >= FOLD_CHECK_EVERY:
+            self._since_fold_check = 0
+            if writer.unjournaled > UNJOURNALED_LIMIT:
+                # The disk has been failing for a while: one snapshot holds all they say.
+                self._journaled = 0
+                writer.journal(_Compact(self._snapshot(clean=False)), folds=True)
+                return
         if self._journaled > self.journal_limit:
             self._journaled = 0
-            self._writer.journal(_Compact(self._snapshot(clean=False)))
+            writer.journal(_Compact(self._snapshot(clean=False)), folds=True)
 
     def _own(self, key: str, owner: Owner) -> None:
         self._owners[key] = owner

@@ -27,7 +27,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .diskio import SymlinkRefused, open_file, remove_quietly
+from .diskio import SymlinkRefused, flush_to_disk, open_file, remove_quietly
 
 __all__ = ["NameExchange", "SwapWriter", "name_exchange"]
 
@@ -114,8 +114,12 @@ class SwapWriter:
         spare_name: Callable[[str], str],
         exchange: NameExchange,
         capacity: int,
+        *,
+        sync: bool = False,
     ) -> None:
+        """*sync*: flush each new value to disk before it takes the file's name."""
         self._folder = folder
+        self._sync = sync
         self._spare_name = spare_name
         self._exchange = exchange
         self._capacity = capacity
@@ -154,6 +158,8 @@ class SwapWriter:
                 # Cut only what the old content had beyond the new; never to zero
                 # first, which makes ext4 flush the file (see folderwrite).
                 os.ftruncate(pair.spare_fd, size)
+            if self._sync:
+                flush_to_disk(pair.spare_fd)
             self._exchange(pair.spare, pair.path)
         except OSError as exc:
             self.forget(name)

@@ -25,9 +25,21 @@ ahead of its record (an expiry deadline, a revision). If the sink fails, that
 batch's files are not written either; records and writes are kept and tried
 again on the same schedule, and the batch's setters hear of the failure.
 Records are never coalesced: every one is appended, in the order given.
-Memory: while the sink fails, its records stay here, one per record given
-(the writer cannot tell which ones a later one makes useless); the owner of
-the sink bounds them, watching :attr:`WriteBehind.unjournaled`.
+Memory: while the sink fails, its records stay here, one per record given,
+until a record that folds all those before it (a snapshot: ``folds=True``)
+replaces them; the owner of the sink bounds them so, watching
+:attr:`WriteBehind.unjournaled`.
+
+With ``sync=True`` (``--durability sync``) a batch is durable before anyone
+hears of it: the journal's records are flushed by the sink, each file by the
+cache folder as it is written, then the folder's names once for the whole
+batch (group commit: N concurrent writers share one folder flush). Waiters,
+failure callbacks and :meth:`WriteBehind.after_written` callbacks are told
+only after that. A folder flush that fails fails every write of the batch.
+
+A cache folder removed while the server runs is created again by the
+folder on the next write (see :mod:`objstore.cachefolder`); the writer then
+calls its *on_restored* on the loop, so that the owner writes everything again.
 
 Counted for monitoring, off the set's path: the failed writes (on the writer
 thread), whether writes are failing now (:attr:`WriteBehind.failure`), and how
@@ -107,11 +119,23 @@ class WriteBehind:
     from the event loop's thread.
     """
 
-    def __init__(self, folder: CacheFolder, journal: JournalSink | None = None) -> None:
+    def __init__(
+        self,
+        folder: CacheFolder,
+        journal: JournalSink | None = None,
+        *,
+        sync: bool = False,
+        on_restored: Callable[[], object] | None = None,
+    ) -> None:
         """*journal* receives the records given to :meth:`journal`; without one, giving
-        a record is an error."""
+        a record is an error. *sync*: flush the folder to disk after each batch, before
+        telling anyone (its files are flushed by the folder). *on_restored* is called on
+        the loop when the folder had been removed and was created again."""
         self._folder = folder
         self._sink = journal
+        self._sync = sync
+        self._on_restored = on_restored
+        self._restored_seen = folder.restored
         # Guards everything below it; held for dictionary swaps, never for I/O.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -123,6 +147,12 @@ class WriteBehind:
         self._closing = False
         #: Waiting until nothing is pending or being written.
         self._idle_waiters: list[asyncio.Future[None]] = []
+        #: Called on the loop once the writes scheduled before them are tried, in order.
+        self._after: list[Callable[[], object]] = []
+        #: Reports with callbacks of :meth:`after_written` sent to the loop, not run yet.
+        self._reports_due = 0
+        #: A record that folds those before it was given: drop the unjournaled ones.
+        self._folded = False
         #: The latest data of keys whose write failed, to be written again.
         self._failed: dict[str, bytes | None] = {}
         #: Records whose append failed, in order: appended before anything else.
@@ -195,24 +225,38 @@ class WriteBehind:
                 self._wake.notify()  # it is idle, waiting for work
         return entry
 
-    def journal(self, record: object, key: str | None = None) -> None:
+    def journal(self, record: object, key: str | None = None, *, folds: bool = False) -> None:
         """Schedule *record* to be appended to the journal before the file of any write
         scheduled after this call: give a change's record first, then its write.
 
         *key* names the key the record is about, if any: if the record still cannot
         be appended at :meth:`close`, that key is among those it returns. Records are
         appended in the order given, each once (again after a failed append, which
-        may have written part of them).
+        may have written part of them). *folds*: the record says all that every
+        record before it says (a snapshot), so those not appended yet are dropped.
         """
         if self._sink is None:
             raise RuntimeError("this writer was made without a journal")
         with self._lock:
             records = self._records
+            if folds:
+                records.clear()
+                self._folded = True  # and those whose append failed, at the next batch
             records.append((record, key))
             if len(records) == 1 and not self._pending and not self._writing:
                 if self._thread is None:
                     self._start()
                 self._wake.notify()  # it is idle, waiting for work
+
+    def after_written(self, callback: Callable[[], object]) -> None:
+        """Call *callback* on the loop once every write and record scheduled so far has
+        been tried: written (flushed to disk with ``sync``) or failed. Callbacks run in
+        the order given; at once when nothing is pending or being written."""
+        with self._lock:
+            if self._pending or self._records or self._writing or self._after or self._reports_due:
+                self._after.append(callback)
+                return
+        callback()
 
     @property
     def pending(self) -> int:
@@ -298,16 +342,11 @@ class WriteBehind:
                     break
                 retry, retrying = work
                 batch, self._pending = self._pending, {}
+                after, self._after = self._after, []
                 queued_at = self._queued_at
                 records = self._take_records()
                 self._writing = True
-            journal_error = self._append(records) if records else None
-            if journal_error is None:
-                errors = self._write_all((key, entry.data) for key, entry in batch.items())
-                still_failing = self._write_all(retry.items()) if retry else {}
-            else:  # no file may run ahead of its record: none is written
-                errors = dict.fromkeys(batch, journal_error)
-                still_failing = dict.fromkeys(retry, journal_error)
+            journal_error, errors, still_failing = self._write_batch(batch, retry, records)
             with lock:
                 self._writing = False
                 unjournaled = records if journal_error is not None else []
@@ -323,16 +362,44 @@ class WriteBehind:
                 idle = self._idle_waiters if not self._pending and not self._records else []
                 if idle:
                     self._idle_waiters = []
+                if self._after and not self._pending and not self._records:
+                    after += self._after  # asked for while this batch was written: it covers them
+                    self._after = []
+                if after:
+                    self._reports_due += 1
+                restored = self._folder.restored != self._restored_seen
+                self._restored_seen = self._folder.restored
             if retry and not still_failing:
                 logger.info("saved %d keys whose earlier writes had failed", len(retry))
-            if errors or idle or any(entry.waiters for entry in batch.values()):
+            if errors or idle or after or any(entry.waiters for entry in batch.values()):
                 assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._report, batch, errors, idle)
+                self._loop.call_soon_threadsafe(self._report, batch, errors, idle, after)
+            if restored and self._on_restored is not None:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._on_restored)
             # Not kept while waiting for the next batch: a key string and an entry
             # per key written (measured 8 to 17 bytes per stored key).
-            del batch, errors, idle, retry, still_failing, records, unjournaled
+            del batch, errors, idle, retry, still_failing, records, unjournaled, after
         # One last try before stopping; close() reports what still fails.
         self._unsaved = self._last_try(last, last_records)
+
+    def _write_batch(
+        self, batch: dict[str, _Pending], retry: dict[str, bytes | None], records: list[_Record]
+    ) -> tuple[StorageError | None, dict[str, StorageError], dict[str, StorageError]]:
+        """Append *records*, then write the batch and the retries (and flush the folder with
+        ``sync``); return the journal's error and the errors of the writes and retries."""
+        journal_error = self._append(records) if records else None
+        if journal_error is not None:  # no file may run ahead of its record: none is written
+            return (
+                journal_error,
+                dict.fromkeys(batch, journal_error),
+                dict.fromkeys(retry, journal_error),
+            )
+        errors = self._write_all((key, entry.data) for key, entry in batch.items())
+        still_failing = self._write_all(retry.items()) if retry else {}
+        if self._sync and (batch or retry):
+            self._flush_folder(batch, errors, retry, still_failing)
+        return None, errors, still_failing
 
     def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
         """With the lock held: wait for sets, records or a retry; return the writes to
@@ -359,6 +426,9 @@ class WriteBehind:
         records = self._records
         if records:
             self._records = []
+        if self._folded:  # the first of the new records holds all they said
+            self._folded = False
+            self._unjournaled = []
         unjournaled = self._unjournaled
         if unjournaled:
             unjournaled.extend(records)  # in place: it may be long after a long failure
@@ -394,6 +464,25 @@ class WriteBehind:
                 failed[key] = retry[key]
         if (failed or unjournaled) and (retrying or not was_failing):
             self._retry_at = time.monotonic() + self._retry_delay
+
+    def _flush_folder(
+        self,
+        batch: dict[str, _Pending],
+        errors: dict[str, StorageError],
+        retry: dict[str, bytes | None],
+        still_failing: dict[str, StorageError],
+    ) -> None:
+        """Flush the folder's names once for the whole batch; if that fails, every write
+        of it that seemed to work failed (added to *errors* and *still_failing*)."""
+        try:
+            self._folder.sync()
+        except StorageError as error:
+            failed = [key for key in batch if key not in errors]
+            failed_retries = [key for key in retry if key not in still_failing]
+            self.failures += 1
+            logger.error("%s; will try again", error)
+            errors.update(dict.fromkeys(failed, error))
+            still_failing.update(dict.fromkeys(failed_retries, error))
 
     def _observe(self, latency: float) -> None:
         """With the lock held: count a batch of *latency* seconds in its bucket."""
@@ -468,13 +557,26 @@ class WriteBehind:
             errors[key] = error
         return errors
 
-    @staticmethod
     def _report(
+        self,
         batch: dict[str, _Pending],
         errors: dict[str, StorageError],
         idle: list[asyncio.Future[None]],
+        after: list[Callable[[], object]],
     ) -> None:
-        """On the loop: tell failure callbacks and waiters how their writes went."""
+        """On the loop: run the callbacks waiting for this batch, then tell failure
+        callbacks and waiters how their writes went."""
+        if after:
+            for callback in after:
+                callback()
+            with self._lock:
+                self._reports_due -= 1
+                later: list[Callable[[], object]] = []
+                if not (self._reports_due or self._pending or self._records or self._writing):
+                    # Asked for after this batch ended, with nothing to write since.
+                    later, self._after = self._after, []
+            for callback in later:
+                callback()
         for key, error in errors.items():
             on_failure = batch[key].on_failure
             if on_failure is not None:

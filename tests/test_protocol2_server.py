@@ -409,6 +409,7 @@ async def test_replies_waiting_for_the_disk_are_bounded(
     from objstore.session import MAX_WAITING_REPLIES
 
     disk = threading.Event()
+    assert server.store.folder is not None
     write = server.store.folder.write
 
     def slow_write(key: str, data: bytes) -> None:
@@ -473,6 +474,7 @@ async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_file_i
     """Making a saved key ephemeral removes its file before the acknowledgement, so that a
     crash after it cannot bring the old value back."""
     disk = threading.Event()
+    assert server.store.folder is not None
     remove = server.store.folder.remove
 
     def slow_remove(key: str) -> None:

@@ -199,6 +199,7 @@ async def test_the_journal_is_folded_into_the_snapshot_when_it_grows(
     deadlines = {f"t{n}": server.store.deadline(f"t{n}") for n in range(7)}
     meta_lines = (cache_dir / ".objstore.meta").read_text().splitlines()
     assert '"clean":false' in meta_lines[0]
+    assert server.store.state is not None
     await asyncio.to_thread(server.store.state.close)  # as if killed: no clean snapshot
     server.store.state.write_snapshot = lambda state: 0  # type: ignore[method-assign]
     await server.stop()
