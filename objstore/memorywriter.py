@@ -25,6 +25,7 @@ class MemoryWriter:
     pending = 0
     failing = 0
     unjournaled = 0
+    journal_backlog = 0
     failure: StorageError | None = None
 
     def write(

@@ -64,7 +64,8 @@ logger = logging.getLogger("objstore.store")
 RESERVE_BLOCK: Final = 1 << 20
 #: A journal past this size is folded into a new snapshot.
 JOURNAL_LIMIT: Final = 16 * 1024 * 1024
-#: Journal records waiting for a failing disk past which they are folded into a snapshot.
+#: Journal records waiting (for a failing or slow disk) past which they are folded into
+#: one snapshot.
 UNJOURNALED_LIMIT: Final = 10_000
 #: The records waiting are counted once every this many deadline records.
 FOLD_CHECK_EVERY: Final = 1024
@@ -505,7 +506,7 @@ class Store:
         self._since_fold_check += 1
         if self._since_fold_check >= FOLD_CHECK_EVERY:
             self._since_fold_check = 0
-            if writer.unjournaled > UNJOURNALED_LIMIT:
+            if writer.journal_backlog > UNJOURNALED_LIMIT:
                 # The disk has been failing for a while: one snapshot holds all they say.
                 self._journaled = 0
                 writer.journal(_Compact(self._snapshot(clean=False)), folds=True)

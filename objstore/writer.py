@@ -277,6 +277,13 @@ class WriteBehind:
             return len(self._unjournaled)
 
     @property
+    def journal_backlog(self) -> int:
+        """Number of journal records not appended yet: given since the last batch began,
+        or waiting for a retry of a failed append."""
+        with self._lock:
+            return len(self._records) + len(self._unjournaled)
+
+    @property
     def failure(self) -> StorageError | None:
         """The error of the latest failed write, while writes fail: from a failure until a
         batch is written with none and no write waits for a retry; else None."""
