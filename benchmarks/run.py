@@ -1,7 +1,8 @@
 """Benchmarks of objstore against the reference (the original's Bun server), same protocol.
 
     python benchmarks/run.py [--rounds 3] [--quick] [--json FILE]
-        [--scenarios fanout100,fanout1000,game,persist,http,idle,startup,prefix10k,acked]
+        [--scenarios fanout100,fanout1000,game,persist,http,idle,startup,prefix10k,acked,
+                     acked_sync,acked_memory]
         [--reference PATH/TO/run.sh] [--bun PATH/TO/bun]
 
 Linux only (it reads /proc). Every server is started fresh, on a free port of 127.0.0.1 and
@@ -39,6 +40,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ ALL_SCENARIOS = (
     "startup",
     "prefix10k",
     "acked",
+    "acked_sync",
+    "acked_memory",
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -78,6 +82,7 @@ FULL = {
     },
     "acked": {"connections": 8, "inflight": 16, "keys": 1000, "sets": 50_000, "seconds": 5},
 }
+FULL["acked_sync"] = FULL["acked_memory"] = FULL["acked"]
 QUICK = {
     "fanout100": {"subscribers": 100, "sets": 300},
     "fanout1000": {"subscribers": 1000, "sets": 30},
@@ -96,6 +101,7 @@ QUICK = {
     },
     "acked": {"connections": 8, "inflight": 16, "keys": 1000, "sets": 10_000, "seconds": 2},
 }
+QUICK["acked_sync"] = QUICK["acked_memory"] = QUICK["acked"]
 
 
 class BenchError(Exception):
@@ -233,8 +239,17 @@ def ws_handshake(port: int, timeout: float = 2.0) -> bool:
 class Server:
     """One server process of either kind, on its own port and cache folder."""
 
-    def __init__(self, kind: str, cache_dir: Path, opts: argparse.Namespace, log: Path) -> None:
+    def __init__(
+        self,
+        kind: str,
+        cache_dir: Path,
+        opts: argparse.Namespace,
+        log: Path,
+        durability: str = "async",
+    ) -> None:
         self.kind = kind
+        #: objstore's --durability (the reference has one way of writing).
+        self.durability = durability
         self.cache_dir = cache_dir
         self.opts = opts
         self.log = log
@@ -259,6 +274,8 @@ class Server:
                 "--log-level",
                 "warning",
             ]
+            if self.durability != "async":  # a tree without the flag runs the default
+                cmd += ["--durability", self.durability]
             env["PYTHONPATH"] = str(ROOT)
         else:
             cmd = [str(self.opts.reference)]
@@ -334,9 +351,15 @@ class Server:
 
 @contextmanager
 def running(
-    kind: str, cache_dir: Path, opts: argparse.Namespace, log: Path, ready_timeout: float = 60.0
+    kind: str,
+    cache_dir: Path,
+    opts: argparse.Namespace,
+    log: Path,
+    ready_timeout: float = 60.0,
+    *,
+    durability: str = "async",
 ) -> Iterator[Server]:
-    server = Server(kind, cache_dir, opts, log)
+    server = Server(kind, cache_dir, opts, log, durability)
     try:
         server.start()
         server.wait_ready(ready_timeout)
@@ -976,12 +999,18 @@ def wrk_post_set(
 
 
 def scenario_acked(
-    kind: str, size: dict[str, int], opts: argparse.Namespace, work: Path
+    kind: str,
+    size: dict[str, int],
+    opts: argparse.Namespace,
+    work: Path,
+    durability: str = "async",
 ) -> dict[str, Any]:
+    """Acknowledged sets; objstore with *durability* (acked_sync, acked_memory), the
+    reference as always (its POST /set, answered once its file is written)."""
     if not opts.wrk:
         raise BenchError("acked needs wrk for POST /set; give --wrk or install it")
     out: dict[str, Any] = {}
-    with running(kind, work / "cache", opts, work / "server.log") as server:
+    with running(kind, work / "cache", opts, work / "server.log", durability=durability) as server:
         if kind == "objstore":  # the reference has no acknowledged WebSocket set
             url = f"ws://127.0.0.1:{server.port}/ws"
             args = {k: size[k] for k in ("connections", "inflight", "keys", "sets")}
@@ -1020,6 +1049,8 @@ SCENARIOS: dict[str, Callable[[str, dict[str, int], argparse.Namespace, Path], d
     "startup": scenario_startup,
     "prefix10k": scenario_prefix10k,
     "acked": scenario_acked,
+    "acked_sync": partial(scenario_acked, durability="sync"),
+    "acked_memory": partial(scenario_acked, durability="memory"),
 }
 
 
@@ -1173,6 +1204,23 @@ METRICS: list[tuple[str, str, str, str | None, Any]] = [
         None,
         None,
     ),
+    *[
+        (
+            f"acked_{mode}",
+            field,
+            f"acked_{mode}: {label} (objstore --durability {mode})",
+            None,
+            None,
+        )
+        for mode in ("sync", "memory")
+        for field, label in (
+            ("sets_per_s", "sets/s, each awaited (reference: POST /set)"),
+            ("p50_ms", "p50 latency, ms"),
+            ("p99_ms", "p99 latency, ms"),
+            ("cpu_us_per_set", "server CPU µs per set"),
+            ("http_sets_per_s", "POST /set per second"),
+        )
+    ],
 ]
 
 
