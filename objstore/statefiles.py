@@ -33,16 +33,21 @@ most :data:`~objstore.statelines.MAX_LINE_BYTES`, files streamed through a
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import stat
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from .diskio import SymlinkRefused, flush_to_disk, open_file, remove_quietly, replace
+from .diskio import (
+    SymlinkRefused,
+    flush_folder,
+    flush_to_disk,
+    open_file,
+    remove_quietly,
+    replace,
+)
 from .foldernames import JOURNAL_NAME, META_NAME, set_aside_name, temp_name
 from .statelines import (
     HISTORY_LIMIT,
@@ -188,7 +193,7 @@ class StateFiles:
         try:
             try:
                 _write_chunked(fd, snapshot_lines(state, generation))
-                os.fsync(fd)
+                flush_to_disk(fd)
             finally:
                 os.close(fd)
             replace(temp, self._join(META_NAME))
@@ -258,16 +263,7 @@ class StateFiles:
 
     def _sync_folder(self) -> None:
         """Flush the folder's names to disk (where the system can: not Windows)."""
-        if sys.platform == "win32":
-            return
-        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems without it
-                raise
-        finally:
-            os.close(fd)
+        flush_folder(self.folder)
 
     def _peek(self, name: str) -> int:
         """The generation on the first line of *name*, 0 if there is none to read."""

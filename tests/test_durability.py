@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from objstore import diskio
-from objstore.cli import parse_config
+from objstore.cli import _banner, parse_config
 from objstore.foldernames import file_name, spare_name
 from objstore.server import ObjstoreServer
 
@@ -50,6 +50,24 @@ def test_an_unknown_durability_is_a_usage_error(capsys: pytest.CaptureFixture[st
         parse_config(["--durability", "fast"], {})
     assert raised.value.code == 2
     assert "--durability must be one of memory, async, sync, got 'fast'" in capsys.readouterr().err
+
+
+async def test_the_banner_says_when_nothing_is_kept(start_server: StartServer) -> None:
+    """With memory the banner says no folder is used and that values are lost at a stop."""
+    banner = _banner(await start_server(durability="memory"))
+    assert "  Cache      none: values are kept in memory only and lost when it stops\n" in banner
+    assert "  Durability memory (--durability memory): nothing is written to disk\n" in banner
+
+
+async def test_the_banner_says_when_writes_are_synced(start_server: StartServer) -> None:
+    """With sync the banner says each write is on disk before it is acknowledged."""
+    banner = _banner(await start_server(durability="sync"))
+    assert "  Durability sync: each write is on disk (fsync) before it is acknowledged\n" in banner
+
+
+async def test_the_banner_says_nothing_of_the_default(start_server: StartServer) -> None:
+    """The default, async, adds no line to the banner."""
+    assert "Durability" not in _banner(await start_server())
 
 
 # -- the flush itself ------------------------------------------------------------------------
@@ -211,6 +229,12 @@ class DiskWatch:
         for module in ("diskio", "swapwrite", "statefiles"):
             monkeypatch.setattr(f"objstore.{module}.flush_to_disk", flush_to_disk)
 
+    def reset(self) -> None:
+        """Forget what was flushed so far (the state files, at start)."""
+        self.flushed.clear()
+        self.folder_flushes = 0
+        self.entered.clear()
+
 
 pytestmark_linux = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to name what is flushed"
@@ -224,6 +248,7 @@ async def test_sync_acknowledges_once_the_file_and_the_folder_are_flushed(
     """With sync, the value's file and then its folder are fsynced before the ack."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
+    watch.reset()
     async with client_for(server) as ws:
         for rev in (1, 2):  # a first write (rename), then a rewrite (name exchange)
             watch.flushed.clear()
@@ -243,6 +268,7 @@ async def test_sync_publishes_only_once_the_write_is_on_disk(
     """A plain set reaches subscribers only after its folder flush, which the test holds."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
+    watch.reset()
     async with client_for(server) as ws, client_for(server) as watcher:
         await ask(watcher, {"action": "subscribe", "key": "k", "id": 0})
         watch.release.clear()
@@ -282,6 +308,7 @@ async def test_sync_shares_one_folder_flush_among_concurrent_writers(
     made during the first one's flush cost one more folder flush, not 20."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
+    watch.reset()
     async with client_for(server) as first:
         others = [await client_for(server).__aenter__() for _ in range(20)]
         try:
@@ -310,6 +337,7 @@ async def test_sync_publishes_in_revision_order(
     order of their revisions, though some wait for the disk and some do not."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
+    watch.reset()
     async with client_for(server) as ws, client_for(server) as watcher:
         await ask(watcher, {"action": "subscribe", "prefix": "", "id": 0})
         watch.release.clear()
@@ -336,6 +364,7 @@ async def test_sync_post_set_answers_after_the_flush(
     """The original POST /set answers once its file and folder are flushed."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
+    watch.reset()
     answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 1}')
     assert answer.status == 200
     assert watch.folder_flushes == 1
