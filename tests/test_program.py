@@ -480,6 +480,24 @@ def test_ctrl_c_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+async def test_memory_durability_touches_no_folder(launcher: Launcher, tmp_path: Path) -> None:
+    """OBJSTORE_DURABILITY=memory serves sets, says so in the banner, creates no cache folder
+    and stops with 0."""
+    program = launcher.start(tmp_path, env={"OBJSTORE_DURABILITY": "memory"})
+    try:
+        assert "  Durability memory (--durability memory)" in program.banner
+        answer = await http_request(program.port, "POST", "/set", '{"key": "k", "value": 1}')
+        assert answer.status == 200
+        assert (await http_request(program.port, "GET", "/get/k")).json() == {
+            "key": "k",
+            "value": 1,
+        }
+    finally:
+        code, err = program.stop()
+    assert code == 0, err
+    assert not launcher.default_cache(tmp_path).exists()
+
+
 async def test_metrics_and_readiness_are_served(launcher: Launcher, tmp_path: Path) -> None:
     """GET /metrics is the Prometheus text format (prometheus_client is bundled), with
     process metrics; GET /readyz says ready."""
@@ -550,6 +568,7 @@ def test_help_lists_every_setting(launcher: Launcher, tmp_path: Path) -> None:
         ("--metrics-token", "OBJSTORE_METRICS_TOKEN"),
         ("--tls-cert", "OBJSTORE_TLS_CERT"),
         ("--tls-key", "OBJSTORE_TLS_KEY"),
+        ("--durability", "OBJSTORE_DURABILITY"),
     ]:
         assert flag in result.stdout
         assert f"({variable}" in result.stdout
