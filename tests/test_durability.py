@@ -193,6 +193,28 @@ async def test_memory_keeps_revisions_ttl_and_resume_within_the_process(
         }
 
 
+async def test_memory_keeps_ephemeral_keys_until_their_owner_leaves(
+    start_server: StartServer,
+) -> None:
+    """An ephemeral key of a memory server goes with its connection, subscribers told."""
+    server = await start_server(durability="memory")
+    async with client_for(server) as watcher:
+        await ask(watcher, {"action": "subscribe", "prefix": "online/", "id": 0})
+        async with client_for(server) as player:
+            reply = await ask(
+                player,
+                {"action": "set", "key": "online/ann", "value": 1, "ephemeral": True, "id": 1},
+            )
+            assert reply == {"id": 1, "ok": True, "rev": 1}
+            assert (await recv_json(watcher))["rev"] == 1
+        assert await recv_json(watcher) == {
+            "key": "online/ann",
+            "value": None,
+            "rev": 2,
+            "deleted": True,
+        }
+
+
 async def test_memory_starts_empty_every_time(start_server: StartServer) -> None:
     """Nothing of a stopped memory server comes back at the next start."""
     server = await start_server(durability="memory")
