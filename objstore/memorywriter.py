@@ -9,7 +9,7 @@ queued. Knows nothing of keys, files or the wire protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from .errors import StorageError
 from .writer import LATENCY_BUCKETS, FailureCallback, WriteResult
@@ -42,7 +42,7 @@ class MemoryWriter:
     def journal(self, record: object, key: str | None = None, *, folds: bool = False) -> None:
         """Nothing to record: revisions and deadlines live in the store's memory only."""
 
-    def after_written(self, callback: Callable[[], object]) -> None:
+    def after_written(self, callback: Callable[[], object], key: Hashable | None = None) -> None:
         """Call *callback* now: every write is done as it is made."""
         callback()
 

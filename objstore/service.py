@@ -100,7 +100,7 @@ class StoreService:
         self.deadline_changed: Callable[[float], None] | None = None
         #: Publishes an update: the hub's own publish, or (a store that makes writes
         #: durable first) one that waits for the writes before it.
-        self._publish = store.when_durable(hub.publish)
+        self._publish = store.when_durable(hub.publish, _key_of)
 
     # -- the original protocol ------------------------------------------------------------
 
@@ -458,6 +458,10 @@ class StoreService:
 
 def _by_revision(update: Update) -> int:
     return update.rev
+
+
+def _key_of(update: Update) -> str:
+    return update.key
 
 
 _ACTIONS: dict[type, str] = {Set: "set", Delete: "delete", Patch: "patch", Incr: "incr"}

@@ -115,7 +115,10 @@ class Storage(Protocol):
         file or address (shown to anyone who asks). The file store: loaded, and its
         writes succeeding; a network backend adds being reachable."""
 
-    def when_durable(self, deliver: Callable[[_T], object]) -> Callable[[_T], object]:
+    def when_durable(
+        self, deliver: Callable[[_T], object], key_of: Callable[[_T], str]
+    ) -> Callable[[_T], object]:
         """How to publish: *deliver* itself where changes are published as made, else a
         function that calls it once the writes made before each call are durable (or
-        failed), in the order of the calls (so that updates keep their order)."""
+        failed), in the order of the calls (so that updates keep their order); one
+        waiting may be replaced by a later one of the same key (*key_of*)."""

@@ -26,7 +26,9 @@ since users expect the folder to hold the store, not just the keys set since.
 Memory while writes fail: the writer keeps one entry per key to retry (the
 latest value, which the store holds anyway), and at most
 :data:`UNJOURNALED_LIMIT` journal records plus
-:data:`FOLD_CHECK_EVERY` before they are folded into one snapshot.
+:data:`FOLD_CHECK_EVERY` before they are folded into one snapshot. With
+``sync``, updates waiting for the disk: at most two per key (see
+:meth:`Store.when_durable`).
 
 Revisions after a restart (docs/protocol.md, section 2.2): after a clean stop
 every key keeps its revision and the history goes on; after an unclean one
@@ -352,16 +354,24 @@ class Store:
             return "writes to the cache folder are failing; retrying"
         return None
 
-    def when_durable(self, deliver: Callable[[_T], object]) -> Callable[[_T], object]:
+    def when_durable(
+        self, deliver: Callable[[_T], object], key_of: Callable[[_T], str]
+    ) -> Callable[[_T], object]:
         """*deliver* itself where writes are not waited for (``async``, ``memory``); with
         ``sync``, a function that calls *deliver* with its argument once every write
-        made before the call is on disk (or failed), calls in the order made."""
+        made before the call is on disk (or failed), calls in the order made.
+
+        Memory: an item waiting for the next batch is replaced by a later one of the
+        same key (*key_of*), which takes its turn at the end, so at most one item per
+        key waits for the next batch, and one per key for the batch being written,
+        however long the disk takes (plain sets are not flow-controlled).
+        """
         if self.durability != "sync":
             return deliver
         after_written = self._writer.after_written
 
         def deliver_when_durable(item: _T) -> None:
-            after_written(lambda: deliver(item))
+            after_written(lambda: deliver(item), key_of(item))
 
         return deliver_when_durable
 

@@ -62,7 +62,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
 from .cachefolder import CacheFolder
@@ -147,8 +147,11 @@ class WriteBehind:
         self._closing = False
         #: Waiting until nothing is pending or being written.
         self._idle_waiters: list[asyncio.Future[None]] = []
-        #: Called on the loop once the writes scheduled before them are tried, in order.
-        self._after: list[Callable[[], object]] = []
+        #: Called on the loop once the writes scheduled before them are tried, in order;
+        #: by key, a later callback of a key replacing the earlier one (see after_written).
+        self._after: dict[Hashable, Callable[[], object]] = {}
+        #: Records being appended now that are in neither list (for journal_backlog).
+        self._appending = 0
         #: Reports with callbacks of :meth:`after_written` sent to the loop, not run yet.
         self._reports_due = 0
         #: A record that folds those before it was given: drop the unjournaled ones.
@@ -248,13 +251,25 @@ class WriteBehind:
                     self._start()
                 self._wake.notify()  # it is idle, waiting for work
 
-    def after_written(self, callback: Callable[[], object]) -> None:
+    def after_written(self, callback: Callable[[], object], key: Hashable | None = None) -> None:
         """Call *callback* on the loop once every write and record scheduled so far has
         been tried: written (flushed to disk with ``sync``) or failed. Callbacks run in
-        the order given; at once when nothing is pending or being written."""
+        the order given; at once when nothing is pending or being written.
+
+        With *key*, a callback of the same key still waiting for its batch to start is
+        dropped, and this one takes its turn at the end: the latest update of a key
+        replaces one not sent yet, so that, however long the disk takes, at most one
+        callback per key waits for the next batch (and one per key for the batch being
+        written).
+        """
         with self._lock:
             if self._pending or self._records or self._writing or self._after or self._reports_due:
-                self._after.append(callback)
+                after = self._after
+                if key is None:
+                    key = object()  # one of its own
+                elif key in after:
+                    del after[key]  # to the end: the order of the calls is kept
+                after[key] = callback
                 return
         callback()
 
@@ -279,9 +294,9 @@ class WriteBehind:
     @property
     def journal_backlog(self) -> int:
         """Number of journal records not appended yet: given since the last batch began,
-        or waiting for a retry of a failed append."""
+        being appended, or waiting for a retry of a failed append."""
         with self._lock:
-            return len(self._records) + len(self._unjournaled)
+            return len(self._records) + len(self._unjournaled) + self._appending
 
     @property
     def failure(self) -> StorageError | None:
@@ -349,13 +364,17 @@ class WriteBehind:
                     break
                 retry, retrying = work
                 batch, self._pending = self._pending, {}
-                after, self._after = self._after, []
+                after = list(self._after.values()) if self._after else []
+                self._after = {}
                 queued_at = self._queued_at
                 records = self._take_records()
+                # Taken records are out of both lists until the append is done.
+                self._appending = 0 if records is self._unjournaled else len(records)
                 self._writing = True
             journal_error, errors, still_failing = self._write_batch(batch, retry, records)
             with lock:
                 self._writing = False
+                self._appending = 0
                 unjournaled = records if journal_error is not None else []
                 self._keep_failed(
                     batch, errors, retry, still_failing, unjournaled=unjournaled, retrying=retrying
@@ -370,20 +389,18 @@ class WriteBehind:
                 if idle:
                     self._idle_waiters = []
                 if self._after and not self._pending and not self._records:
-                    after += self._after  # asked for while this batch was written: it covers them
-                    self._after = []
+                    # Asked for while this batch was written: it covers them.
+                    after += self._after.values()
+                    self._after = {}
                 if after:
                     self._reports_due += 1
                 restored = self._folder.restored != self._restored_seen
                 self._restored_seen = self._folder.restored
             if retry and not still_failing:
                 logger.info("saved %d keys whose earlier writes had failed", len(retry))
-            if errors or idle or after or any(entry.waiters for entry in batch.values()):
+            if errors or idle or after or restored or any(e.waiters for e in batch.values()):
                 assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._report, batch, errors, idle, after)
-            if restored and self._on_restored is not None:
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._on_restored)
+                self._loop.call_soon_threadsafe(self._report, batch, errors, idle, after, restored)
             # Not kept while waiting for the next batch: a key string and an entry
             # per key written (measured 8 to 17 bytes per stored key).
             del batch, errors, idle, retry, still_failing, records, unjournaled, after
@@ -570,9 +587,14 @@ class WriteBehind:
         errors: dict[str, StorageError],
         idle: list[asyncio.Future[None]],
         after: list[Callable[[], object]],
+        restored: bool = False,
     ) -> None:
-        """On the loop: run the callbacks waiting for this batch, then tell failure
-        callbacks and waiters how their writes went."""
+        """On the loop: tell the owner if the folder was made again (before anyone hears
+        of this batch, so that a flush waits for what it writes again), run the
+        callbacks waiting for this batch, then tell failure callbacks and waiters how
+        their writes went."""
+        if restored and self._on_restored is not None:
+            self._on_restored()
         if after:
             for callback in after:
                 callback()
@@ -581,7 +603,8 @@ class WriteBehind:
                 later: list[Callable[[], object]] = []
                 if not (self._reports_due or self._pending or self._records or self._writing):
                     # Asked for after this batch ended, with nothing to write since.
-                    later, self._after = self._after, []
+                    later = list(self._after.values())
+                    self._after = {}
             for callback in later:
                 callback()
         for key, error in errors.items():

@@ -356,7 +356,8 @@ async def test_sync_publishes_in_revision_order(
     start_server: StartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Plain sets, acknowledged sets, ephemeral sets and deletions reach a subscriber in the
-    order of their revisions, though some wait for the disk and some do not."""
+    order of their revisions, though some wait for the disk and some do not; of those that
+    waited for the same batch, the latest of each key."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
     watch.reset()
@@ -375,8 +376,46 @@ async def test_sync_publishes_in_revision_order(
             await ws.send(json.dumps(message))
         await asyncio.sleep(0.2)
         watch.release.set()
-        revs = [(await recv_json(watcher))["rev"] for _ in messages]
-    assert revs == [1, 2, 3, 4, 5, 6]
+        received = [await recv_json(watcher)]
+        while received[-1]["rev"] < 6:
+            received.append(await recv_json(watcher))
+        await assert_silent(watcher)
+    revs = [update["rev"] for update in received]
+    assert revs == sorted(set(revs))
+    # Updates waiting for the same batch keep only the latest of each key: b=2 and e=3 are
+    # replaced by their deletions, and a=1 by a=4 unless a=1 was taken by the first batch.
+    assert [(update["key"], update["rev"]) for update in received[-3:]] == [
+        ("a", 4),
+        ("e", 5),
+        ("b", 6),
+    ]
+    assert revs in ([1, 4, 5, 6], [4, 5, 6])
+
+
+@pytestmark_linux
+async def test_sync_holds_one_update_per_key_while_the_disk_is_slow(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key set 1,000 times while a flush is held costs one waiting update, not 1,000:
+    subscribers get the one being written and the latest."""
+    watch = DiskWatch(monkeypatch)
+    server = await start_server(durability="sync")
+    watch.reset()
+    async with client_for(server) as ws, client_for(server) as watcher:
+        await ask(watcher, {"action": "subscribe", "key": "k", "id": 0})
+        watch.release.clear()
+        await ws.send(json.dumps({"action": "set", "key": "k", "value": 0}))
+        await asyncio.to_thread(watch.entered.wait, 5)
+        for value in range(1, 1000):
+            await ws.send(json.dumps({"action": "set", "key": "k", "value": value}))
+        await ask(ws, {"action": "get", "key": "k", "id": 1})  # all of them applied
+        watch.release.set()
+        received = [await recv_json(watcher) for _ in range(2)]
+        await assert_silent(watcher)
+    assert received == [
+        {"key": "k", "value": 0, "rev": 1},
+        {"key": "k", "value": 999, "rev": 1000},
+    ]
 
 
 @pytestmark_linux
