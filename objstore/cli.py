@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -31,7 +30,7 @@ from .console import pause_if_double_clicked
 from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
 from .logformat import LOG_FORMATS, formatter
-from .origins import ANY_ORIGIN, normalize_allowed_origin
+from .origins import ANY_ORIGIN, is_loopback_host, normalize_allowed_origin
 from .server import ObjstoreServer
 
 __all__ = [
@@ -287,7 +286,7 @@ def _banner(server: ObjstoreServer) -> str:
     access = server.access
     if access.enabled:
         lines.append(f"  Access     tokens from {access.rules.source}; see --help for --auth")
-    elif not _is_loopback(host):
+    elif not is_loopback_host(host.lower()):
         lines.append(f"  WARNING    {_OPEN_WARNING}")
     if host in ("0.0.0.0", "", "::"):
         addresses = _lan_addresses()
@@ -303,15 +302,6 @@ _OPEN_WARNING = (
     "no token: anyone who can reach this port can read and write everything; "
     "add --token or --auth FILE"
 )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may be reached from elsewhere
 
 
 def _report_load(server: ObjstoreServer) -> None:
@@ -357,7 +347,7 @@ async def run(config: Config) -> int:
             server.port,
             config.tls_cert,
         )
-    if not server.access.enabled and not _is_loopback(config.host):
+    if not server.access.enabled and not is_loopback_host(config.host.lower()):
         logger.warning("listening on %s with %s", config.host, _OPEN_WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

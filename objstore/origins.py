@@ -60,6 +60,7 @@ __all__ = [
     "OriginPolicy",
     "Verdict",
     "is_json_content_type",
+    "is_loopback_host",
     "normalize_allowed_origin",
     "parse_origin",
 ]
@@ -191,7 +192,7 @@ def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     return address
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """``localhost``, ``*.localhost``, 127.0.0.0/8 or ::1 (host already lowercase)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -313,12 +314,12 @@ class OriginPolicy:
 
     def _host_allowed(self, host_header: str, local_host: str) -> bool:
         address = _host_address(local_host) if local_host else None
-        guarded = address.is_loopback if address is not None else _is_loopback_host(self._bound)
+        guarded = address.is_loopback if address is not None else is_loopback_host(self._bound)
         if not guarded:
             return True
         split = _split_host_port(host_header.lower())
         return split is not None and (
-            _is_loopback_host(split[0]) or split[0] in self._allowed_hosts
+            is_loopback_host(split[0]) or split[0] in self._allowed_hosts
         )
 
     def _is_own(self, origin: Origin, local_host: str) -> bool:

@@ -144,14 +144,7 @@ def deliver_rev_to_all(subscribers: Iterable[Subscriber], update: Update) -> Non
     Outboxes are served in the loop; other subscribers (event streams) through
     their ``deliver_rev``.
     """
-    outboxes: list[Outbox] = []
-    for subscriber in subscribers:
-        if type(subscriber) is Outbox:
-            outboxes.append(subscriber)
-        else:
-            subscriber.deliver_rev(update)
-    if outboxes:
-        _queue(outboxes, update.key, update.rev_ws_frame)
+    _queue_rev(subscribers, update)
 
 
 class CountedFanOut:
@@ -176,16 +169,21 @@ class CountedFanOut:
         """:func:`deliver_rev_to_all`, counted (the conflation of event streams aside)."""
         tallies = self.tallies
         tallies.delivered += len(subscribers)
-        outboxes: list[Outbox] = []
-        for subscriber in subscribers:
-            if type(subscriber) is Outbox:
-                outboxes.append(subscriber)
-            else:
-                subscriber.deliver_rev(update)
-        if outboxes:
-            conflated = _queue(outboxes, update.key, update.rev_ws_frame)
-            if conflated:
-                tallies.conflated += conflated
+        conflated = _queue_rev(subscribers, update)
+        if conflated:
+            tallies.conflated += conflated
+
+
+def _queue_rev(subscribers: Iterable[Subscriber], update: Update) -> int:
+    """The revision form of *update* to every subscriber: outboxes in :func:`_queue`'s
+    loop, event streams through their ``deliver_rev``; return how many were conflated."""
+    outboxes: list[Outbox] = []
+    for subscriber in subscribers:
+        if type(subscriber) is Outbox:
+            outboxes.append(subscriber)
+        else:
+            subscriber.deliver_rev(update)
+    return _queue(outboxes, update.key, update.rev_ws_frame) if outboxes else 0
 
 
 def _queue(outboxes: Iterable[Outbox], key: str, frame: bytes) -> int:

@@ -139,7 +139,6 @@ class Rules:
     enabled: bool = False
     #: Where they came from, for messages: a file's path, ``--token``, or ``defaults``.
     source: str = "defaults"
-    _names: Mapping[str, Grant] = field(default_factory=dict, repr=False, compare=False)
 
     def grant_for(self, token: str | None) -> Grant | None:
         """The grant of *token*; the anonymous one for None; None for an unknown token."""
@@ -159,14 +158,14 @@ class Rules:
         """The grant of the token named *name* now (``anonymous`` too), or None if gone."""
         if name == self.anonymous.name:
             return self.anonymous
-        return self._names.get(name)
+        return next((grant for _, grant in self.tokens if grant.name == name), None)
 
 
 def single_token_rules(token: str) -> Rules:
     """The rules of ``--token T``: one token with every right, and nothing for anonymous."""
     _check_token(token, "--token")
     grant = Grant("token", ("",), ("",), metrics=True)
-    return Rules(NOTHING, ((_digest(token), grant),), True, "--token", {"token": grant})
+    return Rules(NOTHING, ((_digest(token), grant),), True, "--token")
 
 
 def parse_rules(text: str, source: str, *, extra_token: str | None = None) -> Rules:
@@ -187,7 +186,6 @@ def parse_rules(text: str, source: str, *, extra_token: str | None = None) -> Ru
         table = _table(data["anonymous"], source, "[anonymous]")
         anonymous = _grant("anonymous", table, source, "[anonymous]")
     tokens: list[tuple[bytes, Grant]] = []
-    names: dict[str, Grant] = {}
     seen: dict[bytes, str] = {}
     declared = _table(data.get("tokens", {}), source, "[tokens]")
     entries: list[tuple[str, Any]] = list(declared.items())
@@ -215,12 +213,11 @@ def parse_rules(text: str, source: str, *, extra_token: str | None = None) -> Ru
         seen[digest] = name
         grant = _grant(name, {k: v for k, v in table.items() if k != "token"}, source, where)
         tokens.append((digest, grant))
-        names[name] = grant
     if not tokens:
         raise RulesError(
             f"{source}: no token: add a [tokens.NAME] table with a token, or run without --auth"
         )
-    return Rules(anonymous, tuple(tokens), True, source, names)
+    return Rules(anonymous, tuple(tokens), True, source)
 
 
 def _check_token(token: str, where: str) -> None:

@@ -275,7 +275,6 @@ class ObjstoreServer:
         session.close_connection = lambda code, reason: connection.close_soon(
             CloseCode(code), reason
         )
-        self.access.hold(session)
         return session
 
     def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:

@@ -99,16 +99,13 @@ class ClientSession:
         # Bound once: passed with every set.
         self.report_failure = self.write_failed
         #: What it may do: the grant of its token (or the anonymous one).
-        self.grant = grant
         self._access = access
         self._auth_failures = 0
         #: Prefix subscriptions made of the narrower prefixes its token may read.
         self.narrowed: dict[str, tuple[str, ...]] = {}
         #: Closes its connection (code, reason); set by the server.
         self.close_connection: Callable[[int, str], None] | None = None
-        # A client that may do everything is not checked at all: its messages take the
-        # same path as without access control.
-        self._execute = service.execute if grant.everything else self._execute_granted
+        self._set_grant(grant)
 
     @property
     def address(self) -> str:
@@ -167,7 +164,10 @@ class ClientSession:
         return grant
 
     def _set_grant(self, grant: Grant) -> None:
+        """Act with *grant*, and hear from the rules when they change it."""
         self.grant = grant
+        # A client that may do everything is not checked at all: its messages take the
+        # same path as without access control.
         self._execute = self.service.execute if grant.everything else self._execute_granted
         if self._access is not None:
             self._access.hold(self)
