@@ -152,10 +152,15 @@ def test_listed_rows_show_the_servers_time_of_change(
             time_of_day(page, changed["k/00000"])
         )
         page.locator("#browse-viewport").evaluate("(node) => { node.scrollTop = 250 * 30; }")
-        first = page.locator("#browse-viewport .krow:not([hidden])").first
-        key = first.get_attribute("data-key")
-        assert key is not None
-        assert key > "k/00200"
+        # The rows are drawn again on the next frame after the scroll: wait for it.
+        first_key = page.wait_for_function(
+            """() => {
+                const first = document.querySelector("#browse-viewport .krow:not([hidden])");
+                const key = first && first.getAttribute("data-key");
+                return key && key > "k/00200" ? key : null;
+            }"""
+        ).json_value()
+        key = str(first_key)
         expect(row(page, key).locator(".t")).to_have_text(time_of_day(page, changed[key]))
     finally:
         page.context.close()
