@@ -31,6 +31,7 @@ from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
 from .logformat import LOG_FORMATS, formatter
 from .origins import ANY_ORIGIN, is_loopback_host, normalize_allowed_origin
+from .redislink import describe_url, parse_url
 from .server import ObjstoreServer
 
 __all__ = [
@@ -154,6 +155,15 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "folder just after the set; sync: each write is flushed to disk (fsync) before it "
         "is acknowledged or sent to subscribers (OBJSTORE_DURABILITY, default async)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=env.get("REDIS_URL") or None,
+        help="keep the store in Redis or Valkey instead of the cache folder, shared by every "
+        "objstore given the same URL: redis://[:password@]host:6379/0, rediss:// for TLS, "
+        "redis+sentinel://host:26379,host2:26379/mymaster/0 to follow a Sentinel-watched "
+        "primary (REDIS_URL, default none)",
+    )
     return parser
 
 
@@ -211,6 +221,16 @@ def parse_config(
         parser.error(
             f"--durability must be one of {', '.join(DURABILITY_MODES)}, got {args.durability!r}"
         )
+    if args.redis is not None:
+        try:
+            parse_url(args.redis)
+        except ValueError as exc:
+            parser.error(f"--redis: {exc}")
+        if args.durability != "async":
+            parser.error(
+                "--durability applies to the cache folder; with --redis the store is as "
+                "durable as Redis is configured to be (see its appendfsync)"
+            )
     return Config(
         host=args.host,
         port=_whole_number(parser, "--port", args.port, 0, 65535),
@@ -225,6 +245,7 @@ def parse_config(
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         durability=args.durability,
+        redis_url=args.redis,
     )
 
 
@@ -266,9 +287,7 @@ def _banner(server: ObjstoreServer) -> str:
         f"  Test page  {base}/test",
         f"  HTTP       GET {base}/get/{{key}}   POST {base}/set",
         f"  REST       {base}/keys/{{key}}   Events {base}/events?prefix=",
-        f"  Cache      {config.cache_dir.resolve()} ({len(server.store)} keys loaded)"
-        if config.durability != "memory"
-        else "  Cache      none: values are kept in memory only and lost when it stops",
+        _store_line(server),
     ]
     if config.tls:
         lines.append(f"  TLS        certificate {config.tls_cert}, key {config.tls_key}")
@@ -296,6 +315,17 @@ def _banner(server: ObjstoreServer) -> str:
             lines.append("  Network    use this machine's network address with port " + str(port))
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
+
+
+def _store_line(server: ObjstoreServer) -> str:
+    config = server.config
+    if config.redis_url is not None:
+        return (
+            f"  Store      Redis at {describe_url(config.redis_url)} ({len(server.storage)} keys)"
+        )
+    if config.durability == "memory":
+        return "  Cache      none: values are kept in memory only and lost when it stops"
+    return f"  Cache      {config.cache_dir.resolve()} ({len(server.storage)} keys loaded)"
 
 
 _OPEN_WARNING = (

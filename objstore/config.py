@@ -79,6 +79,9 @@ class Config:
     #: ``memory`` (no cache folder at all), ``async`` (written behind, the default) or
     #: ``sync`` (acknowledged and published once fsynced); see :mod:`objstore.store`.
     durability: str = "async"
+    #: The URL of a Redis or Valkey that holds the store (``--redis``), shared by every
+    #: instance given the same one; None: the cache folder (see :mod:`objstore.redisstore`).
+    redis_url: str | None = field(default=None, repr=False)
 
     @property
     def tls(self) -> bool:

@@ -102,6 +102,32 @@ class KeySpace:
         self._history.append((rev, key, True))
         return rev
 
+    def apply(self, key: str, value: bytes | None, rev: int) -> None:
+        """A change made elsewhere (a shared store): *value* (None: removed) became *key*'s
+        at revision *rev*, past every revision so far. Revisions may skip numbers
+        only where :meth:`note` is not told of the changes between."""
+        self.rev = rev
+        values = self.values
+        if value is None:
+            if values.pop(key, None) is not None:
+                del self.revs[key]
+                if self._sorted is not None:
+                    keys = self._sorted
+                    del keys[bisect.bisect_left(keys, key)]
+            self._history.append((rev, key, True))
+            return
+        if self._sorted is not None and key not in values:
+            bisect.insort(self._sorted, key)
+        values[key] = value
+        self.revs[key] = rev
+        self._history.append((rev, key, False))
+
+    def note(self, key: str, rev: int, deleted: bool) -> None:
+        """Remember a change of *key* at *rev* without applying it: the key already holds
+        a later one (read from a snapshot taken after the change)."""
+        self.rev = rev
+        self._history.append((rev, key, deleted))
+
     @property
     def base(self) -> int:
         """Every change after this revision is in the history.

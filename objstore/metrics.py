@@ -38,7 +38,6 @@ from . import __version__, tallies
 from .errors import Forbidden
 from .hub import Hub
 from .replies import encode_error_reply
-from .store import Store
 from .writer import LATENCY_BUCKETS
 
 __all__ = ["CONTENT_TYPE", "MetricsPage", "ObservedServer", "ServerCollector", "authorized"]
@@ -49,11 +48,44 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BUCKET_BOUNDS = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
 
 
+class ObservedWriter(Protocol):
+    """What the collector reads of a store's writer (the cache folder's, or Redis's)."""
+
+    @property
+    def pending(self) -> int:
+        """Writes waiting to be sent."""
+
+    @property
+    def failures(self) -> int:
+        """Writes that failed so far."""
+
+    def latency(self) -> tuple[list[int], float]:
+        """Cumulative counts per latency bucket, and the sum of the latencies."""
+
+
+class ObservedStorage(Protocol):
+    """What the collector reads of a store."""
+
+    @property
+    def sets(self) -> int:
+        """Values stored so far."""
+
+    @property
+    def writer(self) -> ObservedWriter:
+        """Its writer."""
+
+    def __len__(self) -> int:
+        """Keys with a value."""
+
+    def stored_bytes(self) -> int:
+        """The sum of the values' sizes."""
+
+
 class ObservedServer(Protocol):
     """What the collector reads of a server."""
 
     @property
-    def store(self) -> Store:
+    def storage(self) -> ObservedStorage:
         """The store: its keys, values, sets and writer."""
 
     @property
@@ -88,7 +120,7 @@ class ServerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """The metrics as they are now."""
         server = self._server
-        store = server.store
+        store = server.storage
         writer = store.writer
         counts = server.tallies
         info = GaugeMetricFamily("objstore_info", "The objstore version.", labels=["version"])

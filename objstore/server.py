@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -40,6 +40,9 @@ from .store import Store
 from .tallies import ServerTallies
 from .tls import server_context
 
+if TYPE_CHECKING:
+    from .redisstore import RedisStore
+
 __all__ = ["ObjstoreServer"]
 
 _ADDRESS_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
@@ -52,12 +55,26 @@ class ObjstoreServer:
         self.config = config
         #: The rules of access control in force (raises StartupError for bad ones).
         self.access = Access(config.token, config.auth_file)
-        self.store = Store(config.cache_dir, config.durability)
         #: Counts read by /metrics (see objstore.tallies).
         self.tallies = ServerTallies()
         fan_out = CountedFanOut(self.tallies)
         self.hub = Hub(fan_out=fan_out.fan_out, fan_out_rev=fan_out.fan_out_rev)
-        self.service = StoreService(self.store, self.hub, config.max_size)
+        #: Where the values are: the cache folder's store, or a shared store in Redis.
+        self.storage: Store | RedisStore
+        self._session_class: type[ClientSession] = ClientSession
+        if config.redis_url is None:
+            self.storage = Store(config.cache_dir, config.durability)
+            self.service = StoreService(self.storage, self.hub, config.max_size)
+        else:
+            # Imported only here: the redis library is optional where the executable is not.
+            from .redisstore import RedisStore
+            from .sharedservice import SharedStoreService
+            from .sharedsession import SharedClientSession
+
+            shared = self.storage = RedisStore(config.redis_url)
+            shared.on_reset = self._store_replaced
+            self.service = SharedStoreService(shared, self.hub, config.max_size)
+            self._session_class = SharedClientSession
         self.service.deadline_changed = self._expire_at
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
@@ -76,6 +93,12 @@ class ObjstoreServer:
         self.unsaved_keys: list[str] = []
 
     @property
+    def store(self) -> Store:
+        """The cache folder's store (not there with ``--redis``: see :attr:`storage`)."""
+        assert isinstance(self.storage, Store), "this server keeps its store in Redis"
+        return self.storage
+
+    @property
     def port(self) -> int:
         """The port actually listened on (useful with port 0)."""
         assert self._server is not None, "the server is not started"
@@ -91,7 +114,10 @@ class ObjstoreServer:
             # A client that opens a connection and finishes no TLS handshake is let go
             # as soon as one that sends no request.
             tls["ssl_handshake_timeout"] = self.config.http_timeout
-        self.load_report = await asyncio.to_thread(self.store.open)
+        if isinstance(self.storage, Store):
+            self.load_report = await asyncio.to_thread(self.storage.open)
+        else:
+            await self.storage.start()
         self._flush_scheduler = FlushScheduler(asyncio.get_running_loop().call_soon)
         connection_class = type(
             "ConfiguredConnection",
@@ -127,7 +153,7 @@ class ObjstoreServer:
                 **tls,
             )
         except OSError as exc:
-            await self.store.close()
+            await self.storage.close()
             if exc.errno in _ADDRESS_IN_USE:
                 raise StartupError(
                     f"port {self.config.port} is already in use, perhaps by another objstore; "
@@ -139,7 +165,7 @@ class ObjstoreServer:
             ) from None
         if self.config.ping_interval is not None:
             self._keepalive = asyncio.get_running_loop().create_task(self._send_keepalives())
-        deadline = self.store.next_deadline()
+        deadline = self.storage.next_deadline()
         if deadline is not None:
             self._expire_at(deadline)
         self._mark_time()
@@ -148,7 +174,7 @@ class ObjstoreServer:
         """Once a second, tell the store the time, for its keys' times of last change,
         reload the permissions file if it changed, and measure how late this call comes
         (the event loop's lag)."""
-        self.store.mark_time(time.time())
+        self.storage.mark_time(time.time())
         self.access.check_file()
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -171,7 +197,7 @@ class ObjstoreServer:
         """Expire the keys whose deadline has come, and wait for the next deadline."""
         self._expiry = self._expiry_at = None
         self.service.expire_due(time.time())
-        deadline = self.store.next_deadline()
+        deadline = self.storage.next_deadline()
         if deadline is not None:
             self._expire_at(deadline)
 
@@ -203,7 +229,7 @@ class ObjstoreServer:
                 connection.close_if_http()
             self._server.close()
             await self._server.wait_closed()
-        self.unsaved_keys = await self.store.close()
+        self.unsaved_keys = await self.storage.close()
 
     async def _process_request(
         self, connection: ServerConnection, request: Request
@@ -271,11 +297,20 @@ class ObjstoreServer:
         )
         # The router refused an unknown token at the handshake.
         grant = self.access.grant_for(token) or NOTHING
-        session = ClientSession(self.service, outbox, peer, grant, self.access)
+        session = self._session_class(self.service, outbox, peer, grant, self.access)
         session.close_connection = lambda code, reason: connection.close_soon(
             CloseCode(code), reason
         )
         return session
+
+    def _store_replaced(self) -> None:
+        """The shared store was replaced (flushed, or a failover lost changes): close every
+        WebSocket connection, so that each client subscribes afresh and is told to reset."""
+        if self._server is None:
+            return
+        for connection in self._server.connections:
+            assert isinstance(connection, ObjstoreConnection)
+            connection.close_soon(CloseCode.SERVICE_RESTART, "the store was reset; reconnect")
 
     def _handle_connection(self, connection: ServerConnection) -> Awaitable[None]:
         # Messages are handled by the connection as they arrive, and its session

@@ -66,14 +66,15 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
 from .cachefolder import CacheFolder
-from .errors import StorageError
+from .errors import ObjstoreError, StorageError
 
 __all__ = ["LATENCY_BUCKETS", "FailureCallback", "JournalSink", "WriteBehind", "WriteResult"]
 
 logger = logging.getLogger("objstore.cache")
 
-#: The outcome of a write: None when the file holds the value, else the error.
-WriteResult = asyncio.Future[StorageError | None]
+#: The outcome of a write: None when it is done (the file holds the value), else the
+#: error (a storage error; with a shared store also a conflict or a refused write).
+WriteResult = asyncio.Future[ObjstoreError | None]
 #: Told, with the error (already logged), when a value it set could not be written.
 FailureCallback = Callable[[StorageError], None]
 

@@ -31,7 +31,9 @@ def need_redis(program: str = "redis-server") -> str:
         f"/usr/bin/{program}" if os.path.exists(f"/usr/bin/{program}") else None
     )
     if path is None:
-        reason = f"{program} is not installed (Debian: apt-get install redis-server redis-sentinel)"
+        reason = (
+            f"{program} is not installed (Debian: apt-get install redis-server redis-sentinel)"
+        )
         if os.environ.get("OBJSTORE_REQUIRE_REDIS"):
             pytest.fail(reason)
         pytest.skip(reason)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -65,3 +67,30 @@ def test_the_client_imports_nothing_of_the_server() -> None:
                     f"{name}: {a.name}" for a in node.names if a.name.startswith("objstore")
                 ]
     assert offenders == []
+
+
+def test_only_the_redis_modules_import_redis_and_only_when_asked() -> None:
+    """The redis library is optional (``objstore[redis]``): only the shared store's modules
+    import it, and a server on the cache folder runs without it ever being imported."""
+    importers = []
+    for name in MODULES:
+        source = importlib.import_module(name).__file__
+        assert source is not None
+        with open(source, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                roots = [(node.module or "").split(".")[0]]
+            elif isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            else:
+                continue
+            if "redis" in roots:
+                importers.append(name)
+    assert sorted(set(importers)) == ["objstore.redislink", "objstore.redisstore"]
+    check = (
+        "import sys, objstore.cli, objstore.server\n"
+        "loaded = [m for m in sys.modules if m == 'redis' or m.startswith('redis.')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
