@@ -8,6 +8,7 @@ Every test here runs twice: ``python -m objstore`` and the one-file executable t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,11 +25,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 import objstore.client
 from objstore.cli import DATA_NOT_SAVED, STARTUP_FAILURE, USAGE_ERROR
 
-from .helpers import http_request, recv_json, tls_files
+from .helpers import free_port, http_request, recv_json, tls_files
+from .realredis import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = sys.platform == "win32"
@@ -628,3 +631,135 @@ async def test_sighup_reloads_the_permissions_file(launcher: Launcher, tmp_path:
     code, err = program.stop()
     assert code == 0, err
     assert f"permissions reloaded from {rules}" in err
+
+
+# -- a store in Redis ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path / "redis").start()
+    yield process
+    process.stop()
+
+
+def test_an_unreachable_redis_stops_it_with_one_line(launcher: Launcher, tmp_path: Path) -> None:
+    """Nothing listens at --redis: exit 3 with one line that names the URL but not its
+    password."""
+    port = free_port()
+    result = launcher.run(
+        tmp_path, "--port", "0", "--redis", f"redis://:secret@127.0.0.1:{port}/0"
+    )
+    assert result.returncode == STARTUP_FAILURE
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"objstore: cannot use the Redis store at redis://:***@127.0.0.1:{port}/0: "
+    )
+    assert line.endswith("; start Redis or check --redis / REDIS_URL")
+    assert "secret" not in result.stderr
+
+
+def test_a_bad_redis_url_is_a_usage_error(launcher: Launcher, tmp_path: Path) -> None:
+    result = launcher.run(tmp_path, "--port", "0", "--redis", "http://localhost:6379")
+    assert result.returncode == USAGE_ERROR
+    assert "--redis: invalid Redis URL http://localhost:6379: expected redis://" in result.stderr
+
+
+async def test_two_programs_serve_one_store_in_redis(
+    launcher: Launcher, tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    """Two programs (from source, and the executable with the redis library inside) on one
+    Redis: a set on one reaches a subscriber of the other; after both stop, a new one
+    serves the same value; nothing is written to a cache folder."""
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    env = {"REDIS_URL": redis_server.url}
+    first = launcher.start(cwd, env=env)
+    second = launcher.start(cwd, env=env)
+    assert f"Store      Redis at {redis_server.url} (0 keys)" in first.banner
+    async with connect(f"ws://127.0.0.1:{second.port}/ws") as watcher:
+        await watcher.send(json.dumps({"action": "subscribe", "key": "shared"}))
+        answer = await http_request(first.port, "POST", "/set", '{"key": "shared", "value": 7}')
+        assert answer.status == 200
+        assert await recv_json(watcher) == {"key": "shared", "value": 7}
+    for program in (first, second):
+        code, err = await asyncio.to_thread(program.stop)
+        assert code == 0, err
+    third = launcher.start(cwd, env=env)
+    assert "(1 keys)" in third.banner
+    answer = await http_request(third.port, "GET", "/get/shared")
+    assert answer.json() == {"key": "shared", "value": 7}
+    assert not launcher.default_cache(cwd).exists()
+
+
+async def test_kill_9_of_an_instance_loses_nothing_acknowledged_and_its_presence_goes(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    """kill -9 of instance A in the middle of a burst of acknowledged sets: every set A
+    acknowledged is in the store (read on B); A's connection's ephemeral keys are deleted
+    by B within the lease (15 s at most) and B's subscriber is told; A's client, moved to
+    B, resumes from its last revision without a gap."""
+    launcher = Launcher("source", [sys.executable, "-m", "objstore"], None)
+    env = {"REDIS_URL": redis_server.url}
+    a = launcher.start(tmp_path, env=env)
+    b = launcher.start(tmp_path, env=env)
+    try:
+        async with connect(f"ws://127.0.0.1:{b.port}/ws") as watcher:
+            await watcher.send(json.dumps({"action": "subscribe", "prefix": "here/", "id": 0}))
+            assert (await recv_json(watcher))["ok"] is True
+            acknowledged, last, killed_at = await _burst_until_killed(a)
+            gone: set[str] = set()
+            while len(gone) < 20:
+                update = await recv_json(watcher, timeout=20)
+                if update.get("deleted"):
+                    gone.add(update["key"])
+            assert time.monotonic() - killed_at <= 15
+        async with connect(f"ws://127.0.0.1:{b.port}/ws") as moved:
+            message = {"action": "subscribe", "prefix": "burst/", "since": last, "id": "r"}
+            await moved.send(json.dumps(message))
+            while True:
+                reply = await recv_json(moved)
+                if reply.get("id") == "r":
+                    assert reply["reset"] is False
+                    break
+                assert reply["rev"] > last
+            for n in range(2000):
+                await moved.send(json.dumps({"action": "get", "key": f"burst/{n}", "id": n}))
+            values = {}
+            for _ in range(2000):
+                reply = await recv_json(moved)
+                values[f"burst/{reply['id']}"] = reply["value"]
+        assert len(acknowledged) >= 300
+        for key, value in acknowledged.items():
+            assert values[key] == value
+    finally:
+        a.kill()
+        b.kill()
+
+
+async def _burst_until_killed(program: Program) -> tuple[dict[str, int], int, float]:
+    """Set 20 ephemeral keys and send 2,000 acknowledged sets to *program*, subscribed to
+    them, and kill -9 it after the 300th acknowledgement: the sets acknowledged, the last
+    revision its subscription saw, and when it was killed."""
+    acknowledged: dict[str, int] = {}
+    killed_at = 0.0
+    client = await connect(f"ws://127.0.0.1:{program.port}/ws")
+    await client.send(json.dumps({"action": "subscribe", "prefix": "burst/", "id": "s"}))
+    last = (await recv_json(client))["rev"]
+    for n in range(20):
+        message = {"action": "set", "key": f"here/{n}", "value": n, "ephemeral": True}
+        await client.send(json.dumps({**message, "id": f"e{n}"}))
+    for n in range(2000):
+        await client.send(json.dumps({"action": "set", "key": f"burst/{n}", "value": n, "id": n}))
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in client:
+            reply = json.loads(raw)
+            if "rev" in reply and "key" in reply:
+                last = max(last, reply["rev"])  # an update of its subscription
+            elif reply.get("ok") and isinstance(reply.get("id"), int):
+                acknowledged[f"burst/{reply['id']}"] = reply["id"]
+                if len(acknowledged) == 300:
+                    program.kill()  # kill -9, by process id
+                    killed_at = time.monotonic()
+    assert killed_at
+    return acknowledged, last, killed_at
