@@ -164,6 +164,14 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "redis+sentinel://host:26379,host2:26379/mymaster/0 to follow a Sentinel-watched "
         "primary (REDIS_URL, default none)",
     )
+    parser.add_argument(
+        "--redis-replicas",
+        metavar="N",
+        default=env.get("OBJSTORE_REDIS_REPLICAS", "0"),
+        help="with --redis, acknowledge a write only once N replicas of the Redis primary "
+        "have it (Redis WAIT, 1 s at most; else the write fails with code storage), so that "
+        "a failover loses no acknowledged write (OBJSTORE_REDIS_REPLICAS, default 0)",
+    )
     return parser
 
 
@@ -246,6 +254,7 @@ def parse_config(
         tls_key=Path(args.tls_key) if args.tls_key else None,
         durability=args.durability,
         redis_url=args.redis,
+        redis_replicas=_whole_number(parser, "--redis-replicas", args.redis_replicas, 0, 64),
     )
 
 

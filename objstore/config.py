@@ -82,6 +82,8 @@ class Config:
     #: The URL of a Redis or Valkey that holds the store (``--redis``), shared by every
     #: instance given the same one; None: the cache folder (see :mod:`objstore.redisstore`).
     redis_url: str | None = field(default=None, repr=False)
+    #: Replicas that must confirm each write (Redis WAIT) before it is acknowledged.
+    redis_replicas: int = 0
 
     @property
     def tls(self) -> bool:

@@ -79,6 +79,8 @@ _PAGE: Final = 1000
 _SWEEP_LIMIT: Final = 500
 #: Scripts sent in one round trip at most.
 _PIPELINE: Final = 512
+#: How long a write waits for its replicas (``--redis-replicas``), in ms.
+_WAIT_MS: Final = 1000
 #: Seconds a command may take before Redis is taken for unreachable.
 _TIMEOUT: Final = 5.0
 _RETRY_AFTER: Final = 0.5
@@ -151,11 +153,14 @@ class RedisStore:
         self,
         url: str,
         *,
+        replicas: int = 0,
         prefix: str = scripts.PREFIX,
         lease: float = LEASE_SECONDS,
         history_size: int = HISTORY_SIZE,
     ) -> None:
         self.target: RedisTarget = parse_url(url)
+        #: Replicas that must confirm a write (WAIT) before it is acknowledged.
+        self.replicas = replicas
         self.url = describe_url(url)
         self.prefix = prefix
         self.lease = lease
@@ -239,6 +244,8 @@ class RedisStore:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.zadd(self.prefix + "lease", {self.instance: 0})
         self._fail_queued(StorageError("the server is stopping; not written"))
+        # Writes Redis took that the feed has not brought back: they are in the store.
+        self._wake_waiters(everyone=True)
         await self._close_clients()
         return []
 
@@ -374,8 +381,7 @@ class RedisStore:
         return future
 
     def _when_applied(self, rev: int, future: asyncio.Future[Any], result: Any) -> None:
-        if rev <= self.mirror.rev or self._feed_error is not None:
-            # Applied; or the feed is away and the write is in Redis all the same.
+        if rev <= self.mirror.rev:
             future.set_result(result)
             return
         heapq.heappush(self._waiters, (rev, next(self._waiter_order), future, result))
@@ -429,7 +435,9 @@ class RedisStore:
         for item, reply in zip(batch, replies, strict=True):
             if item.future.done():
                 continue
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, StorageError):
+                item.future.set_exception(reply)
+            elif isinstance(reply, ResponseError):
                 logger.error("Redis refused a write: %s", reply)
                 item.future.set_exception(
                     StorageError(f"the Redis store refused the write ({reply}); not written")
@@ -442,7 +450,19 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for item in batch:
             pipe.evalsha(_SCRIPTS[item.script].sha, 0, *item.args)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, _WAIT_MS)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if not self.replicas:
+            return replies
+        confirmed = replies.pop()
+        if isinstance(confirmed, int) and confirmed < self.replicas:
+            error = StorageError(
+                f"written on the Redis primary but confirmed by {confirmed} of "
+                f"{self.replicas} replicas within {_WAIT_MS} ms: a failover now could lose "
+                "it; check the replicas"
+            )
+            replies = [error if isinstance(reply, list) else reply for reply in replies]
         return replies
 
     def _fail_queued(self, error: StorageError) -> None:
@@ -498,6 +518,11 @@ class RedisStore:
             )
         old, self.mirror = self.mirror, mirror
         replaced = self.epoch is not None and (epoch != self.epoch or rev < old.rev)
+        if replaced and epoch == self.epoch:
+            # The revision went back: a failover lost changes that clients may have seen.
+            # A new epoch tells every instance, including those that never saw them.
+            epoch = f"{time.time():.6f}.{self.instance}".encode()
+            await client.hset(self.prefix + "meta", "epoch", epoch)
         first = self.epoch is None
         self.epoch = epoch
         if first:
@@ -558,7 +583,6 @@ class RedisStore:
                         _reason(exc),
                     )
                     self._feed_error = _reason(exc)
-                    self._wake_waiters(everyone=True)
                 await asyncio.sleep(_RETRY_AFTER)
                 continue
             if self._feed_error is not None:

@@ -71,7 +71,7 @@ class ObjstoreServer:
             from .sharedservice import SharedStoreService
             from .sharedsession import SharedClientSession
 
-            shared = self.storage = RedisStore(config.redis_url)
+            shared = self.storage = RedisStore(config.redis_url, replicas=config.redis_replicas)
             shared.on_reset = self._store_replaced
             self.service = SharedStoreService(shared, self.hub, config.max_size)
             self._session_class = SharedClientSession

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -81,7 +82,7 @@ class RedisProcess:
             ]
         )
 
-    def start(self, timeout: float = 10) -> RedisProcess:
+    def start(self, timeout: float = 10) -> Self:
         program = need_redis(self.program)
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "redis.conf"
@@ -111,6 +112,19 @@ class RedisProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+    def wait_replicating(self, timeout: float = 10) -> None:
+        """Wait until this replica's link to its primary is up (the first sync done)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"INFO replication\r\n")
+                time.sleep(0.05)
+                if b"master_link_status:up" in sock.recv(65536):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica on port {self.port} did not sync")
+            time.sleep(0.05)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
