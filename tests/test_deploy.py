@@ -1,0 +1,462 @@
+"""The deployment example for real: Debian's nginx with ``deploy/nginx.conf`` over two instances.
+
+nginx reads ``deploy/nginx.conf`` as shipped, with only its ports changed (the public
+port and the two instances', to free loopback ones), included in a minimal main config
+that keeps nginx's pid, logs and temporary files in the test's folder. The instances are
+the real program (``python -m objstore``), allowed the origin of the nginx address as the
+deployment's README says, and share one real Redis (:mod:`tests.realredis`) when the
+program has ``--redis``; the tests of the shared store skip until it does. Every process
+is stopped by its process id. Without nginx the tests skip, with the reason; under CI
+(``OBJSTORE_REQUIRE_REDIS=1``, set by ``.ci/run``, which installs it) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import difflib
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from .helpers import free_port, http_request, recv_json
+from .realredis import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "deploy" / "nginx.conf"
+#: What the shipped config says, and what the tests put in its place.
+PUBLIC_LISTEN = "listen 80;"
+INSTANCE_ADDRESSES = ("server 127.0.0.1:3001 ", "server 127.0.0.1:3002 ")
+#: nginx's temporary folders, kept in the test's folder instead of /var/lib/nginx.
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def need_nginx() -> str:
+    """The path of nginx; skips the test when it is missing (fails under CI)."""
+    path = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if path is None:
+        reason = "nginx is not installed (Debian: apt-get install nginx)"
+        if os.environ.get("OBJSTORE_REQUIRE_REDIS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@functools.cache
+def program_has_redis() -> bool:
+    """Whether ``objstore --help`` offers ``--redis`` (a store shared by several instances)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "objstore", "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=30,
+    )
+    return "--redis" in result.stdout
+
+
+def site_config(shipped: str, public_port: int, instance_ports: tuple[int, int]) -> str:
+    """*shipped* with the public port and the instances' ports replaced, each exactly once."""
+    replacements = [(PUBLIC_LISTEN, f"listen 127.0.0.1:{public_port};")]
+    for address, port in zip(INSTANCE_ADDRESSES, instance_ports, strict=True):
+        replacements.append((address, f"server 127.0.0.1:{port} "))
+    for old, new in replacements:
+        assert shipped.count(old) == 1, f"deploy/nginx.conf should say {old!r} once"
+        shipped = shipped.replace(old, new)
+    return shipped
+
+
+def main_config(folder: Path, site: Path) -> str:
+    """An nginx main config that includes *site* and keeps every file nginx writes in *folder*."""
+    lines = [
+        # As root nginx runs its workers as nobody, who may not enter the test's folder.
+        "user root;" if os.geteuid() == 0 else "",
+        f"pid {folder / 'nginx.pid'};",
+        f"error_log {folder / 'error.log'} info;",
+        "worker_processes 1;",
+        "events { worker_connections 256; }",
+        "http {",
+        f"    access_log {folder / 'access.log'};",
+        *(f"    {name}_temp_path {folder / 'temp' / name};" for name in TEMP_PATHS),
+        f"    include {site};",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class Instance:
+    """One ``python -m objstore`` on a free loopback port, stopped by its process id."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    @classmethod
+    def start(cls, folder: Path, *args: str) -> Instance:
+        folder.mkdir(parents=True)
+        with (folder / "stderr.log").open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "objstore", "--host", "127.0.0.1", "--port", "0", *args],
+                cwd=folder,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
+        assert process.stdout is not None
+        banner = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            banner += line
+            if line.startswith("Press Ctrl+C"):
+                match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
+                assert match, banner
+                return cls(process, int(match.group(1)))
+        process.kill()
+        process.wait()
+        raise AssertionError(f"no banner: {banner} {(folder / 'stderr.log').read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Nginx:
+    """nginx in the foreground with its master's process id: stopped by it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+
+    @classmethod
+    def start(cls, folder: Path, port: int, instance_ports: tuple[int, int]) -> Nginx:
+        program = need_nginx()
+        for name in TEMP_PATHS:
+            (folder / "temp" / name).mkdir(parents=True)
+        site = folder / "objstore.conf"
+        site.write_text(site_config(SHIPPED.read_text(), port, instance_ports))
+        main = folder / "nginx.conf"
+        main.write_text(main_config(folder, site))
+        process = subprocess.Popen(
+            [program, "-p", str(folder), "-c", str(main), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        nginx = cls(process, port, folder)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                time.sleep(0.02)
+            else:
+                return nginx
+        nginx.stop()
+        raise AssertionError(f"nginx did not start on port {port}:\n{nginx.error_log()}")
+
+    def error_log(self) -> str:
+        path = self.folder / "error.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM (a fast stop) to the master, by its process id; its workers go with it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Deployment:
+    """nginx on :attr:`port` in front of two instances, sharing one Redis when they can."""
+
+    nginx: Nginx
+    instances: list[Instance]
+    redis: RedisProcess | None = None
+
+    @property
+    def port(self) -> int:
+        return self.nginx.port
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def shared(self) -> bool:
+        return self.redis is not None
+
+    def need_shared(self) -> None:
+        """Skip unless the instances share one store (objstore --redis)."""
+        if not self.shared:
+            pytest.skip("objstore has no --redis yet: the two instances cannot share a store")
+
+    async def set_everywhere(self, key: str, value: object) -> None:
+        """A write that the subscribers of either instance hear of."""
+        body = json.dumps({"key": key, "value": value})
+        ports = [self.port] if self.shared else [i.port for i in self.instances]
+        for port in ports:
+            answer = await http_request(port, "POST", "/set", body)
+            assert (answer.status, answer.json()) == (200, {"key": key, "value": value})
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """nginx with deploy/nginx.conf over two fresh instances; everything stopped at the end."""
+    need_nginx()
+    port = free_port()
+    redis = None
+    shared: list[str] = []
+    if program_has_redis():
+        redis = RedisProcess(tmp_path / "redis").start()
+        shared = ["--redis", redis.url]
+    instances: list[Instance] = []
+    nginx = None
+    try:
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            instances.append(
+                Instance.start(
+                    folder,
+                    "--cache-dir",
+                    str(folder / "cache"),
+                    "--allow-origin",
+                    f"http://127.0.0.1:{port}",
+                    *shared,
+                )
+            )
+        nginx = Nginx.start(tmp_path / "nginx", port, (instances[0].port, instances[1].port))
+        yield Deployment(nginx, instances, redis)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for instance in instances:
+            instance.stop()
+        if redis is not None:
+            redis.stop()
+
+
+async def answer_head(port: int, lines: list[str]) -> bytes:
+    """Send a request head made of *lines* and return the head of the answer, unread body aside."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+
+
+async def handshake(port: int, origin: str) -> bytes:
+    """A WebSocket handshake on /ws as a page on 127.0.0.1:*port* sends it; the answer's head."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return await answer_head(
+        port,
+        [
+            "GET /ws HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            f"Origin: {origin}",
+        ],
+    )
+
+
+async def open_events(port: int, query: str) -> AsyncGenerator[tuple[float, dict[str, str]]]:
+    """The events of ``GET /events?<query>``, each with the time it arrived."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET /events?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert b"\r\ncontent-type: text/event-stream" in head.lower(), head
+        chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+        buffer = b""
+        while True:
+            if chunked:
+                size = int(await asyncio.wait_for(reader.readline(), 10), 16)
+                buffer += await reader.readexactly(size + 2)
+                buffer = buffer[:-2]
+            else:
+                buffer += await asyncio.wait_for(reader.read(4096), 10)
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                event = dict(
+                    line.split(": ", 1) for line in block.decode().split("\n") if ": " in line
+                )
+                if event and "" not in event:  # not a ": ping" comment
+                    yield time.monotonic(), event
+    finally:
+        writer.close()
+
+
+def test_the_config_differs_from_the_shipped_one_only_in_ports() -> None:
+    """The tests' nginx config is deploy/nginx.conf with three port lines changed."""
+    shipped = SHIPPED.read_text()
+    changed = site_config(shipped, 8080, (4001, 4002))
+    diff = [
+        line
+        for line in difflib.unified_diff(shipped.splitlines(), changed.splitlines(), n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert diff == [
+        "-    server 127.0.0.1:3001 max_fails=1 fail_timeout=10s;",
+        "-    server 127.0.0.1:3002 max_fails=1 fail_timeout=10s;",
+        "+    server 127.0.0.1:4001 max_fails=1 fail_timeout=10s;",
+        "+    server 127.0.0.1:4002 max_fails=1 fail_timeout=10s;",
+        "-    listen 80;",
+        "+    listen 127.0.0.1:8080;",
+    ]
+
+
+async def test_console_page_loads_through_nginx(deployment: Deployment) -> None:
+    """GET /test through nginx is the console page."""
+    page = await http_request(deployment.port, "GET", "/test")
+    assert (page.status, page.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    assert b"<title>objstore test page</title>" in page.body
+
+
+async def test_console_websocket_from_the_nginx_origin_is_accepted(
+    deployment: Deployment,
+) -> None:
+    """A WebSocket from the page nginx serves (Origin: the nginx address) is upgraded."""
+    head = await handshake(deployment.port, deployment.origin)
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
+
+
+async def test_websocket_from_another_origin_is_refused_through_nginx(
+    deployment: Deployment,
+) -> None:
+    """The proxy does not open the store to other websites: their WebSocket gets 403."""
+    head = await handshake(deployment.port, "http://evil.example")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), head
+
+
+async def test_body_of_16_mib_passes_nginx(deployment: Deployment) -> None:
+    """A POST /set body of exactly 16 MiB (objstore's default limit) is stored through nginx."""
+    padding = 16 * 2**20 - len(json.dumps({"key": "big", "value": ""}))
+    body = json.dumps({"key": "big", "value": "x" * padding})
+    assert len(body) == 16 * 2**20
+    answer = await http_request(deployment.port, "POST", "/set", body)
+    assert answer.status == 200
+    assert answer.json()["value"] == "x" * padding
+
+
+async def test_body_over_16_mib_is_refused_by_nginx(deployment: Deployment) -> None:
+    """A POST /set announcing 16 MiB + 1 byte gets nginx's 413 before any body is sent."""
+    head = await answer_head(
+        deployment.port,
+        [
+            "POST /set HTTP/1.1",
+            f"Host: 127.0.0.1:{deployment.port}",
+            f"Content-Length: {16 * 2**20 + 1}",
+        ],
+    )
+    assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\nServer: nginx"), head
+
+
+async def test_events_through_nginx_arrive_unbuffered(deployment: Deployment) -> None:
+    """An update reaches an SSE reader through nginx within 0.5 s of its set."""
+    events = open_events(deployment.port, "key=sensor")
+    _, ready = await anext(events)
+    assert ready["event"] == "ready"
+    started = time.monotonic()
+    await deployment.set_everywhere("sensor", {"t": 21.5})
+    arrived, update = await anext(events)
+    await events.aclose()
+    assert update["event"] == "update"
+    data = json.loads(update["data"])
+    assert (data["key"], data["value"], str(data["rev"])) == ("sensor", {"t": 21.5}, update["id"])
+    assert arrived - started < 0.5
+
+
+async def test_new_connections_work_after_an_instance_is_killed(deployment: Deployment) -> None:
+    """With one instance killed (SIGKILL), every new request and WebSocket goes to the other."""
+    for instance in deployment.instances:
+        assert (await http_request(instance.port, "GET", "/healthz")).status == 200
+    deployment.instances[0].stop(signal.SIGKILL)
+    for n in range(4):
+        health = await http_request(deployment.port, "GET", "/healthz")
+        assert health.status == 200
+        body = json.dumps({"key": "after", "value": n})
+        written = await http_request(deployment.port, "POST", "/set", body)
+        assert (written.status, written.json()) == (200, {"key": "after", "value": n})
+        async with connect(f"ws://127.0.0.1:{deployment.port}/ws") as ws:
+            await ws.send(json.dumps({"action": "get", "key": "after", "id": n}))
+            reply = await recv_json(ws)
+        assert (reply["ok"], reply["value"]) == (True, n)
+
+
+async def test_sets_through_nginx_reach_a_websocket_subscriber(deployment: Deployment) -> None:
+    """Sets through nginx (POST /set and WebSocket) reach a subscriber through nginx, in order."""
+    deployment.need_shared()
+    async with (
+        connect(f"ws://127.0.0.1:{deployment.port}/ws") as subscriber,
+        connect(f"ws://127.0.0.1:{deployment.port}/ws") as writer,
+    ):
+        await subscriber.send(json.dumps({"action": "subscribe", "key": "score", "id": 1}))
+        assert (await recv_json(subscriber))["ok"] is True
+        for value in (1, 2):
+            body = json.dumps({"key": "score", "value": value})
+            assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+        await writer.send(json.dumps({"action": "set", "key": "score", "value": 3, "id": 2}))
+        ack = await recv_json(writer)
+        updates = [await recv_json(subscriber) for _ in range(3)]
+    assert [u["value"] for u in updates] == [1, 2, 3]
+    assert updates[0]["rev"] < updates[1]["rev"] < updates[2]["rev"] == ack["rev"]
+
+
+async def test_both_instances_hold_the_same_revision(deployment: Deployment) -> None:
+    """After sets through nginx, each instance answers GET /keys/score with the same ETag."""
+    deployment.need_shared()
+    for value in (1, 2, 3):
+        body = json.dumps({"key": "score", "value": value})
+        assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+    answers = [await http_request(i.port, "GET", "/keys/score") for i in deployment.instances]
+    assert [(a.status, a.body) for a in answers] == [(200, b"3"), (200, b"3")]
+    assert answers[0].headers["etag"] == answers[1].headers["etag"]
+
+
+async def test_a_value_written_before_a_kill_is_read_through_nginx(
+    deployment: Deployment,
+) -> None:
+    """A value set through nginx is still read through nginx after either instance dies."""
+    deployment.need_shared()
+    for value in ("first", "second"):
+        body = json.dumps({"key": "kept", "value": value})
+        assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+    deployment.instances[1].stop(signal.SIGKILL)
+    for _ in range(3):
+        answer = await http_request(deployment.port, "GET", "/get/kept")
+        assert (answer.status, answer.json()) == (200, {"key": "kept", "value": "second"})
