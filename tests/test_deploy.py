@@ -42,6 +42,8 @@ PUBLIC_LISTEN = "listen 80;"
 INSTANCE_ADDRESSES = ("server 127.0.0.1:3001 ", "server 127.0.0.1:3002 ")
 #: nginx's temporary folders, kept in the test's folder instead of /var/lib/nginx.
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+#: The public name of the tests' deployment: its pages' origin is allowed, with the port.
+PUBLIC_NAME = "store.example"
 
 
 def need_nginx() -> str:
@@ -208,9 +210,9 @@ class Deployment:
     def port(self) -> int:
         return self.nginx.port
 
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def origin(self, host: str) -> str:
+        """The origin of a page that nginx served as *host*."""
+        return f"http://{host}:{self.port}"
 
     @property
     def shared(self) -> bool:
@@ -250,8 +252,11 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
                     folder,
                     "--cache-dir",
                     str(folder / "cache"),
+                    # The pages nginx serves: by its address, and by its public name.
                     "--allow-origin",
                     f"http://127.0.0.1:{port}",
+                    "--allow-origin",
+                    f"http://{PUBLIC_NAME}:{port}",
                     *shared,
                 )
             )
@@ -276,14 +281,14 @@ async def answer_head(port: int, lines: list[str]) -> bytes:
         writer.close()
 
 
-async def handshake(port: int, origin: str) -> bytes:
-    """A WebSocket handshake on /ws as a page on 127.0.0.1:*port* sends it; the answer's head."""
+async def handshake(port: int, host: str, origin: str) -> bytes:
+    """A WebSocket handshake on /ws for *host* and *origin*, as a browser sends it; the head."""
     key = base64.b64encode(os.urandom(16)).decode()
     return await answer_head(
         port,
         [
             "GET /ws HTTP/1.1",
-            f"Host: 127.0.0.1:{port}",
+            f"Host: {host}:{port}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
@@ -347,11 +352,12 @@ async def test_console_page_loads_through_nginx(deployment: Deployment) -> None:
     assert b"<title>objstore test page</title>" in page.body
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", PUBLIC_NAME])
 async def test_console_websocket_from_the_nginx_origin_is_accepted(
-    deployment: Deployment,
+    deployment: Deployment, host: str
 ) -> None:
-    """A WebSocket from the page nginx serves (Origin: the nginx address) is upgraded."""
-    head = await handshake(deployment.port, deployment.origin)
+    """A WebSocket from the page nginx serves (Origin: its address or name) is upgraded."""
+    head = await handshake(deployment.port, host, deployment.origin(host))
     assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
 
 
@@ -359,7 +365,15 @@ async def test_websocket_from_another_origin_is_refused_through_nginx(
     deployment: Deployment,
 ) -> None:
     """The proxy does not open the store to other websites: their WebSocket gets 403."""
-    head = await handshake(deployment.port, "http://evil.example")
+    head = await handshake(deployment.port, "127.0.0.1", "http://evil.example")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), head
+
+
+async def test_another_host_is_refused_through_nginx(deployment: Deployment) -> None:
+    """nginx passes the Host on, so a read for a name nobody allowed (DNS rebinding) gets 403."""
+    head = await answer_head(
+        deployment.port, ["GET /get/score HTTP/1.1", f"Host: rebound.example:{deployment.port}"]
+    )
     assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), head
 
 
