@@ -201,11 +201,11 @@ class Nginx:
             else:
                 return nginx
         nginx.stop()
-        raise AssertionError(f"nginx did not start on port {port}:\n{nginx.error_log()}")
+        raise AssertionError(f"nginx did not start on port {port}:\n{nginx.error_log()[-3000:]}")
 
     def error_log(self) -> str:
         path = self.folder / "error.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         """SIGTERM (a fast stop) to the master, by its process id; its workers go with it."""
@@ -459,7 +459,7 @@ async def test_body_over_16_mib_is_refused_by_nginx(deployment: Deployment) -> N
 
 
 async def test_events_through_nginx_arrive_unbuffered(deployment: Deployment) -> None:
-    """An update reaches an SSE reader through nginx within 0.5 s of its set."""
+    """An update reaches an SSE reader through nginx within a second of its set."""
     events = open_events(deployment.port, "key=sensor")
     _, ready = await anext(events)
     assert ready["event"] == "ready"
@@ -470,7 +470,7 @@ async def test_events_through_nginx_arrive_unbuffered(deployment: Deployment) ->
     assert update["event"] == "update"
     data = json.loads(update["data"])
     assert (data["key"], data["value"], str(data["rev"])) == ("sensor", {"t": 21.5}, update["id"])
-    assert arrived - started < 0.5
+    assert arrived - started < 1
 
 
 async def test_new_connections_work_after_an_instance_is_killed(deployment: Deployment) -> None:
@@ -488,6 +488,8 @@ async def test_new_connections_work_after_an_instance_is_killed(deployment: Depl
             await ws.send(json.dumps({"action": "get", "key": "after", "id": n}))
             reply = await recv_json(ws)
         assert (reply["ok"], reply["value"]) == (True, n)
+    # Some of them were sent to the dead one first.
+    assert "(111: Connection refused) while connecting to upstream" in deployment.nginx.error_log()
 
 
 async def test_sets_through_nginx_reach_a_websocket_subscriber(deployment: Deployment) -> None:
