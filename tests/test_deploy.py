@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+import objstore.client
+
 from .helpers import free_port, http_request, recv_json
 from .realredis import RedisProcess
 
@@ -346,6 +348,15 @@ async def open_events(port: int, query: str) -> AsyncGenerator[tuple[float, dict
         writer.close()
 
 
+async def websockets_open(port: int) -> int:
+    """How many WebSocket connections the instance on *port* holds, from its /metrics."""
+    page = await http_request(port, "GET", "/metrics")
+    pattern = rb'^objstore_connections\{protocol="websocket"\} ([0-9.]+)$'
+    match = re.search(pattern, page.body, re.MULTILINE)
+    assert match, page.body[:2000]
+    return int(float(match.group(1)))
+
+
 def test_the_config_differs_from_the_shipped_one_only_in_ports() -> None:
     """The tests' nginx config is deploy/nginx.conf with three port lines changed."""
     shipped = SHIPPED.read_text()
@@ -534,3 +545,25 @@ async def test_a_value_written_before_a_kill_is_read_through_nginx(
     for _ in range(3):
         answer = await http_request(deployment.port, "GET", "/get/kept")
         assert (answer.status, answer.json()) == (200, {"key": "kept", "value": "second"})
+
+
+async def test_a_client_moves_to_the_other_instance_when_its_own_is_killed(
+    deployment: Deployment,
+) -> None:
+    """The Python client's watch through nginx goes on from the other instance after a kill."""
+    deployment.need_shared()
+    url = f"ws://127.0.0.1:{deployment.port}/ws"
+    async with (
+        objstore.client.connect(url, min_backoff=0.05, max_backoff=0.2) as store,
+        store.watch(key="door") as changes,
+    ):
+        kinds = [(await asyncio.wait_for(anext(changes), 5)).kind]
+        counts = [await websockets_open(instance.port) for instance in deployment.instances]
+        assert sorted(counts) == [0, 1]
+        deployment.instances[counts.index(1)].stop(signal.SIGKILL)
+        # The watch says "ready" again once it is subscribed anew, on the other instance.
+        kinds.append((await asyncio.wait_for(anext(changes), 10)).kind)
+        rev = await store.set("door", "open")
+        change = await asyncio.wait_for(anext(changes), 5)
+    assert kinds == ["ready", "ready"]
+    assert (change.kind, change.key, change.value, change.rev) == ("update", "door", "open", rev)
