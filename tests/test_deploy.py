@@ -3,11 +3,11 @@
 nginx reads ``deploy/nginx.conf`` as shipped, with only its ports changed (the public
 port and the two instances', to free loopback ones), included in a minimal main config
 that keeps nginx's pid, logs and temporary files in the test's folder. The instances are
-the real program (``python -m objstore``), allowed the origin of the nginx address as the
-deployment's README says, and share one real Redis (:mod:`tests.realredis`) when the
-program has ``--redis``; the tests of the shared store skip until it does. Every process
-is stopped by its process id. Without nginx the tests skip, with the reason; under CI
-(``OBJSTORE_REQUIRE_REDIS=1``, set by ``.ci/run``, which installs it) they fail instead.
+the real program (``python -m objstore``), allowed the origins of the pages nginx serves
+as the deployment's README says, and share one real Redis (:mod:`tests.realredis`).
+Every process is stopped by its process id. Without nginx or Redis the tests skip, with
+the reason; under CI (``OBJSTORE_REQUIRE_REDIS=1``, set by ``.ci/run``, which installs
+both) they fail instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import difflib
-import functools
 import json
 import os
 import re
@@ -63,20 +62,6 @@ def need_nginx() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
-
-
-@functools.cache
-def program_has_redis() -> bool:
-    """Whether ``objstore --help`` offers ``--redis`` (a store shared by several instances)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "objstore", "--help"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        check=True,
-        text=True,
-        timeout=30,
-    )
-    return "--redis" in result.stdout
 
 
 def site_config(shipped: str, public_port: int, instance_ports: tuple[int, int]) -> str:
@@ -222,11 +207,10 @@ class Nginx:
 
 @dataclass
 class Deployment:
-    """nginx on :attr:`port` in front of two instances, sharing one Redis when they can."""
+    """nginx on :attr:`port` in front of two instances sharing one Redis."""
 
     nginx: Nginx
     instances: list[Instance]
-    redis: RedisProcess | None = None
 
     @property
     def port(self) -> int:
@@ -236,61 +220,38 @@ class Deployment:
         """The origin of a page that nginx served as *host*."""
         return f"http://{host}:{self.port}"
 
-    @property
-    def shared(self) -> bool:
-        return self.redis is not None
-
-    def need_shared(self) -> None:
-        """Skip unless the instances share one store (objstore --redis)."""
-        if not self.shared:
-            pytest.skip("objstore has no --redis yet: the two instances cannot share a store")
-
-    async def set_everywhere(self, key: str, value: object) -> None:
-        """A write that the subscribers of either instance hear of."""
+    async def post_set(self, key: str, value: object) -> None:
+        """POST /set through nginx, which answers 200 and the value."""
         body = json.dumps({"key": key, "value": value})
-        ports = [self.port] if self.shared else [i.port for i in self.instances]
-        for port in ports:
-            answer = await http_request(port, "POST", "/set", body)
-            assert (answer.status, answer.json()) == (200, {"key": key, "value": value})
+        answer = await http_request(self.port, "POST", "/set", body)
+        assert (answer.status, answer.json()) == (200, {"key": key, "value": value})
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    """nginx with deploy/nginx.conf over two fresh instances; everything stopped at the end."""
+    """nginx with deploy/nginx.conf over two instances of one fresh Redis; all stopped after."""
     need_nginx()
     port = free_port()
-    redis = None
-    shared: list[str] = []
-    if program_has_redis():
-        redis = RedisProcess(tmp_path / "redis").start()
-        shared = ["--redis", redis.url]
+    redis = RedisProcess(tmp_path / "redis").start()
     instances: list[Instance] = []
     nginx = None
     try:
         for name in ("a", "b"):
-            folder = tmp_path / name
-            instances.append(
-                Instance.start(
-                    folder,
-                    [
-                        *("--host", "127.0.0.1", "--port", "0"),
-                        *("--cache-dir", str(folder / "cache")),
-                        # The pages nginx serves: by its address, and by its public name.
-                        *("--allow-origin", f"http://127.0.0.1:{port}"),
-                        *("--allow-origin", f"http://{PUBLIC_NAME}:{port}"),
-                        *shared,
-                    ],
-                )
-            )
+            args = [
+                *("--host", "127.0.0.1", "--port", "0", "--redis", redis.url),
+                # The pages nginx serves: by its address, and by its public name.
+                *("--allow-origin", f"http://127.0.0.1:{port}"),
+                *("--allow-origin", f"http://{PUBLIC_NAME}:{port}"),
+            ]
+            instances.append(Instance.start(tmp_path / name, args))
         nginx = Nginx.start(tmp_path / "nginx", port, (instances[0].port, instances[1].port))
-        yield Deployment(nginx, instances, redis)
+        yield Deployment(nginx, instances)
     finally:
         if nginx is not None:
             nginx.stop()
         for instance in instances:
             instance.stop()
-        if redis is not None:
-            redis.stop()
+        redis.stop()
 
 
 async def answer_head(port: int, lines: list[str]) -> bytes:
@@ -394,15 +355,11 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 async def test_the_unit_starts_objstore_and_sigterm_stops_it(tmp_path: Path) -> None:
     """The unit's command line and environment start objstore; SIGTERM stops it with 0."""
-    if not program_has_redis():
-        pytest.skip("objstore has no --redis yet: the unit's command line needs it")
     command, env = unit_settings(UNIT.read_text())
     assert command.count(UNIT_REDIS) == 1
     redis = RedisProcess(tmp_path / "redis").start()
     try:
         args = [arg.replace("%i", "0").replace(UNIT_REDIS, redis.url) for arg in command[1:]]
-        # The unit's is /var/lib/objstore/%i, its StateDirectory.
-        env["CACHE_DIR"] = str(tmp_path / "cache")
         instance = Instance.start(tmp_path / "objstore", args, env)
         try:
             assert "Allowed    pages from https://store.example.com\n" in instance.banner
@@ -475,7 +432,7 @@ async def test_events_through_nginx_arrive_unbuffered(deployment: Deployment) ->
     _, ready = await anext(events)
     assert ready["event"] == "ready"
     started = time.monotonic()
-    await deployment.set_everywhere("sensor", {"t": 21.5})
+    await deployment.post_set("sensor", {"t": 21.5})
     arrived, update = await anext(events)
     await events.aclose()
     assert update["event"] == "update"
@@ -492,9 +449,7 @@ async def test_new_connections_work_after_an_instance_is_killed(deployment: Depl
     for n in range(4):
         health = await http_request(deployment.port, "GET", "/healthz")
         assert health.status == 200
-        body = json.dumps({"key": "after", "value": n})
-        written = await http_request(deployment.port, "POST", "/set", body)
-        assert (written.status, written.json()) == (200, {"key": "after", "value": n})
+        await deployment.post_set("after", n)
         async with connect(f"ws://127.0.0.1:{deployment.port}/ws") as ws:
             await ws.send(json.dumps({"action": "get", "key": "after", "id": n}))
             reply = await recv_json(ws)
@@ -505,16 +460,16 @@ async def test_new_connections_work_after_an_instance_is_killed(deployment: Depl
 
 async def test_sets_through_nginx_reach_a_websocket_subscriber(deployment: Deployment) -> None:
     """Sets through nginx (POST /set and WebSocket) reach a subscriber through nginx, in order."""
-    deployment.need_shared()
     async with (
         connect(f"ws://127.0.0.1:{deployment.port}/ws") as subscriber,
         connect(f"ws://127.0.0.1:{deployment.port}/ws") as writer,
     ):
+        # nginx gave them one instance each.
+        assert [await websockets_open(i.port) for i in deployment.instances] == [1, 1]
         await subscriber.send(json.dumps({"action": "subscribe", "key": "score", "id": 1}))
         assert (await recv_json(subscriber))["ok"] is True
         for value in (1, 2):
-            body = json.dumps({"key": "score", "value": value})
-            assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+            await deployment.post_set("score", value)
         await writer.send(json.dumps({"action": "set", "key": "score", "value": 3, "id": 2}))
         ack = await recv_json(writer)
         updates = [await recv_json(subscriber) for _ in range(3)]
@@ -524,10 +479,8 @@ async def test_sets_through_nginx_reach_a_websocket_subscriber(deployment: Deplo
 
 async def test_both_instances_hold_the_same_revision(deployment: Deployment) -> None:
     """After sets through nginx, each instance answers GET /keys/score with the same ETag."""
-    deployment.need_shared()
     for value in (1, 2, 3):
-        body = json.dumps({"key": "score", "value": value})
-        assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+        await deployment.post_set("score", value)
     answers = [await http_request(i.port, "GET", "/keys/score") for i in deployment.instances]
     assert [(a.status, a.body) for a in answers] == [(200, b"3"), (200, b"3")]
     assert answers[0].headers["etag"] == answers[1].headers["etag"]
@@ -536,11 +489,9 @@ async def test_both_instances_hold_the_same_revision(deployment: Deployment) -> 
 async def test_a_value_written_before_a_kill_is_read_through_nginx(
     deployment: Deployment,
 ) -> None:
-    """A value set through nginx is still read through nginx after either instance dies."""
-    deployment.need_shared()
+    """Values set through nginx on both instances are read through nginx after one dies."""
     for value in ("first", "second"):
-        body = json.dumps({"key": "kept", "value": value})
-        assert (await http_request(deployment.port, "POST", "/set", body)).status == 200
+        await deployment.post_set("kept", value)
     deployment.instances[1].stop(signal.SIGKILL)
     for _ in range(3):
         answer = await http_request(deployment.port, "GET", "/get/kept")
@@ -551,7 +502,6 @@ async def test_a_client_moves_to_the_other_instance_when_its_own_is_killed(
     deployment: Deployment,
 ) -> None:
     """The Python client's watch through nginx goes on from the other instance after a kill."""
-    deployment.need_shared()
     url = f"ws://127.0.0.1:{deployment.port}/ws"
     async with (
         objstore.client.connect(url, min_backoff=0.05, max_backoff=0.2) as store,
