@@ -173,8 +173,10 @@ class Nginx:
         site.write_text(site_config(SHIPPED.read_text(), port, instance_ports))
         main = folder / "nginx.conf"
         main.write_text(main_config(folder, site))
+        # -e: where nginx logs before it has read the config (the default may be unwritable).
+        command = [program, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(main)]
         process = subprocess.Popen(
-            [program, "-p", str(folder), "-c", str(main), "-g", "daemon off;"],
+            [*command, "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
