@@ -237,9 +237,13 @@ class RedisStore:
                 await asyncio.wait_for(self._idle.wait(), _TIMEOUT)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A cancelled XREAD may end as if it had timed out (redis-py returns no entries)
+        # and only after its block: the feed's connection is closed under it, and the
+        # loops stop on _closing too.
+        _, running = await asyncio.wait(self._tasks, timeout=0.05)
+        if running and self._feed is not None:
+            await self._feed.connection_pool.disconnect()
+            await asyncio.wait(running, timeout=_TIMEOUT)
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.zadd(self.prefix + "lease", {self.instance: 0})
@@ -566,7 +570,7 @@ class RedisStore:
         """Read the log from the last revision applied, for ever; reconnect after errors."""
         assert self._feed is not None
         feed = self._feed
-        while True:
+        while not self._closing:
             try:
                 if self._resync_needed or self._feed_error is not None:
                     self._resync_needed = False
@@ -575,6 +579,8 @@ class RedisStore:
                     {self._log: f"{self.mirror.rev}-0"}, count=_FEED_COUNT, block=_FEED_BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
+                if self._closing:
+                    return
                 if self._feed_error is None:
                     logger.warning(
                         "lost the Redis store at %s (%s); reads answer what this instance "
@@ -652,7 +658,7 @@ class RedisStore:
         client = self._client
         loop = asyncio.get_running_loop()
         renew_at = reap_at = loop.time()
-        while True:
+        while not self._closing:
             await asyncio.sleep(_SWEEP_EVERY)
             try:
                 deadline = self.mirror.next_deadline()
