@@ -311,6 +311,8 @@ async def _when_written(method: str, result: Written, written: WriteResult) -> A
 def _written_answer(method: str, result: Written) -> Answer:
     """The answer of a write once its file is written (or could not be)."""
     failure = None if result.written is None else result.written.result()
+    if isinstance(failure, ClientError):  # a conflict decided by a shared store
+        return _failed(failure)
     if failure is not None:
         status, body = error_response(failure)
         return status, body, []

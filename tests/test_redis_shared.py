@@ -420,3 +420,41 @@ async def test_it_stops_at_once_even_right_after_starting(
         started = time.monotonic()
         await server.stop()
         assert time.monotonic() - started < 1.0
+
+
+async def test_rest_if_match_conflicts_are_412_with_the_current_etag(
+    start_shared: StartShared,
+) -> None:
+    """PUT with a stale If-Match, decided by Redis, answers as on the file store: 412 and
+    the ETag of the revision the key is at."""
+    a, b = await start_shared(), await start_shared()
+    first = await http_request(a.port, "PUT", "/keys/k", "1")
+    second = await http_request(b.port, "PUT", "/keys/k", "2")
+    stale = await http_request(
+        a.port, "PUT", "/keys/k", "3", headers={"If-Match": first.headers["etag"]}
+    )
+    assert stale.status == 412
+    assert stale.headers["etag"] == second.headers["etag"]
+    assert stale.json()["value"] == 2
+
+
+async def test_a_conflict_hides_the_value_from_a_token_that_may_not_read_it(
+    start_shared: StartShared, tmp_path: Path
+) -> None:
+    """A token that may write sensors/ but not read it gets a conflict decided by Redis
+    without the key's value, as on the file store."""
+    rules = tmp_path / "perms.toml"
+    rules.write_text(
+        '[tokens.sensor]\ntoken = "sensor-token-0123456789"\nwrite = ["sensors/"]\n'
+        '[tokens.admin]\ntoken = "admin-token-0123456789ab"\nread = [""]\nwrite = [""]\n'
+    )
+    a = await start_shared(auth_file=rules)
+    admin = {"Authorization": "Bearer admin-token-0123456789ab"}
+    sensor = {"Authorization": "Bearer sensor-token-0123456789"}
+    async with connect(f"ws://127.0.0.1:{a.port}/ws", additional_headers=admin) as owner:
+        await request(owner, action="set", key="sensors/t", value="secret", id=1)
+    async with connect(f"ws://127.0.0.1:{a.port}/ws", additional_headers=sensor) as writer:
+        reply = await request(writer, action="set", key="sensors/t", value=1, ifRev=0, id=2)
+    assert reply["code"] == "conflict"
+    assert "value" not in reply
+    assert reply["rev"] > 0
