@@ -8,6 +8,10 @@
 //   bun benchmarks/loadgen.ts prefix10k --url ws://127.0.0.1:P/ws --keys 10000 --repeats 5 --subscribers 20 --hot 100 --rate 1000 --seconds 3 [--modes prefix,key]
 //   bun benchmarks/loadgen.ts acked   --url ws://127.0.0.1:P/ws --connections 8 --inflight 16 --keys 1000 --sets T
 //
+// --url may list several servers, comma-separated (instances sharing one store): the clients
+// of fanout, game, persist and acked are spread over them in turn, the first on the first
+// (fanout's publisher is on the first).
+//
 // Every scenario prints JSON lines on stdout: {"phase":"start"} when its setup is done and the
 // measured phase begins, {"phase":"end"} when the measured phase is over (the runner reads the
 // server's CPU time at both), then ONE result line (an object with "scenario"). prefix10k and
@@ -149,7 +153,17 @@ class Client {
 }
 
 /**
- * Opens `count` clients, at most `batch` handshakes in flight at once (the servers' listen
+ * The URL of client `i` when `--url` lists several servers (comma-separated, several instances
+ * of one store): client i uses the (i mod count)-th, so clients are spread evenly, the first
+ * on the first.
+ */
+function urlOf(url: string, i: number): string {
+  const urls = url.split(",");
+  return urls[i % urls.length];
+}
+
+/**
+ * Opens `count` clients (spread over the URLs of `url`, see urlOf), at most `batch` handshakes in flight at once (the servers' listen
  * backlogs are finite), runs `setup` on each once open. Returns them in index order.
  */
 async function openMany(
@@ -165,7 +179,7 @@ async function openMany(
     while (next < count) {
       const i = next++;
       const c = make(i);
-      await c.open(url);
+      await c.open(urlOf(url, i));
       await setup(c, i);
       clients[i] = c;
     }
@@ -241,7 +255,7 @@ async function fanout(args: Args) {
     },
   );
   const pub = new Client(() => {});
-  await pub.open(url);
+  await pub.open(urlOf(url, 0));
   const pad = "x".repeat(60);
   const frames: string[] = new Array(m);
   for (let i = 0; i < m; i++) frames[i] = JSON.stringify({ action: "set", key: "fan", value: { seq: i, pad } });
@@ -632,7 +646,7 @@ async function acked(args: Args) {
     c.send(`{"action":"set","key":"a${i % nKeys}","value":{"i":${i}},"id":${i}}`);
   };
   for (let ci = 0; ci < nConn; ci++) {
-    const c: Client = await openRaw(url, (text) => {
+    const c: Client = await openRaw(urlOf(url, ci), (text) => {
       const now = performance.now();
       let msg: any;
       try { msg = JSON.parse(text); } catch { msg = null; }

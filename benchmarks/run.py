@@ -246,10 +246,14 @@ class Server:
         opts: argparse.Namespace,
         log: Path,
         durability: str = "async",
+        *,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         #: objstore's --durability (the reference has one way of writing).
         self.durability = durability
+        #: More flags for objstore (like --redis URL).
+        self.extra_args = extra_args
         self.cache_dir = cache_dir
         self.opts = opts
         self.log = log
@@ -276,6 +280,7 @@ class Server:
             ]
             if self.durability != "async":  # a tree without the flag runs the default
                 cmd += ["--durability", self.durability]
+            cmd += self.extra_args
             env["PYTHONPATH"] = str(ROOT)
         else:
             cmd = [str(self.opts.reference)]
