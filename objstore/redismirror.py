@@ -25,7 +25,7 @@ from .keyspace import HISTORY_SIZE, Change, KeySpace
 __all__ = ["FeedChange", "KeyRecord", "Mirror"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedChange:
     """One change as the store's feed tells it: *value* None for a deletion; *expired*
     when the deletion was its deadline's; *expires* (ms since the epoch) and *owner*

@@ -107,9 +107,12 @@ local owned = false
 for i = 0, n - 1 do
   local b = 5 + i * 8
   local key, kind = ARGV[b], ARGV[b + 1]
-  local current = planned[key]
-  if current == nil then current = tonumber(redis.call('HGET', R, key) or '0') end
   local if_rev, seen = ARGV[b + 3], ARGV[b + 4]
+  local current = 1
+  if kind ~= 's' or if_rev ~= '' or seen ~= '' then
+    current = planned[key]
+    if current == nil then current = tonumber(redis.call('HGET', R, key) or '0') end
+  end
   if if_rev ~= '' and tonumber(if_rev) ~= current then
     return {'conflict', i, current, redis.call('HGET', V, key) or ''}
   end

@@ -44,7 +44,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from functools import partial
+from typing import Any, Final, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -58,6 +59,7 @@ from .writer import LATENCY_BUCKETS
 
 __all__ = [
     "LEASE_SECONDS",
+    "PlainWriter",
     "RedisStore",
     "WriteOutcome",
 ]
@@ -79,6 +81,8 @@ _PAGE: Final = 1000
 _SWEEP_LIMIT: Final = 500
 #: Scripts sent in one round trip at most.
 _PIPELINE: Final = 512
+#: Plain sets in one script call at most.
+_PLAIN_GROUP: Final = 256
 #: How long a write waits for its replicas (``--redis-replicas``), in ms.
 _WAIT_MS: Final = 1000
 #: Seconds a command may take before Redis is taken for unreachable.
@@ -110,6 +114,16 @@ class _Queued:
     future: asyncio.Future[Any]
 
 
+class PlainWriter(Protocol):
+    """Who made a plain set: told once it is applied here (None) or why it failed."""
+
+    def write_done(self, error: StorageError | None) -> None: ...
+
+
+#: A plain set waiting in the queue: key, value, and who to tell.
+_PlainSet = tuple[str, bytes, "PlainWriter | None"]
+
+
 class _Script:
     __slots__ = ("sha", "text")
 
@@ -127,7 +141,7 @@ _SCRIPTS = {
 class WriteStats:
     """Counts of the writes sent to Redis, as /metrics reads them of a writer."""
 
-    def __init__(self, queue: deque[_Queued]) -> None:
+    def __init__(self, queue: deque[Any]) -> None:
         self._queue = queue
         self.failures = 0
         self.failure: StorageError | None = None
@@ -175,12 +189,13 @@ class RedisStore:
         self.on_reset: Callable[[], object] = _ignore
         #: Values stored (sets, patches, increments) by every instance, as applied here.
         self.sets = 0
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[_Queued | _PlainSet] = deque()
         self.writer = WriteStats(self._queue)
         self._wake: asyncio.Event | None = None
         #: Set while no write is queued or being sent.
         self._idle: asyncio.Event | None = None
-        self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
+        #: (revision, order, what to call once this instance has applied the revision).
+        self._waiters: list[tuple[int, int, Callable[[], object]]] = []
         self._waiter_order = itertools.count()
         self._owners: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._owner_numbers = itertools.count(1)
@@ -334,6 +349,16 @@ class RedisStore:
         future.add_done_callback(lambda done: self._written(done, outcome))
         return outcome
 
+    def set_plain(self, key: str, value: bytes, writer: PlainWriter | None) -> None:
+        """Set *value* permanently (the original ``set``), after every write sent before;
+        *writer* hears once it is applied here, or why it failed. Plain sets queued one
+        after another go to Redis as one script call, so they cost little each."""
+        self._queue.append((key, value, writer))
+        assert self._wake is not None
+        assert self._idle is not None
+        self._wake.set()
+        self._idle.clear()
+
     def release(self, owner: object) -> None:
         """Delete the ephemeral keys of *owner* (a connection gone), after its writes."""
         name = self._owners.pop(owner, None)
@@ -388,15 +413,14 @@ class RedisStore:
         if rev <= self.mirror.rev:
             future.set_result(result)
             return
-        heapq.heappush(self._waiters, (rev, next(self._waiter_order), future, result))
+        call: Callable[[], object] = partial(_resolve, future, result)
+        heapq.heappush(self._waiters, (rev, next(self._waiter_order), call))
 
     def _wake_waiters(self, everyone: bool = False) -> None:
         waiters = self._waiters
         rev = self.mirror.rev
         while waiters and (everyone or waiters[0][0] <= rev):
-            _, _, future, result = heapq.heappop(waiters)
-            if not future.done():
-                future.set_result(result)
+            heapq.heappop(waiters)[2]()
 
     async def _send_writes(self) -> None:
         """Send queued scripts in pipelines, one round trip at a time, in order."""
@@ -411,10 +435,47 @@ class RedisStore:
                 wake.clear()
                 await wake.wait()
                 continue
-            batch = [queue.popleft() for _ in range(min(len(queue), _PIPELINE))]
+            batch: list[_Queued] = []
+            while queue and len(batch) < _PIPELINE:
+                item = queue.popleft()
+                if type(item) is tuple:
+                    plains = [item]
+                    while queue and type(queue[0]) is tuple and len(plains) < _PLAIN_GROUP:
+                        plains.append(queue.popleft())  # type: ignore[arg-type]
+                    batch.append(self._plain_group(plains))
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
             await self._send(batch)
 
+    def _plain_group(self, plains: list[_PlainSet]) -> _Queued:
+        """One script call for plain sets queued one after another (no condition can fail
+        them: they are applied together, in order)."""
+        args: list[Any] = [self.prefix, self.history_size, self.instance, len(plains)]
+        for key, value, _ in plains:
+            args += (key, "s", value, "", "", "", "", "")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(partial(self._plains_written, plains))
+        return _Queued("WRITE", args, future)
+
+    def _plains_written(self, plains: list[_PlainSet], done: asyncio.Future[Any]) -> None:
+        error = done.exception()
+        if error is None and done.result()[0] != b"ok":
+            error = StorageError(f"the Redis store refused the write ({done.result()[0]!r})")
+        if error is not None:
+            failure = error if isinstance(error, StorageError) else StorageError(str(error))
+            for _, _, writer in plains:
+                if writer is not None:
+                    writer.write_done(failure)
+            return
+        last = int(done.result()[2][-1])
+        if last <= self.mirror.rev:
+            _tell_written(plains)
+            return
+        call: Callable[[], object] = partial(_tell_written, plains)
+        heapq.heappush(self._waiters, (last, next(self._waiter_order), call))
+
     async def _send(self, batch: list[_Queued]) -> None:
+        """Send *batch* in one round trip and settle each item's future."""
         assert self._client is not None
         started = time.monotonic()
         try:
@@ -472,7 +533,10 @@ class RedisStore:
     def _fail_queued(self, error: StorageError) -> None:
         while self._queue:
             item = self._queue.popleft()
-            if not item.future.done():
+            if isinstance(item, tuple):
+                if item[2] is not None:
+                    item[2].write_done(error)
+            elif not item.future.done():
                 item.future.set_exception(error)
 
     async def _call(self, client: Redis, script: str, *args: Any) -> Any:
@@ -681,6 +745,17 @@ class RedisStore:
                         pass
             except (RedisError, OSError):
                 continue  # the feed tells of it; try again at the next round
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _tell_written(plains: list[_PlainSet]) -> None:
+    for _, _, writer in plains:
+        if writer is not None:
+            writer.write_done(None)
 
 
 def _rev_of(entry_id: bytes) -> int:

@@ -81,6 +81,19 @@ class SharedStoreService(StoreService):
     # -- commands -----------------------------------------------------------------------
 
     def execute(self, client: Client, command: Command) -> Result | None:
+        if (
+            type(command) is Set
+            and command.id is None
+            and command.if_rev is None
+            and command.ttl is None
+            and not command.ephemeral
+        ):
+            # The original set: no result, nothing to compute; queued as it is.
+            sent = getattr(client, "write_sent", None)
+            if sent is not None:
+                sent()
+                self.store.set_plain(command.key, command.value, client)  # type: ignore[arg-type]
+                return None
         if isinstance(command, Set | Delete | Patch | Incr):
             return self._write_shared(client, command)
         if isinstance(command, Batch):

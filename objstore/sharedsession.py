@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from .commands import Batch, Command, Delete, Incr, Patch, Set
+from .errors import StorageError
 from .permissions import Grant
 from .results import Result
 from .session import MAX_WAITING_BYTES, MAX_WAITING_REPLIES, ClientSession
@@ -71,12 +72,22 @@ class SharedClientSession(ClientSession):
     def hold_until(self, settled: WriteResult, everything: bool) -> None:
         """A write of this client is in flight until *settled*: later reads wait for it,
         and with *everything* (a write that may be computed again) every later message."""
-        self._in_flight += 1
+        self.write_sent()
         if everything:
             self._holding_all += 1
+        settled.add_done_callback(self._settled_all if everything else self._settled)
+
+    def write_sent(self) -> None:
+        """A plain set of this client is in flight (until :meth:`write_done`)."""
+        self._in_flight += 1
         if self._in_flight >= MAX_WAITING_REPLIES:
             self.backlogged = True
-        settled.add_done_callback(self._settled_all if everything else self._settled)
+
+    def write_done(self, error: StorageError | None) -> None:
+        """A plain set of this client is applied, or failed (the client is told)."""
+        if error is not None:
+            self.write_failed(error)
+        self._settled(None)
 
     def _settled_all(self, _: object) -> None:
         self._holding_all -= 1
