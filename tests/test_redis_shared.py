@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from objstore.config import Config
 from objstore.server import ObjstoreServer
 
+from .conftest import StartServer
 from .helpers import assert_silent, http_request, recv_json
 from .realredis import RedisProcess
 
@@ -35,26 +36,13 @@ def redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-async def start_shared(redis: RedisProcess, tmp_path: Path) -> AsyncIterator[StartShared]:
-    """Start servers on the test's Redis; every one started is stopped at the end."""
-    started: list[ObjstoreServer] = []
+def start_shared(redis: RedisProcess, start_server: StartServer) -> StartShared:
+    """Start servers on the test's Redis (stopped at the end, as start_server's are)."""
 
     async def start(**overrides: Any) -> ObjstoreServer:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "cache_dir": tmp_path / "unused",
-            "redis_url": redis.url,
-        }
-        settings.update(overrides)
-        server = ObjstoreServer(Config(**settings))
-        await server.start()
-        started.append(server)
-        return server
+        return await start_server(**{"redis_url": redis.url, **overrides})
 
-    yield start
-    for server in started:
-        await server.stop()
+    return start
 
 
 def ws(server: ObjstoreServer) -> Any:
@@ -129,7 +117,7 @@ async def test_three_instances_publish_the_same_changes_in_the_same_order(
 async def test_compare_and_set_races_have_exactly_one_winner_across_instances(
     start_shared: StartShared,
 ) -> None:
-    """Over 500 rounds, three clients on three instances set the same key with the same
+    """Over 2,000 rounds, three clients on three instances set the same key with the same
     ifRev at once: exactly one succeeds each round, the others get conflicts naming the
     winner's revision."""
     servers = [await start_shared() for _ in range(3)]
@@ -137,7 +125,7 @@ async def test_compare_and_set_races_have_exactly_one_winner_across_instances(
         clients = [c0, c1, c2]
         rev = (await request(c0, action="set", key="lock", value=None, id=0))["rev"]
         ids = iter(range(1, 100_000))
-        for round_ in range(500):
+        for round_ in range(2000):
             replies = await asyncio.gather(
                 *(
                     request(
@@ -458,3 +446,109 @@ async def test_a_conflict_hides_the_value_from_a_token_that_may_not_read_it(
     assert reply["code"] == "conflict"
     assert "value" not in reply
     assert reply["rev"] > 0
+
+
+async def test_a_client_resumes_on_an_instance_started_after_it_left(
+    start_shared: StartShared,
+) -> None:
+    """An instance that starts reads the recent history from the store's log: a client
+    resumes on it from a revision it saw elsewhere, without a reset."""
+    a = await start_shared()
+    async with ws(a) as on_a:
+        last = (await request(on_a, action="set", key="q/1", value=1, id=1))["rev"]
+        await request(on_a, action="set", key="q/2", value=2, id=2)
+    c = await start_shared()
+    async with ws(c) as on_c:
+        message = {"action": "subscribe", "prefix": "q/", "since": last, "id": 3}
+        await on_c.send(json.dumps(message))
+        update, done = await recv_json(on_c), await recv_json(on_c)
+    assert (update["key"], update["value"]) == ("q/2", 2)
+    assert done["reset"] is False
+
+
+async def test_redis_restarted_mid_burst_and_away_for_seconds_leaves_no_stale_value(
+    start_shared: StartShared, redis: RedisProcess
+) -> None:
+    """Writers on two instances keep setting 50 keys while Redis restarts (a clean stop,
+    its append-only file kept) and then stays away for 10 s: writes fail with storage
+    meanwhile; afterwards every instance, and every subscriber, holds exactly what Redis
+    holds, and every acknowledged write survived or was overwritten."""
+    a, b = await start_shared(), await start_shared()
+    stop = asyncio.Event()
+    acknowledged: dict[str, int] = {}
+
+    async def write(server: ObjstoreServer, name: str) -> None:
+        async with ws(server) as client:
+            n = 0
+            while not stop.is_set():
+                key = f"w/{n % 50}"
+                reply = await request(client, action="set", key=key, value=f"{name}{n}", id=n)
+                if reply.get("ok"):
+                    acknowledged[key] = max(acknowledged.get(key, 0), reply["rev"])
+                else:
+                    assert reply["code"] == "storage", reply
+                    await asyncio.sleep(0.05)
+                n += 1
+
+    async with ws(b) as watcher:
+        await request(watcher, action="subscribe", prefix="w/", id="s")
+        writers = [asyncio.create_task(write(a, "a")), asyncio.create_task(write(b, "b"))]
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(redis.stop)
+        await asyncio.to_thread(redis.start)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(redis.stop)
+        await asyncio.sleep(10)
+        await asyncio.to_thread(redis.start)
+        await asyncio.sleep(1)
+        stop.set()
+        await asyncio.gather(*writers)
+        await asyncio.sleep(0.5)
+        seen = await _latest_of_each_key(watcher)
+    truth = await asyncio.to_thread(_stored, redis)
+    assert len(truth) == 50
+    for server in (a, b):
+        for key, (rev, value) in truth.items():
+            assert server.storage.revision(key) == rev
+            assert json.loads(server.storage.get(key) or b"null") == value
+    assert seen == truth
+    for key, rev in acknowledged.items():
+        assert truth[key][0] >= rev
+
+
+async def _latest_of_each_key(watcher: ClientConnection) -> dict[str, tuple[int, Any]]:
+    """(revision, value) of the last update of each key, read until a second of silence."""
+    seen: dict[str, tuple[int, Any]] = {}
+    while True:
+        try:
+            update = await recv_json(watcher, timeout=1)
+        except TimeoutError:
+            return seen
+        if "key" in update:
+            seen[update["key"]] = (update["rev"], update["value"])
+
+
+def _stored(redis: RedisProcess) -> dict[str, tuple[int, Any]]:
+    """(revision, value) of every key, as Redis holds them."""
+    import redis as redis_library
+
+    admin = redis_library.Redis(port=redis.port)
+    try:
+        values: Any = admin.hgetall("{objstore}:v")
+        revs: Any = admin.hgetall("{objstore}:r")
+    finally:
+        admin.close()
+    return {key.decode(): (int(revs[key]), json.loads(value)) for key, value in values.items()}
+
+
+async def test_metrics_count_the_shared_store(start_shared: StartShared) -> None:
+    """/metrics of an instance on Redis reports the store's keys and bytes, the sets its
+    feed applied, and no write waiting once they are answered."""
+    a, b = await start_shared(), await start_shared()
+    async with ws(a) as client:
+        await request(client, action="set", key="m", value="12345", id=1)
+    page = (await http_request(b.port, "GET", "/metrics")).body.decode()
+    assert "objstore_keys 1.0" in page
+    assert "objstore_stored_bytes 7.0" in page
+    assert "objstore_sets_total 1.0" in page
+    assert "objstore_pending_writes 0.0" in page
