@@ -117,11 +117,12 @@ class _Queued:
 class PlainWriter(Protocol):
     """Who made a plain set: told once it is applied here (None) or why it failed."""
 
-    def write_done(self, error: StorageError | None) -> None: ...
+    def write_done(self, error: StorageError | None, rev: int) -> None: ...
 
 
-#: A plain set waiting in the queue: key, value, and who to tell.
-_PlainSet = tuple[str, bytes, "PlainWriter | None"]
+#: A set without conditions waiting in the queue: key, value, time to live in ms (or
+#: None), and who to tell.
+_PlainSet = tuple[str, bytes, int | None, "PlainWriter | None"]
 
 
 class _Script:
@@ -349,11 +350,14 @@ class RedisStore:
         future.add_done_callback(lambda done: self._written(done, outcome))
         return outcome
 
-    def set_plain(self, key: str, value: bytes, writer: PlainWriter | None) -> None:
-        """Set *value* permanently (the original ``set``), after every write sent before;
-        *writer* hears once it is applied here, or why it failed. Plain sets queued one
-        after another go to Redis as one script call, so they cost little each."""
-        self._queue.append((key, value, writer))
+    def set_plain(
+        self, key: str, value: bytes, writer: PlainWriter | None, ttl_ms: int | None = None
+    ) -> None:
+        """Set *value* (with a deadline *ttl_ms* from now, or none), a set no condition can
+        fail, after every write sent before; *writer* hears its revision once it is
+        applied here, or why it failed. Such sets queued one after another go to Redis as
+        one script call, so they cost little each."""
+        self._queue.append((key, value, ttl_ms, writer))
         assert self._wake is not None
         assert self._idle is not None
         self._wake.set()
@@ -451,8 +455,8 @@ class RedisStore:
         """One script call for plain sets queued one after another (no condition can fail
         them: they are applied together, in order)."""
         args: list[Any] = [self.prefix, self.history_size, self.instance, len(plains)]
-        for key, value, _ in plains:
-            args += (key, "s", value, "", "", "", "", "")
+        for key, value, ttl_ms, _ in plains:
+            args += (key, "s", value, "", "", "" if ttl_ms is None else ttl_ms, "", "")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(partial(self._plains_written, plains))
         return _Queued("WRITE", args, future)
@@ -463,15 +467,16 @@ class RedisStore:
             error = StorageError(f"the Redis store refused the write ({done.result()[0]!r})")
         if error is not None:
             failure = error if isinstance(error, StorageError) else StorageError(str(error))
-            for _, _, writer in plains:
+            for *_, writer in plains:
                 if writer is not None:
-                    writer.write_done(failure)
+                    writer.write_done(failure, 0)
             return
-        last = int(done.result()[2][-1])
-        if last <= self.mirror.rev:
-            _tell_written(plains)
+        revs = done.result()[2]
+        if int(revs[-1]) <= self.mirror.rev:
+            _tell_written(plains, revs)
             return
-        call: Callable[[], object] = partial(_tell_written, plains)
+        last = int(revs[-1])
+        call: Callable[[], object] = partial(_tell_written, plains, revs)
         heapq.heappush(self._waiters, (last, next(self._waiter_order), call))
 
     async def _send(self, batch: list[_Queued]) -> None:
@@ -534,8 +539,8 @@ class RedisStore:
         while self._queue:
             item = self._queue.popleft()
             if isinstance(item, tuple):
-                if item[2] is not None:
-                    item[2].write_done(error)
+                if item[3] is not None:
+                    item[3].write_done(error, 0)
             elif not item.future.done():
                 item.future.set_exception(error)
 
@@ -752,10 +757,10 @@ def _resolve(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-def _tell_written(plains: list[_PlainSet]) -> None:
-    for _, _, writer in plains:
+def _tell_written(plains: list[_PlainSet], revs: list[bytes]) -> None:
+    for (*_, writer), rev in zip(plains, revs, strict=True):
         if writer is not None:
-            writer.write_done(None)
+            writer.write_done(None, int(rev))
 
 
 def _rev_of(entry_id: bytes) -> int:

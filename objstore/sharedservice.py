@@ -94,6 +94,20 @@ class SharedStoreService(StoreService):
                 sent()
                 self.store.set_plain(command.key, command.value, client)  # type: ignore[arg-type]
                 return None
+        if (
+            type(command) is Set
+            and command.if_rev is None
+            and not command.ephemeral
+            and command.id is not None
+        ):
+            # A set no condition can fail, acknowledged: queued as it is too.
+            written = _Acknowledged(Written("set", command.key, 0), asyncio.get_running_loop())
+            hold = getattr(client, "hold_until", None)
+            if hold is not None:
+                hold(written.future, False)
+            self.store.set_plain(command.key, command.value, written, _ms(command.ttl))
+            written.result.written = written.future
+            return written.result
         if isinstance(command, Set | Delete | Patch | Incr):
             return self._write_shared(client, command)
         if isinstance(command, Batch):
@@ -114,12 +128,16 @@ class SharedStoreService(StoreService):
 
     def set(self, key: str, value: bytes, on_failure: Any = None) -> Update:
         """Send *value* (a plain set); the update is published when the feed brings it."""
-        self._attempt(_single(Op(key, "s", value), Written("set", key, 0)), None, on_failure)
+        written = _Acknowledged(Written("set", key, 0), asyncio.get_running_loop())
+        if on_failure is not None:
+            written.future.add_done_callback(lambda done: _report(on_failure, done))
+        self.store.set_plain(key, value, written)
         return Update(key, value, 0)
 
     def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
-        written = self._attempt(_single(Op(key, "s", value), Written("set", key, 0)), None)
-        return Update(key, value, 0), written
+        written = _Acknowledged(Written("set", key, 0), asyncio.get_running_loop())
+        self.store.set_plain(key, value, written)
+        return Update(key, value, 0), written.future
 
     def expire_due(self, now: float) -> int:
         """Nothing: the store sweeps its deadlines itself, once for every instance."""
@@ -336,14 +354,19 @@ class SharedStoreService(StoreService):
         self._send(plan, ops, done, settled, attempt)
 
 
-def _single(op: Op, result: Written) -> Plan:
-    def plan() -> tuple[list[Op], Callable[[WriteOutcome], None]]:
-        def done(outcome: WriteOutcome) -> None:
-            result.rev = outcome.revs[0] or 0
+class _Acknowledged:
+    """A set queued without conditions whose result someone waits for: told its revision
+    (or its failure) by the store, it fills the result and resolves the future."""
 
-        return [op], done
+    __slots__ = ("future", "result")
 
-    return plan
+    def __init__(self, result: Written, loop: asyncio.AbstractEventLoop) -> None:
+        self.result = result
+        self.future: WriteResult = loop.create_future()
+
+    def write_done(self, error: StorageError | None, rev: int) -> None:
+        self.result.rev = rev
+        self.future.set_result(error)
 
 
 def _repeated_keys(ops: Sequence[Write]) -> set[str]:

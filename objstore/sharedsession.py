@@ -83,8 +83,9 @@ class SharedClientSession(ClientSession):
         if self._in_flight >= MAX_WAITING_REPLIES:
             self.backlogged = True
 
-    def write_done(self, error: StorageError | None) -> None:
-        """A plain set of this client is applied, or failed (the client is told)."""
+    def write_done(self, error: StorageError | None, rev: int) -> None:
+        """A plain set of this client is applied (at *rev*), or failed (the client is
+        told)."""
         if error is not None:
             self.write_failed(error)
         self._settled(None)
