@@ -48,8 +48,9 @@ class RedisTarget:
     sentinel_password: str | None = field(default=None, repr=False)
     tls: bool = False
 
-    def client(self, *, timeout: float, connect_timeout: float = 2.0) -> Redis:
-        """A client (a pool of connections) that does not retry, with these timeouts."""
+    def client(self, *, timeout: float, name: str, connect_timeout: float = 2.0) -> Redis:
+        """A client (a pool of connections) that does not retry, with these timeouts, its
+        connections named *name* (``CLIENT LIST`` shows which instance holds which)."""
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.asyncio.sentinel import Sentinel
@@ -61,6 +62,7 @@ class RedisTarget:
             "socket_keepalive": True,
             "retry": Retry(NoBackoff(), 0),
             "decode_responses": False,
+            "client_name": name,
         }
         if not self.sentinels:
             return Redis.from_url(self.url, **options)

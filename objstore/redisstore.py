@@ -213,8 +213,9 @@ class RedisStore:
     async def start(self) -> None:
         """Connect, take a lease and read the store. Raises StartupError when Redis cannot
         be reached or refuses."""
-        self._client = self.target.client(timeout=_TIMEOUT)
-        self._feed = self.target.client(timeout=_FEED_BLOCK_MS / 1000 + _TIMEOUT)
+        name = f"objstore-{self.instance}"
+        self._client = self.target.client(timeout=_TIMEOUT, name=name)
+        self._feed = self.target.client(timeout=_FEED_BLOCK_MS / 1000 + _TIMEOUT, name=name)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()

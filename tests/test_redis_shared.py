@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from objstore.config import Config
+from objstore.redisstore import RedisStore
 from objstore.server import ObjstoreServer
 
 from .conftest import StartServer
@@ -552,3 +553,36 @@ async def test_metrics_count_the_shared_store(start_shared: StartShared) -> None
     assert "objstore_stored_bytes 7.0" in page
     assert "objstore_sets_total 1.0" in page
     assert "objstore_pending_writes 0.0" in page
+
+
+async def test_a_store_that_lost_changes_makes_every_instance_start_afresh(
+    start_shared: StartShared, redis: RedisProcess
+) -> None:
+    """A store whose revision went back (a failover that lost the last writes: simulated
+    by rewinding the counter and dropping the log, then cutting the connections) is told
+    from the one before by the instance that notices; it gives the store a new epoch, and
+    every instance, also one whose connection never dropped, closes its clients with 1012
+    so that they start afresh."""
+    import redis as redis_library
+
+    a, b = await start_shared(), await start_shared()
+    async with ws(a) as on_a, ws(b) as on_b:
+        for n in range(5):
+            await request(on_a, action="set", key=f"k{n}", value=n, id=n)
+        await request(on_b, action="get", key="k4", id="g")
+        admin = redis_library.Redis(port=redis.port)
+        try:
+            await asyncio.to_thread(admin.execute_command, "HSET", "{objstore}:meta", "rev", 2)
+            await asyncio.to_thread(admin.delete, "{objstore}:log")
+            # Only a's connections are cut: b must learn of it by itself.
+            assert isinstance(a.storage, RedisStore)
+            name = f"objstore-{a.storage.instance}".encode()
+            clients: Any = await asyncio.to_thread(admin.client_list)
+            for connection in clients:
+                if connection["name"].encode() == name:
+                    await asyncio.to_thread(admin.client_kill_filter, _id=connection["id"])
+        finally:
+            admin.close()
+        for client in (on_a, on_b):
+            await asyncio.wait_for(client.wait_closed(), 10)
+            assert client.close_code == 1012
