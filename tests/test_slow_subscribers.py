@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,40 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from objstore.config import Config
+from objstore.server import ObjstoreServer
+
 from .conftest import Connect, StartServer
 from .helpers import recv_json
+from .realredis import RedisProcess
 from .test_program import Launcher
 
 PAD = "x" * 1000  # 1 KB updates
+
+
+@pytest.fixture(params=["files", "redis"])
+async def start_server(
+    request: pytest.FixtureRequest, cache_dir: Path, tmp_path: Path
+) -> AsyncIterator[StartServer]:
+    """Servers on the cache folder, and (the same tests again) on a real Redis: slow
+    subscribers are each instance's own business whatever keeps the store."""
+    redis = RedisProcess(tmp_path / "redis").start() if request.param == "redis" else None
+    started: list[ObjstoreServer] = []
+
+    async def start(**overrides: Any) -> ObjstoreServer:
+        settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "cache_dir": cache_dir}
+        if redis is not None:
+            settings["redis_url"] = redis.url
+        server = ObjstoreServer(Config(**{**settings, **overrides}))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
+    if redis is not None:
+        redis.stop()
 
 
 async def synced_subscriber(ws: ClientConnection, key: str) -> None:
