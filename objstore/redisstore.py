@@ -205,6 +205,8 @@ class RedisStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_error: str | None = "not connected yet"
         self._resync_needed = False
+        #: The log had an entry this instance cannot read: read the whole store again.
+        self._reread_needed = False
         self._closing = False
         self._log = prefix + "log"
 
@@ -626,10 +628,15 @@ class RedisStore:
         entries: Any = await self._client.xrevrange(
             self._log, f"{rev}-0", "-", count=self.history_size
         )
-        changes = [
-            Change(_rev_of(entry_id), fields[b"k"].decode(), b"v" not in fields)
-            for entry_id, fields in reversed(entries)
-        ]
+        changes: list[Change] = []
+        for entry_id, fields in entries:  # newest first: back to the first it cannot read
+            try:
+                changes.append(
+                    Change(_rev_of(entry_id), fields[b"k"].decode(), b"v" not in fields)
+                )
+            except (KeyError, ValueError):
+                break
+        changes.reverse()
         if not changes or changes[-1].rev != rev:
             return []
         if any(b.rev != a.rev + 1 for a, b in itertools.pairwise(changes)):
@@ -642,12 +649,17 @@ class RedisStore:
         feed = self._feed
         while not self._closing:
             try:
+                if self._reread_needed:
+                    self._reread_needed = False
+                    await self._read_store()
                 if self._resync_needed or self._feed_error is not None:
                     self._resync_needed = False
                     await self._check_store()
                 reply: Any = await feed.xread(
                     {self._log: f"{self.mirror.rev}-0"}, count=_FEED_COUNT, block=_FEED_BLOCK_MS
                 )
+                if reply:
+                    self._apply(reply[0][1])
             except (RedisError, OSError) as exc:
                 if self._closing:
                     return
@@ -661,11 +673,15 @@ class RedisStore:
                     self._feed_error = _reason(exc)
                 await asyncio.sleep(_RETRY_AFTER)
                 continue
+            except Exception:
+                # A bug must not stop this instance from following the store for good.
+                logger.exception("could not apply the store's log; reading the store again")
+                self._reread_needed = True
+                await asyncio.sleep(_RETRY_AFTER)
+                continue
             if self._feed_error is not None:
                 logger.warning("the Redis store at %s is back", self.url)
                 self._feed_error = None
-            if reply:
-                self._apply(reply[0][1])
 
     async def _check_store(self) -> None:
         """After an error or a sign of it: read the copy again when the log cannot say what
@@ -693,14 +709,24 @@ class RedisStore:
             value = fields.get(b"v")
             expires = fields.get(b"e")
             owner = fields.get(b"o")
-            change = FeedChange(
-                rev,
-                fields[b"k"].decode(),
-                value,
-                None if expires is None else int(expires),
-                None if owner is None else owner.decode(),
-                b"x" in fields,
-            )
+            try:
+                change = FeedChange(
+                    rev,
+                    fields[b"k"].decode(),
+                    value,
+                    None if expires is None else int(expires),
+                    None if owner is None else owner.decode(),
+                    b"x" in fields,
+                )
+            except (KeyError, ValueError):  # ValueError covers a key that is not UTF-8
+                logger.error(
+                    "entry %s of the store's log is not one objstore wrote (fields %s); "
+                    "reading the whole store again instead",
+                    entry_id.decode(errors="replace"),
+                    sorted(field.decode(errors="replace") for field in fields),
+                )
+                self._reread_needed = True
+                break
             if mirror.apply(change):
                 if value is not None:
                     self.sets += 1

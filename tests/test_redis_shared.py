@@ -586,3 +586,28 @@ async def test_a_store_that_lost_changes_makes_every_instance_start_afresh(
         for client in (on_a, on_b):
             await asyncio.wait_for(client.wait_closed(), 10)
             assert client.close_code == 1012
+
+
+async def test_an_entry_of_the_log_it_cannot_read_is_logged_and_the_store_read_again(
+    start_shared: StartShared, redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry objstore did not write (another program wrote to the log) is logged
+    with its ID; the instance reads the store again and goes on following it."""
+    import redis as redis_library
+
+    a = await start_shared()
+    async with ws(a) as client, ws(a) as watcher:
+        await request(watcher, action="subscribe", key="after", id=0)
+        rev = (await request(client, action="set", key="before", value=1, id=1))["rev"]
+        admin = redis_library.Redis(port=redis.port)
+        try:
+            await asyncio.to_thread(admin.execute_command, "HINCRBY", "{objstore}:meta", "rev", 1)
+            entry = {"junk": "1"}
+            await asyncio.to_thread(admin.xadd, "{objstore}:log", entry, id=f"{rev + 1}-0")
+        finally:
+            admin.close()
+        ack = await request(client, action="set", key="after", value=2, id=2)
+        assert ack["rev"] == rev + 2
+        assert await recv_json(watcher) == {"key": "after", "value": 2, "rev": rev + 2}
+        assert (await request(client, action="get", key="after", id=3))["value"] == 2
+    assert f"entry {rev + 1}-0 of the store's log is not one objstore wrote" in caplog.text
