@@ -364,7 +364,9 @@ class ObjstoreConnection(WebsocketsConnection):
         ours.deferred = False
         if ours.framing == _FRAMES_OURS:
             self._handle_frames(splitter)
-        if not ours.deferred and ours.stall is None and not self.is_closing:
+        if not ours.deferred and ours.stall is None:
+            # Also while closing: the client's answering close frame must be read, or the
+            # closing handshake waits for its timeout.
             self.transport.resume_reading()
 
     def _receive(self, data: bytes, text: bool) -> None:
