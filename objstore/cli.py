@@ -451,7 +451,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``objstore`` and ``python -m objstore``; returns the exit code."""
+    """Entry point of ``objstore`` and ``python -m objstore``; returns the exit code.
+
+    ``objstore import DIR`` and ``objstore export DIR`` are handed to
+    :mod:`objstore.transfercli`; anything else runs the server.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in ("import", "export"):
+        from .transfercli import main as transfer_main
+
+        return transfer_main(args)
     config = parse_config(argv)
     _setup_logging(config.log_level, config.log_format)
     try:
