@@ -811,7 +811,7 @@ def _rev_of(entry_id: bytes) -> int:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
     return text[:200]
 
 
