@@ -29,7 +29,8 @@ __all__ = ["MISSING_LIBRARY", "RedisTarget", "describe_url", "parse_url"]
 
 #: What to do when the redis library is not installed (it is in the executables).
 MISSING_LIBRARY = (
-    "--redis needs the redis library, which this installation lacks: pip install 'objstore[redis]'"
+    "the redis library, which a store in Redis needs, is not installed here: "
+    "pip install 'objstore[redis]'"
 )
 
 _SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
