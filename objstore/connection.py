@@ -54,6 +54,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from .http11 import Request
 from .httpconnection import HttpHandler, HttpMode
 from .outbox import TURN_BUDGET, FlushScheduler
+from .repeatanswers import RepeatAnswers
 from .session import ClientSession
 from .tallies import ServerTallies
 from .wsinternals import WebsocketsConnection
@@ -127,6 +128,8 @@ class ObjstoreConnection(WebsocketsConnection):
     session_factory: Callable[[ObjstoreConnection], ClientSession]
     #: Answers plain HTTP requests; set by the server.
     http_handler: HttpHandler
+    #: Answers to repeated reads, shared by the server's connections (None: none kept).
+    repeat_answers: RepeatAnswers | None = None
     #: Connections in HTTP mode, so that the server can close them when it stops.
     http_connections: set[ObjstoreConnection]
     #: Flushes outboxes once per turn and keeps the turn's budget; set by the server.
@@ -176,6 +179,7 @@ class ObjstoreConnection(WebsocketsConnection):
             ended=self._end_http,
             mark_dirty=self.turn,
             stall_timeout=self.stall_timeout,
+            answers=self.repeat_answers,
         )
 
     def data_received(self, data: bytes) -> None:

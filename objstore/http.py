@@ -31,10 +31,11 @@ from .keys import validate_key
 from .origins import OriginPolicy
 from .permissions import EVERYTHING
 from .protocol import encode_error, parse_set_body
+from .repeatanswers import Reuse
 from .replies import encode_error_reply
 from .rest import CHALLENGE, Answer, events_route, keys_route
 from .service import StoreService
-from .updates import Update
+from .updates import Update, encode_update
 from .writer import WriteResult
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class HttpResponse:
     #: Events sent after the head instead of a body (which must then be empty), until
     #: the stream or the connection ends: no Content-Length, and ``Connection: close``.
     stream: EventStream | None = None
+    #: The key and value the answer was made from, when the same request may get the
+    #: same answer for as long as they stay (see :mod:`objstore.repeatanswers`).
+    reuse: Reuse | None = None
 
 
 def _error(status: HTTPStatus, error: ObjstoreError | str) -> HttpResponse:
@@ -236,7 +240,8 @@ def _dispatch(
                 authorize.require_read(grant, key)
         except ClientError as exc:
             return _error(HTTPStatus(exc.http_status), exc)
-        return HttpResponse(HTTPStatus.OK, service.get(key))
+        value = service.store.get(key)
+        return HttpResponse(HTTPStatus.OK, encode_update(key, value), reuse=Reuse(key, value))
     if path == "/set":
         if request.method != "POST":
             return _method_not_allowed(request, path, "POST")

@@ -141,6 +141,13 @@ class KeepAlive:
         if not self.keep_alive and self._close_reason is None:
             self._close_reason = "not kept alive"
 
+    def answered_whole(self, now: float) -> None:
+        """A request received whole while :attr:`idle` was answered at once, unparsed.
+
+        The connection stays as it was, waiting for the next request, from *now*.
+        """
+        self._idle_since = now
+
     def pause_writing(self, now: float) -> None:
         """The transport's buffer is full: hand out no request until it drains."""
         if self._paused_since is None:
@@ -194,6 +201,27 @@ class KeepAlive:
     def wants_data(self) -> bool:
         """Whether the connection should read: it is waiting for a request's bytes."""
         return self._state == _READING and self._paused_since is None and not self._eof
+
+    @property
+    def idle(self) -> bool:
+        """Whether the connection waits for a new request, with no byte of one received.
+
+        Then bytes that make one whole request may be answered without this
+        machine (:meth:`answered_whole`): it would hand out that request and
+        nothing else, and keep the connection open after its answer.
+        """
+        return (
+            self._state == _READING
+            and self._request_since is None
+            and self._close_reason is None
+            and self._paused_since is None
+            and not self._eof
+        )
+
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes of a next request are already received."""
+        return self._reader.buffered > 0
 
     @property
     def writing_paused(self) -> bool:

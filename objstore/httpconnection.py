@@ -33,6 +33,7 @@ from .eventstream import EventStream
 from .http import HttpRequest, HttpResponse
 from .http11 import CONTINUE, Close, KeepAlive, Request, serialize_response, serialize_stream_head
 from .protocol import encode_error
+from .repeatanswers import RepeatAnswers
 
 __all__ = ["HttpHandler", "HttpMode"]
 
@@ -49,6 +50,7 @@ class HttpMode:
     """Serves kept-alive HTTP requests on one transport until it closes or upgrades."""
 
     __slots__ = (
+        "_answers",
         "_ended",
         "_handler",
         "_head",
@@ -64,6 +66,7 @@ class HttpMode:
         "_timer_at",
         "_transport",
         "_upgrade",
+        "_whole",
     )
 
     def __init__(
@@ -78,8 +81,12 @@ class HttpMode:
         ended: Callable[[], None],
         mark_dirty: Callable[[EventStream], None],
         stall_timeout: float,
+        answers: RepeatAnswers | None = None,
     ) -> None:
         """Start serving; *upgrade* takes a WebSocket upgrade request, *ended* is called once.
+
+        *answers* keeps the answers the handler marks as reusable, and answers
+        requests received again, byte for byte, without the handler.
 
         A stream is flushed at the end of the turn through *mark_dirty*, and
         closed once its socket has not drained for *stall_timeout* seconds.
@@ -90,6 +97,9 @@ class HttpMode:
         self._upgrade = upgrade
         self._ended: Callable[[], None] | None = ended
         self._machine = KeepAlive(max_body, timeout, loop.time())
+        self._answers = answers
+        #: The bytes received, while they may be one whole request and nothing more.
+        self._whole: bytes | None = None
         self._mark_dirty = mark_dirty
         self._stall_timeout = stall_timeout
         self._reading = True
@@ -115,9 +125,21 @@ class HttpMode:
         """Bytes from the client: answer every complete request that may be answered now."""
         if self._stream is not None:
             return  # a stream answers no more requests: what comes is dropped
+        machine = self._machine
         now = self._loop.time()
-        self._machine.receive_data(data, now)
+        answers = self._answers
+        if answers is not None and machine.idle:
+            # The same bytes as a request answered before, on a connection waiting for
+            # a request: the same answer, if what it was made from has not changed.
+            answer = answers.lookup(data, self._local_host)
+            if answer is not None:
+                self._transport.write(answer)
+                machine.answered_whole(now)
+                return
+            self._whole = data
+        machine.receive_data(data, now)
         self._serve(now)
+        self._whole = None
 
     def eof_received(self) -> bool:
         """The client is done sending: answer what it sent, then close."""
@@ -193,7 +215,18 @@ class HttpMode:
                 if answer.stream is not None:
                     self._start_stream(answer, answer.stream, now)
                     return
-                self._write(answer)
+                data = self._write(answer)
+                if (
+                    answer.reuse is not None
+                    and self._whole is not None
+                    and machine.keep_alive
+                    and not self._head
+                    and not machine.buffered
+                ):
+                    # The bytes received were this request and nothing more.
+                    assert self._answers is not None
+                    self._answers.remember(self._whole, self._local_host, data, answer.reuse)
+                self._whole = None
                 machine.answer_written(now)
             elif event is CONTINUE:
                 # curl waits for this before sending bodies over 1 KiB.
@@ -204,7 +237,7 @@ class HttpMode:
                 return
         self._update()
 
-    def _write(self, response: HttpResponse) -> None:
+    def _write(self, response: HttpResponse) -> bytes:
         data = serialize_response(
             response.status,
             response.body,
@@ -217,6 +250,7 @@ class HttpMode:
             # (RFC 9110, 9.3.2): whatever the route, a HEAD answer ends at its head.
             data = data[: -len(response.body)]
         self._transport.write(data)
+        return data
 
     async def _answer_later(self, answer: Awaitable[HttpResponse]) -> None:
         try:

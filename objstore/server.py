@@ -34,6 +34,7 @@ from .metrics import MetricsPage
 from .origins import OriginPolicy
 from .outbox import CountedFanOut, FlushScheduler, Outbox
 from .permissions import NOTHING
+from .repeatanswers import RepeatAnswers
 from .service import StoreService
 from .session import ClientSession
 from .store import Store
@@ -76,6 +77,8 @@ class ObjstoreServer:
             self.service = SharedStoreService(shared, self.hub, config.max_size)
             self._session_class = SharedClientSession
         self.service.deadline_changed = self._expire_at
+        #: Whole answers to repeated reads, shared by every HTTP connection.
+        self.repeat_answers = RepeatAnswers(self.storage.get, self._rules_now)
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
         self._server: Server | None = None
@@ -128,6 +131,7 @@ class ObjstoreServer:
                 "http_timeout": self.config.http_timeout,
                 "session_factory": self._new_session,
                 "http_handler": self._route,
+                "repeat_answers": self.repeat_answers,
                 "http_connections": self._http_connections,
                 "turn": self._flush_scheduler,
                 "tallies": self.tallies,
@@ -264,6 +268,11 @@ class ObjstoreServer:
     def _route(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse] | None:
         """Route a request of either transport with this server's Origin and Host checks."""
         return route(self.service, self._origins, request, self.access, self.metrics)
+
+    def _rules_now(self) -> object:
+        """The access rules in force: a reload makes new ones (answers kept under the old
+        ones are not given again)."""
+        return self.access.rules
 
     @cached_property
     def _origins(self) -> OriginPolicy:
