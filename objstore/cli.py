@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -370,6 +371,26 @@ def _raise_open_file_limit() -> None:
         )
 
 
+#: Allocations of container objects between two collections of the youngest
+#: generation (Python's default: 700).
+_GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_collector() -> None:
+    """Make the garbage collector's work fit a server's, once the store is loaded.
+
+    Nearly every object a message makes is freed by reference counting; the
+    collector only looks for cycles. By default it looks every 700 allocations,
+    through every young object, and ever more often through every old one:
+    with thousands of connections that was 12 % of the CPU of connecting
+    clients (perf). What was loaded at start (modules, the store) lives as long
+    as the process: frozen, the collector never looks at it again.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def run(config: Config) -> int:
     """Run a server until SIGINT or SIGTERM (Ctrl+C or Ctrl+Break on Windows), then stop it.
 
@@ -378,6 +399,7 @@ async def run(config: Config) -> int:
     _raise_open_file_limit()
     server = ObjstoreServer(config)
     await server.start()
+    _tune_collector()
     _report_load(server)
     if config.tls:
         # The banner goes to stdout; this says it in the log too (also as JSON).

@@ -144,6 +144,10 @@ class ObjstoreServer:
                 self.config.host,
                 self.config.port,
                 process_request=self._process_request,
+                # asyncio's default, 100, drops connections when thousands of clients
+                # come back at once (a restart, a network back): they wait a second or
+                # more to retry. The kernel caps it (net.core.somaxconn).
+                backlog=_LISTEN_BACKLOG,
                 create_connection=connection_class,
                 # Off: frames are shared by all subscribers, and compressing would
                 # cost a deflate per connection per update.
@@ -328,3 +332,7 @@ class ObjstoreServer:
         # future costs less than a coroutine per connection.
         assert isinstance(connection, ObjstoreConnection)
         return connection.opened()
+
+
+#: Connections the kernel may hold for the server before it accepts them.
+_LISTEN_BACKLOG = 4096
