@@ -9,7 +9,9 @@ before the value files of the same changes. Implements
 :class:`~objstore.storage.Storage`. Knows nothing of subscribers,
 connections or the wire protocol.
 
-Durability (``--durability``, see :class:`Store`): ``async`` writes behind,
+Durability (``--durability``, see :class:`Store`): ``async`` writes behind
+(a write nobody waits for within :data:`WRITE_GATHER` seconds, so that a key
+set many times a second is written a few times a second),
 ``sync`` flushes each batch to disk before its writes are acknowledged or
 published (:meth:`Store.when_durable`), ``memory`` keeps no folder at all (no
 files, no lock, no state files; a :class:`~objstore.memorywriter.MemoryWriter`
@@ -58,12 +60,23 @@ from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
 from .storage import Owner
 from .writer import FailureCallback, WriteBehind, WriteResult
 
-__all__ = ["FOLD_CHECK_EVERY", "JOURNAL_LIMIT", "RESERVE_BLOCK", "UNJOURNALED_LIMIT", "Store"]
+__all__ = [
+    "FOLD_CHECK_EVERY",
+    "JOURNAL_LIMIT",
+    "RESERVE_BLOCK",
+    "UNJOURNALED_LIMIT",
+    "WRITE_GATHER",
+    "Store",
+]
 
 logger = logging.getLogger("objstore.store")
 
 #: Revisions reserved at a time in the journal.
 RESERVE_BLOCK: Final = 1 << 20
+#: Seconds a write nobody waits for may wait for later sets of the same keys
+#: (``async``): a set's file is written within this time, or at once when an
+#: acknowledgement, a ``POST /set`` or a stop waits for it.
+WRITE_GATHER: Final = 0.1
 #: A journal past this size is folded into a new snapshot.
 JOURNAL_LIMIT: Final = 16 * 1024 * 1024
 #: Journal records waiting (for a failing or slow disk) past which they are folded into
@@ -138,6 +151,8 @@ class Store:
                 self.folder,
                 journal=_StateSink(self.state, sync=sync),
                 sync=sync,
+                # With sync, every batch is waited for: nothing to gather.
+                gather=0.0 if sync else WRITE_GATHER,
                 on_restored=self._write_everything,
             )
         #: Deadline records journaled since the writer's waiting records were counted.

@@ -4,7 +4,12 @@ Owns the queue between a set and its file, and the one thread that writes.
 A set puts the key's latest value in a table and, if the thread is idle,
 wakes it (no timer); the thread takes the whole table and writes it. Sets of
 a key made while a batch is being written coalesce into one write of the
-latest value. The loop hears back only when somebody waits for a write
+latest value. With a *gather* time, a batch that nobody waits for waits that
+long from its first write before it is taken, so that a key set many times a
+second (a player's position, a counter) is written a few times a second, not
+every time: a set somebody waits for (:meth:`WriteBehind.write_and_wait`,
+:meth:`~WriteBehind.after_written`, :meth:`~WriteBehind.flush`, closing) ends
+the wait at once. The loop hears back only when somebody waits for a write
 (``POST /set``, shutdown) or a write failed: a set costs a dictionary entry,
 with no future and no task. A slow disk never stalls the loop.
 
@@ -126,13 +131,21 @@ class WriteBehind:
         journal: JournalSink | None = None,
         *,
         sync: bool = False,
+        gather: float = 0.0,
         on_restored: Callable[[], object] | None = None,
     ) -> None:
         """*journal* receives the records given to :meth:`journal`; without one, giving
         a record is an error. *sync*: flush the folder to disk after each batch, before
-        telling anyone (its files are flushed by the folder). *on_restored* is called on
-        the loop when the folder had been removed and was created again."""
+        telling anyone (its files are flushed by the folder). *gather*: seconds a batch
+        nobody waits for may wait for more writes, from its first (see the module's
+        docstring). *on_restored* is called on the loop when the folder had been removed
+        and was created again."""
         self._folder = folder
+        self._gather = gather
+        #: The thread waits for more writes before taking a batch (see _gather_writes).
+        self._gathering = False
+        #: A write of the pending batch has a waiter (write_and_wait).
+        self._awaited = False
         self._sink = journal
         self._sync = sync
         self._on_restored = on_restored
@@ -209,6 +222,9 @@ class WriteBehind:
                 entry.waiters = [result]
             else:
                 entry.waiters.append(result)
+            self._awaited = True
+            if self._gathering:
+                self._wake.notify()  # somebody waits: the batch goes now
         return result
 
     def _put(self, key: str, data: bytes | None, on_failure: FailureCallback | None) -> _Pending:
@@ -271,6 +287,8 @@ class WriteBehind:
                 elif key in after:
                     del after[key]  # to the end: the order of the calls is kept
                 after[key] = callback
+                if self._gathering:
+                    self._wake.notify()  # somebody waits: the batch goes now
                 return
         callback()
 
@@ -327,6 +345,8 @@ class WriteBehind:
                 return
             idle = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(idle)
+            if self._gathering:
+                self._wake.notify()  # somebody waits: the batch goes now
         await idle
 
     async def close(self) -> list[str]:
@@ -364,7 +384,10 @@ class WriteBehind:
                     last_records, self._unjournaled = self._unjournaled, []
                     break
                 retry, retrying = work
+                if self._gather and self._pending and not retrying:
+                    self._gather_writes()
                 batch, self._pending = self._pending, {}
+                self._awaited = False
                 after = list(self._after.values()) if self._after else []
                 self._after = {}
                 queued_at = self._queued_at
@@ -425,6 +448,20 @@ class WriteBehind:
         if self._sync and (batch or retry):
             self._flush_folder(batch, errors, retry, still_failing)
         return None, errors, still_failing
+
+    def _gather_writes(self) -> None:
+        """With the lock held: let more writes join the pending batch, for up to the
+        gathering time since its first write, unless somebody waits or it is closing."""
+        deadline = self._queued_at + self._gather
+        self._gathering = True
+        try:
+            while not (self._closing or self._awaited or self._after or self._idle_waiters):
+                delay = deadline - time.monotonic()
+                if delay <= 0:
+                    break
+                self._wake.wait(delay)
+        finally:
+            self._gathering = False
 
     def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
         """With the lock held: wait for sets, records or a retry; return the writes to
