@@ -394,11 +394,18 @@ class StoreService:
             keys: Iterable[str] = [name]
         else:
             keys = itertools.chain.from_iterable(store.matching(part) for part in names)
-        state = []
+        # Thousands of keys for a prefix: the lookups are bound once.
+        get, revision, details = store.get, store.revision, store.details
+        state: list[Update] = []
+        append = state.append
         for key in keys:
-            value = store.get(key)
+            value = get(key)
             if value is not None:
-                state.append(self._update(key, value, store.revision(key)))
+                expires, ephemeral = details(key)
+                if expires is not None or ephemeral:
+                    append(TimedUpdate(key, value, revision(key), expires, ephemeral))
+                else:
+                    append(Update(key, value, revision(key)))
         state.sort(key=_by_revision)
         return since is not None, state
 
