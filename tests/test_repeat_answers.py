@@ -29,7 +29,7 @@ class World:
         self.rules = object()
 
     def table(self) -> RepeatAnswers:
-        return RepeatAnswers(lambda key: self.values.get(key), lambda: self.rules)
+        return RepeatAnswers(self.values.get, lambda: self.rules)
 
 
 def test_a_kept_answer_is_given_while_its_value_and_rules_stay() -> None:
