@@ -7,6 +7,8 @@
 //   bun benchmarks/loadgen.ts http    --url http://127.0.0.1:P --clients 50 --seconds S
 //   bun benchmarks/loadgen.ts prefix10k --url ws://127.0.0.1:P/ws --keys 10000 --repeats 5 --subscribers 20 --hot 100 --rate 1000 --seconds 3 [--modes prefix,key]
 //   bun benchmarks/loadgen.ts acked   --url ws://127.0.0.1:P/ws --connections 8 --inflight 16 --keys 1000 --sets T
+//   bun benchmarks/loadgen.ts connect --url ws://127.0.0.1:P/ws --connections 10000 --keys 100 --inflight 256 [--mode reconnect] [--get 1]
+//   bun benchmarks/loadgen.ts sse     --url ws://127.0.0.1:P/ws --streams 100 --sets 2000
 //
 // --url may list several servers, comma-separated (instances sharing one store): the clients
 // of fanout, game, persist and acked are spread over them in turn, the first on the first
@@ -14,8 +16,8 @@
 //
 // Every scenario prints JSON lines on stdout: {"phase":"start"} when its setup is done and the
 // measured phase begins, {"phase":"end"} when the measured phase is over (the runner reads the
-// server's CPU time at both), then ONE result line (an object with "scenario"). prefix10k and
-// acked print {"mark":"NAME_start"} and {"mark":"NAME_end"} around each measured phase instead
+// server's CPU time at both), then ONE result line (an object with "scenario"). prefix10k,
+// acked and connect print {"mark":"NAME_start"} and {"mark":"NAME_end"} around each measured phase instead
 // (the runner reads the server's CPU time at each). idle prints
 // {"ready": C} instead and holds its connections until stdin closes or SIGTERM.
 // Exit status 0 when the scenario ran (its result says whether it completed), 1 on an error
@@ -675,10 +677,220 @@ async function acked(args: Args) {
   });
 }
 
+// --- 8. connect and reconnect (new connections, each subscribing until it has its value) ----
+
+/** The http:// base of a ws://HOST:PORT/ws URL. */
+function httpBase(url: string): string {
+  return url.replace(/^ws/, "http").replace(/\/ws$/, "");
+}
+
+type Wave = {
+  conns: WebSocket[]; done: number; failed: number; firstError: string;
+  t0: number; tLast: number; lat: Float64Array; nLat: number;
+};
+
+/**
+ * Opens `n` connections, at most `limit` of them not yet done at once (Infinity: all at
+ * once), each subscribing to `c-{i % keys}` (and sending a get after it when `get`); one is
+ * done at the first message that carries its key's value. Resolves when every one is done
+ * or has failed, or at the timeout.
+ */
+function openWave(url: string, n: number, keys: number, limit: number, get: boolean, timeoutMs: number): Promise<Wave> {
+  const w: Wave = {
+    conns: new Array(n), done: 0, failed: 0, firstError: "", t0: performance.now(), tLast: 0,
+    lat: new Float64Array(n), nLat: 0,
+  };
+  return new Promise((resolve) => {
+    let next = 0;
+    let active = 0;
+    const timer = setTimeout(() => {
+      // The connections still waiting count as failed: without a value after the timeout.
+      if (w.done + w.failed < n) w.firstError ||= `${n - w.done - w.failed} timed out after ${timeoutMs} ms`;
+      w.failed = n - w.done;
+      resolve(w);
+    }, timeoutMs);
+    const settle = () => {
+      active--;
+      if (w.done + w.failed === n) { clearTimeout(timer); resolve(w); return; }
+      pump();
+    };
+    const openOne = (i: number) => {
+      const key = `c-${i % keys}`;
+      const started = performance.now();
+      let finished = false;
+      const fail = (why: string) => {
+        if (finished) return;
+        finished = true;
+        w.failed++;
+        if (!w.firstError) w.firstError = why;
+        settle();
+      };
+      const ws = new WebSocket(url);
+      w.conns[i] = ws;
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ action: "subscribe", key }));
+        if (get) ws.send(JSON.stringify({ action: "get", key }));
+      };
+      ws.onmessage = (ev: MessageEvent) => {
+        if (finished) return;
+        const text = typeof ev.data === "string" ? ev.data : decoder.decode(ev.data as ArrayBuffer);
+        let msg: any;
+        try { msg = JSON.parse(text); } catch { return; }
+        if (msg?.key !== key || msg.value == null) return;
+        finished = true;
+        const now = performance.now();
+        w.tLast = Math.max(w.tLast, now);
+        w.lat[w.nLat++] = now - started;
+        w.done++;
+        settle();
+      };
+      ws.onerror = () => fail(`connection ${i} failed`);
+      ws.onclose = (ev: CloseEvent) => fail(`connection ${i} closed (${ev.code}) before its value`);
+    };
+    const pump = () => {
+      while (next < n && active < limit) {
+        active++;
+        openOne(next++);
+      }
+    };
+    if (n === 0) { clearTimeout(timer); resolve(w); return; }
+    pump();
+  });
+}
+
+async function connect(args: Args) {
+  const url = str(args, "url");
+  const n = num(args, "connections");
+  const keys = num(args, "keys", 100);
+  const inflight = num(args, "inflight", 256);
+  const mode = str(args, "mode", "connect");
+  const get = num(args, "get", 0) > 0;
+  const timeoutMs = num(args, "timeout", 120) * 1000;
+  if (mode !== "connect" && mode !== "reconnect") throw new Error(`--mode must be connect or reconnect, got ${mode}`);
+  const base = httpBase(url);
+  for (let k = 0; k < keys; k++) {
+    const res = await fetch(`${base}/set`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ key: `c-${k}`, value: { k } }),
+    });
+    await res.arrayBuffer();
+    if (!res.ok) throw new Error(`POST /set of c-${k} answered ${res.status}`);
+  }
+  await sleep(300); // the files written behind are written before anything is measured
+  let old: WebSocket[] = [];
+  if (mode === "reconnect") {
+    const first = await openWave(url, n, keys, inflight, get, timeoutMs);
+    if (first.done !== n) throw new Error(`${first.failed} of the first ${n} connections failed: ${first.firstError}`);
+    old = first.conns;
+    await sleep(500);
+  }
+  emit({ mark: "wave_start" });
+  for (const ws of old) { ws.onclose = null; ws.onerror = null; ws.onmessage = null; try { ws.close(); } catch {} }
+  const w = await openWave(url, n, keys, mode === "reconnect" ? Infinity : inflight, get, timeoutMs);
+  emit({ mark: "wave_end" });
+  const elapsed = ((w.tLast || performance.now()) - w.t0) / 1000;
+  const sorted = w.lat.slice(0, w.nLat).sort();
+  for (const ws of w.conns) { if (ws) { ws.onclose = null; ws.onerror = null; try { ws.close(); } catch {} } }
+  await sleep(200);
+  emit({
+    scenario: mode, connections: n, keys, inflight: mode === "reconnect" ? "all" : inflight,
+    get, done: w.done, failed: w.failed, first_error: w.firstError, elapsed: round3(elapsed),
+    connections_per_s: Math.round(w.done / elapsed),
+    p50_ms: round3(percentile(sorted, 50)), p99_ms: round3(percentile(sorted, 99)),
+    max_ms: round3(sorted.length ? sorted[sorted.length - 1] : NaN),
+  });
+}
+
+// --- 9. sse (streams of GET /events?key=K; one publisher over WebSocket) --------------------
+
+async function sse(args: Args) {
+  const url = str(args, "url");
+  const n = num(args, "streams");
+  const m = num(args, "sets");
+  const key = str(args, "key", "s");
+  const timeoutMs = num(args, "timeout", 120) * 1000;
+  const last = m - 1;
+  const count = new Float64Array(n);
+  const lastSeq = new Float64Array(n).fill(-1);
+  const ready = new Uint8Array(n);
+  const ended = new Uint8Array(n);
+  let nReady = 0;
+  let doneStreams = 0;
+  let firstError = "";
+  const aborts: AbortController[] = [];
+  const target = `${httpBase(url)}/events?key=${encodeURIComponent(key)}`;
+  const readers = Array.from({ length: n }, async (_, i) => {
+    const abort = new AbortController();
+    aborts.push(abort);
+    try {
+      const res = await fetch(target, { signal: abort.signal, headers: { Accept: "text/event-stream" } });
+      if (!res.ok || !res.body) throw new Error(`GET /events answered ${res.status}`);
+      const reader = res.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let end: number;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const event = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          if (event.includes("event: ready")) {
+            if (!ready[i]) { ready[i] = 1; nReady++; }
+          } else if (event.includes("event: update")) {
+            const seq = seqOf(event);
+            if (seq < 0) continue;
+            count[i]++;
+            lastSeq[i] = seq;
+            if (seq === last) doneStreams++;
+          }
+        }
+      }
+    } catch (e) {
+      if (!abort.signal.aborted && !firstError) firstError = String((e as Error)?.message ?? e);
+    } finally {
+      ended[i] = 1;
+    }
+  });
+  if (!(await until(() => nReady === n || ended.some((x) => x === 1), timeoutMs, 2)) || nReady !== n) {
+    throw new Error(`only ${nReady} of ${n} streams became ready: ${firstError}`);
+  }
+  const pub = new Client(() => {});
+  await pub.open(url);
+  const pad = "x".repeat(60);
+  const frames: string[] = new Array(m);
+  for (let i = 0; i < m; i++) frames[i] = JSON.stringify({ action: "set", key, value: { seq: i, pad } });
+  count.fill(0);
+  emit({ phase: "start" });
+  const t0 = performance.now();
+  for (let i = 0; i < m; i++) pub.send(frames[i]);
+  await until(() => doneStreams >= n || pub.closed || ended.every((x) => x === 1), timeoutMs, 1);
+  const complete = doneStreams >= n;
+  const elapsed = (performance.now() - t0) / 1000;
+  emit({ phase: "end" });
+  await sleep(200);
+  let deliveries = 0;
+  let allLast = true;
+  for (let i = 0; i < n; i++) {
+    deliveries += count[i];
+    if (lastSeq[i] !== last) allLast = false;
+  }
+  const closedEarly = Array.from(ended).filter((x) => x === 1).length;
+  for (const a of aborts) a.abort();
+  pub.close();
+  await Promise.allSettled(readers);
+  emit({
+    scenario: "sse", streams: n, sets: m, complete, deliveries, expected: n * m,
+    elapsed: Math.round(elapsed * 1e6) / 1e6, deliveries_per_s: Math.round(deliveries / elapsed),
+    all_last: allLast && complete, closed_early: closedEarly, first_error: firstError,
+  });
+}
+
 // --- main -----------------------------------------------------------------------------------
 
 const scenarios: Record<string, (a: Args) => Promise<void>> = {
-  fanout, game, persist, idle, http, prefix10k, acked,
+  fanout, game, persist, idle, http, prefix10k, acked, connect, sse,
 };
 
 async function main() {

@@ -138,7 +138,7 @@ def main() -> int:
         opts.python = str(venv) if venv.exists() else sys.executable
     opts.client_cpu = 1
     os.sched_setaffinity(0, {1})
-    bench._raise_nofile()
+    bench.raise_nofile()
     top = Path(tempfile.mkdtemp(prefix="objstore-redis-gc-"))
     print(f"{opts.scenario}, {opts.sets:,} sets; one instance on CPU 0, load on CPU 1")
     print()

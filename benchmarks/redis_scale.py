@@ -590,7 +590,7 @@ def run_one(
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     sizes = QUICK if opts.quick else FULL
-    bench._raise_nofile()
+    bench.raise_nofile()
     if opts.client_cpu is not None:
         os.sched_setaffinity(0, {opts.client_cpu})
 
