@@ -63,8 +63,11 @@ def render_summary(invocations: Sequence[Sequence[Row]]) -> str:
             if row is None:
                 cells.append("missing")
                 continue
-            shown = row.ratio if first.target.startswith("ratio") else row.objstore
-            cells.append(f"{fmt(shown)} ({_met(row)})")
+            if not first.target.startswith("ratio"):
+                shown = fmt(row.objstore)
+            else:
+                shown = "n/a" if row.ratio is None else f"{row.ratio:.2f}"
+            cells.append(f"{shown} ({_met(row)})")
         held = all(row is not None and row.met for row in rows)
         lines.append(
             f"| {label} | {first.target} | {' | '.join(cells)} | {'yes' if held else 'NO'} |"
