@@ -1,6 +1,6 @@
 // Load generator of the objstore benchmarks, run by Bun (benchmarks/run.py starts it).
 //
-//   bun benchmarks/loadgen.ts fanout  --url ws://127.0.0.1:P/ws --subscribers N --sets M
+//   bun benchmarks/loadgen.ts fanout  --url ws://127.0.0.1:P/ws --subscribers N --sets M [--key fan]
 //   bun benchmarks/loadgen.ts game    --url ws://127.0.0.1:P/ws --clients 50 --keys 50 --rate 30 --seconds S
 //   bun benchmarks/loadgen.ts persist --url ws://127.0.0.1:P/ws --connections 8 --keys 1000 --sets T --expect FILE
 //   bun benchmarks/loadgen.ts idle    --url ws://127.0.0.1:P/ws --connections C
@@ -224,6 +224,8 @@ async function fanout(args: Args) {
   const url = str(args, "url");
   const n = num(args, "subscribers");
   const m = num(args, "sets");
+  // A key of its own for each fan-out that shares a store with an earlier one.
+  const key = str(args, "key", "fan");
   const timeoutMs = num(args, "timeout", 120) * 1000;
   const last = m - 1;
   const count = new Float64Array(n);
@@ -243,7 +245,7 @@ async function fanout(args: Args) {
         if (seq < 0) {
           let msg: any;
           try { msg = JSON.parse(text); } catch { other++; return; }
-          if (msg?.key !== "fan" || typeof msg?.value?.seq !== "number") { other++; return; }
+          if (msg?.key !== key || typeof msg?.value?.seq !== "number") { other++; return; }
           seq = msg.value.seq;
         }
         count[i]++;
@@ -252,7 +254,7 @@ async function fanout(args: Args) {
         if (seq === last && !sawLast[i]) { sawLast[i] = 1; doneSubs++; }
       }),
     async (c) => {
-      c.send(JSON.stringify({ action: "subscribe", key: "fan" }));
+      c.send(JSON.stringify({ action: "subscribe", key }));
       if (!(await c.sync())) throw new Error("subscriber sync failed");
     },
   );
@@ -260,7 +262,7 @@ async function fanout(args: Args) {
   await pub.open(urlOf(url, 0));
   const pad = "x".repeat(60);
   const frames: string[] = new Array(m);
-  for (let i = 0; i < m; i++) frames[i] = JSON.stringify({ action: "set", key: "fan", value: { seq: i, pad } });
+  for (let i = 0; i < m; i++) frames[i] = JSON.stringify({ action: "set", key, value: { seq: i, pad } });
   // Messages that arrived before the publish phase (none on a fresh server) are not counted.
   count.fill(0);
   emit({ phase: "start" });

@@ -16,12 +16,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_BUN, DEFAULT_REFERENCE, SERVERS, Options
-from .procs import CLK_TCK, ROOT, BenchError, raise_nofile, stop_all
+from .procs import CLK_TCK, ROOT, BenchError, cpu_seconds, raise_nofile, stop_all
+from .redis import RedisServer
 from .report import progress_line, render_summary, render_table
 from .results import Row, RunResult, build_rows
 from .scenarios import REGISTRY, Ctx, Scenario
@@ -31,15 +32,25 @@ __all__ = ["main", "parse_args", "run_one"]
 DESCRIPTION = "Benchmarks of objstore against the reference (the original's Bun server)."
 
 
-def parse_args(argv: Sequence[str] | None) -> Options:
-    """The flags, checked and resolved; exits with a usage line on a mistake."""
-    names = list(REGISTRY)
+def _parser(names: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py", description=DESCRIPTION)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario (default 3)")
     parser.add_argument(
         "--scenarios",
-        default=",".join(names),
-        help=f"comma-separated, from {','.join(names)} (default all)",
+        default=None,
+        help=f"comma-separated, from {','.join(names)} (default all of the backend's)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("files", "redis"),
+        default="files",
+        help="the store objstore runs on: files (default), or a fresh redis-server of each "
+        "run's own (--redis), whose CPU time then counts as objstore's",
+    )
+    parser.add_argument(
+        "--redis-server",
+        default=shutil.which("redis-server"),
+        help="redis-server for --backend redis (default: on PATH)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="1 round, smaller sizes: a fast check"
@@ -86,6 +97,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="CPU the load generator, wrk and this script run on (1)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    """The flags, checked and resolved; exits with a usage line on a mistake."""
+    names = list(REGISTRY)
+    parser = _parser(names)
     ns = parser.parse_args(argv)
     if ns.quick:
         ns.rounds = 1
@@ -93,10 +111,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("--rounds must be at least 1")
     if ns.consecutive < 1:
         parser.error("--consecutive must be at least 1")
-    scenarios = tuple(s.strip() for s in ns.scenarios.split(",") if s.strip())
+    if ns.scenarios is None:
+        scenarios = tuple(s.name for s in REGISTRY.values() if ns.backend in s.backends)
+    else:
+        scenarios = tuple(s.strip() for s in ns.scenarios.split(",") if s.strip())
     unknown = [s for s in scenarios if s not in REGISTRY]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; from {', '.join(names)}")
+    elsewhere = [s for s in scenarios if ns.backend not in REGISTRY[s].backends]
+    if elsewhere:
+        parser.error(f"scenario(s) {', '.join(elsewhere)} do not run with --backend {ns.backend}")
+    if ns.backend == "redis" and not ns.redis_server:
+        parser.error("--backend redis needs redis-server; install it or give --redis-server")
     if not sys.platform.startswith("linux"):
         parser.error("Linux only: server CPU time and memory are read from /proc")
     reference = (ROOT / ns.reference).resolve()
@@ -135,6 +161,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         consecutive=ns.consecutive,
         keep=ns.keep,
         json=ns.json,
+        backend=ns.backend,
+        redis_server=ns.redis_server,
     )
 
 
@@ -143,13 +171,28 @@ def run_one(sc: Scenario, kind: str, opts: Options, work: Path, rnd: int) -> Run
     work.mkdir(parents=True)
     result = RunResult(sc.name, kind, rnd)
     t0 = time.monotonic()
+    redis: RedisServer | None = None
     try:
-        result.values = sc.run(Ctx(sc.name, kind, sc.sizes(opts.quick), opts, work, rnd))
+        companions: tuple[int, ...] = ()
+        if opts.backend == "redis" and kind == "objstore":
+            assert opts.redis_server is not None
+            redis = RedisServer(opts.redis_server, work / "redis", opts.server_cpu)
+            redis.start()
+            opts = replace(opts, objstore_args=(*opts.objstore_args, "--redis", redis.url))
+            companions = (redis.pid,)
+            redis_before = cpu_seconds(redis.pid)
+        ctx = Ctx(sc.name, kind, sc.sizes(opts.quick), opts, work, rnd, companions)
+        result.values = sc.run(ctx)
+        if redis is not None:
+            # Its share, for the whole run: the per-operation figures include it already.
+            result.values["redis_cpu_s"] = cpu_seconds(redis.pid) - redis_before
     except BenchError as exc:
         result.error = str(exc)
     except Exception as exc:  # a harness bug or an unexpected answer: report, go on
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
+        if redis is not None:
+            redis.stop()
         stop_all()  # whatever a failed run left behind
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -193,6 +236,7 @@ def write_json(opts: Options, invocations: Sequence[tuple[list[RunResult], list[
         "consecutive": opts.consecutive,
         "sizes": {s: REGISTRY[s].sizes(opts.quick) for s in opts.scenarios},
         "clock_ticks_per_s": CLK_TCK,
+        "backend": opts.backend,
     }
     if len(invocations) == 1:
         results, rows = invocations[0]
@@ -232,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"objstore vs reference, {'quick, ' if opts.quick else ''}{opts.rounds} round(s)"
                 f"{which}; server on CPU {opts.server_cpu}, load on CPU {opts.client_cpu}"
+                + (
+                    "; objstore on a fresh redis-server (its CPU counted)"
+                    * (opts.backend == "redis")
+                )
             )
             print()
             print(render_table(rows, opts.rounds), flush=True)

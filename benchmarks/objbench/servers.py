@@ -78,8 +78,11 @@ class Server:
         durability: str = "async",
         *,
         extra_args: tuple[str, ...] = (),
+        companions: tuple[int, ...] = (),
     ) -> None:
         self.kind = kind
+        #: Pids whose CPU time counts as the server's (its redis-server, other instances).
+        self.companions = companions
         #: objstore's --durability (the reference has one way of writing).
         self.durability = durability
         #: More flags for objstore (like --redis URL).
@@ -155,11 +158,16 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     def cpu(self) -> float:
-        """utime + stime in seconds; also keeps the schedstat figure in self.last_sched."""
+        """utime + stime in seconds; also keeps the schedstat figure in self.last_sched.
+
+        Both include the companions' (a redis-server, other instances) when there are any.
+        """
         if not self.alive():
             raise BenchError(f"{self.kind} died: {self.log_tail()}")
-        self.last_sched = sched_seconds(self.pid)
-        return cpu_seconds(self.pid)
+        pids = (self.pid, *self.companions)
+        scheds = [sched_seconds(pid) for pid in pids]
+        self.last_sched = None if None in scheds else sum(s for s in scheds if s is not None)
+        return sum(cpu_seconds(pid) for pid in pids)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None:
@@ -193,9 +201,12 @@ def running(
     *,
     durability: str = "async",
     extra_args: tuple[str, ...] = (),
+    companions: tuple[int, ...] = (),
 ) -> Iterator[Server]:
     """A started and ready server, stopped (by its pid) when the block ends."""
-    server = Server(kind, cache_dir, opts, log, durability, extra_args=extra_args)
+    server = Server(
+        kind, cache_dir, opts, log, durability, extra_args=extra_args, companions=companions
+    )
     try:
         server.start()
         server.wait_ready(ready_timeout)

@@ -6,7 +6,7 @@ sizes and metrics next to the code that measures them.
 
 from __future__ import annotations
 
-from . import basic, connect, http, protocol2  # noqa: F401  (registration)
+from . import basic, connect, http, protocol2, shared  # noqa: F401  (registration)
 from .base import REGISTRY, Ctx, Scenario, scenario
 
 __all__ = ["REGISTRY", "Ctx", "Scenario", "scenario"]

@@ -31,6 +31,8 @@ class Ctx:
     opts: Options
     work: Path
     round: int
+    #: Pids whose CPU counts as objstore's (its redis-server with --backend redis).
+    companions: tuple[int, ...] = ()
 
     @property
     def objstore(self) -> bool:
@@ -53,6 +55,7 @@ class Ctx:
             ready_timeout,
             durability=durability,
             extra_args=self.opts.objstore_args if self.objstore else (),
+            companions=self.companions if self.objstore else (),
         )
 
     def loadgen(self, name: str, args: dict[str, Any], *, stdin: bool = False) -> Loadgen:
@@ -96,6 +99,7 @@ def scenario(
     quick: dict[str, int] | None = None,
     metrics: Sequence[Metric],
     backends: tuple[str, ...] = ("files", "redis"),
+    servers: tuple[str, ...] = SERVERS,
 ) -> Callable[[RunFunction], RunFunction]:
     """Register the decorated function as scenario *name* (stackable: one function may run
     several scenarios of different sizes; they take the table's order as written, top down)."""
@@ -109,6 +113,7 @@ def scenario(
         full,
         full if quick is None else quick,
         tuple(metrics),
+        servers=servers,
         backends=backends,
     )
     REGISTRY[name] = declared

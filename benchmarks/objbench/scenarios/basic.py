@@ -129,6 +129,7 @@ def persist(ctx: Ctx) -> dict[str, Any]:
         ctx.opts,
         ctx.work / "server.log",
         extra_args=ctx.opts.objstore_args if ctx.objstore else (),
+        companions=ctx.companions if ctx.objstore else (),
     )
     try:
         server.start()
@@ -237,6 +238,7 @@ def idle(ctx: Ctx) -> dict[str, Any]:
     "startup",
     full={"files": 100_000},
     quick={"files": 20_000},
+    backends=("files",),  # the files are what is loaded; a Redis store is not read from them
     metrics=[
         Metric("seconds", "spawn to first handshake, s", "<", 1.0),
         Metric("keys_ok", "keys loaded (get of first and last key)", "==", True),
