@@ -82,7 +82,7 @@ def brief(result: Mapping[str, Any]) -> str:
     keys = [
         k
         for k in result
-        if not isinstance(result[k], (dict, list)) and k != "server_log_last_error"
+        if not isinstance(result[k], (dict, list)) and not k.endswith("server_log_last_error")
     ]
     text = ", ".join(f"{k}={fmt(result[k])}" for k in keys[:8])
     if result.get("server_log_errors"):
