@@ -769,8 +769,11 @@ async function connect(args: Args) {
   const get = num(args, "get", 0) > 0;
   const timeoutMs = num(args, "timeout", 120) * 1000;
   if (mode !== "connect" && mode !== "reconnect") throw new Error(`--mode must be connect or reconnect, got ${mode}`);
+  // --setup 0: the keys are not set first (a server that answers every subscribe with a
+  // value, like stackfloor.py's websockets server, which reads no request body).
+  const setup = num(args, "setup", 1) > 0;
   const base = httpBase(url);
-  for (let k = 0; k < keys; k++) {
+  for (let k = 0; setup && k < keys; k++) {
     const res = await fetch(`${base}/set`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ key: `c-${k}`, value: { k } }),
