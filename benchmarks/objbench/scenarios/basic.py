@@ -25,9 +25,16 @@ __all__ = ["fanout", "game", "idle", "persist", "startup"]
 
 def _fanout_metrics() -> list[Metric]:
     return [
-        Metric("cpu_us_per_delivery", "server CPU µs per delivery", "ratio<=", 0.8),
+        # The phase lasts a fraction of a second: clock ticks (10 ms) are too coarse to
+        # judge it, so the target is on schedstat's nanoseconds.
+        Metric(
+            "cpu_us_per_delivery_schedstat",
+            "server CPU µs per delivery (schedstat, ns resolution)",
+            "ratio<=",
+            0.8,
+        ),
         Metric("all_last", "every subscriber got the last value", "==", True),
-        Metric("cpu_us_per_delivery_schedstat", "the same from schedstat (ns resolution, check)"),
+        Metric("cpu_us_per_delivery", "the same from clock ticks (10 ms resolution)"),
     ]
 
 
