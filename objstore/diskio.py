@@ -24,6 +24,7 @@ import stat
 import sys
 import time
 import types
+from collections.abc import Iterable, Iterator
 
 __all__ = [
     "SymlinkRefused",
@@ -32,6 +33,7 @@ __all__ = [
     "open_file",
     "open_or_replace",
     "read_file",
+    "read_files",
     "remove_quietly",
     "replace",
     "write_and_close",
@@ -42,6 +44,13 @@ logger = logging.getLogger("objstore.cache")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+#: Reading a file at start need not update its time of last access (Linux): each such
+#: update is an inode written, for 100,000 files just written (``relatime``).
+_NOATIME = getattr(os, "O_NOATIME", 0)
+#: The first read of each file in :func:`read_files`: one read for most values.
+_FIRST_READ = 1 << 16
 
 
 class SymlinkRefused(OSError):
@@ -114,6 +123,62 @@ def read_file(path: str) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_files(folder: str, names: Iterable[str]) -> Iterator[tuple[str, bytes | OSError]]:
+    """Each of *names* in the folder *folder* with its whole content, or the OSError that
+    opening or reading it raised (:class:`SymlinkRefused` for a symbolic link), in order.
+
+    :func:`read_file` for many files of one folder, with less work for each (100,000
+    are read at start): every open is relative to one handle of the folder, so the
+    system does not walk the folder's path each time, and a file is read in one call
+    when it is shorter than 64 KiB (a read from a plain file that returns less than
+    it was asked for has reached the end), and, where the system has ``O_NOATIME``
+    (Linux) and the files are the process's own, without updating their times of last
+    access. On systems without ``openat`` (Windows), :func:`read_file` of each path.
+    """
+    if not _NOFOLLOW or os.open not in os.supports_dir_fd:
+        for name in names:
+            try:
+                yield name, read_file(os.path.join(folder, name))
+            except OSError as exc:
+                yield name, exc
+        return
+    flags = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _NOATIME
+    dir_fd = os.open(folder, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    # Bound once: this loop runs once per file.
+    open_at, read, close = os.open, os.read, os.close
+    try:
+        for name in names:
+            try:
+                try:
+                    fd = open_at(name, flags, dir_fd=dir_fd)
+                except PermissionError as exc:
+                    # O_NOATIME is for the files' owner only: open the others without.
+                    if exc.errno != errno.EPERM or not flags & _NOATIME:
+                        raise
+                    flags &= ~_NOATIME
+                    fd = open_at(name, flags, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.EMLINK, getattr(errno, "EFTYPE", -1)):
+                    exc = _refused(os.path.join(folder, name))
+                yield name, exc
+                continue
+            result: bytes | OSError
+            try:
+                result = read(fd, _FIRST_READ)
+                if len(result) == _FIRST_READ:
+                    chunks = [result]
+                    while chunk := read(fd, _FIRST_READ):
+                        chunks.append(chunk)
+                    result = b"".join(chunks)
+            except OSError as exc:
+                result = exc
+            finally:
+                close(fd)
+            yield name, result
+    finally:
+        close(dir_fd)
 
 
 def write_and_close(fd: int, data: bytes, *, sync: bool = False) -> None:

@@ -19,15 +19,23 @@ import time
 from dataclasses import dataclass, field
 
 from . import jsonvalues
-from .diskio import read_file, remove_quietly, replace
+from .diskio import read_file, read_files, remove_quietly, replace
 from .errors import ClientError
 from .foldernames import classify, file_name, is_hashed, set_aside_name, sidecar_name
 from .folderwrite import FolderWriter
-from .keys import validate_key
+from .keys import PLAIN_NAME, validate_key
 
 __all__ = ["LoadReport", "load_folder"]
 
 logger = logging.getLogger("objstore.cache")
+
+#: A plain value file's name cut here is its key (the name without ".json").
+_STEM_END = -len(".json")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a value file cannot be loaded, for the warning that sets it aside."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(slots=True)
@@ -59,22 +67,35 @@ class _Loader:
 
     def load(self) -> LoadReport:
         report = self.report
-        names: list[str] = []
+        plain: list[str] = []
+        others: list[str] = []
         links: list[str] = []
-        for entry in os.scandir(self.path):
-            # Never follow a link: a link under one of our names is set aside below.
-            if entry.is_file(follow_symlinks=False):
-                names.append(entry.name)
-            elif entry.is_symlink() and classify(entry.name).is_ours:
-                links.append(entry.name)
+        is_plain = PLAIN_NAME.fullmatch
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                # Never follow a link: a link under one of our names is set aside below.
+                # (The entry's type comes with the listing: no stat of each file.)
+                if entry.is_file(follow_symlinks=False):
+                    name = entry.name
+                    (plain if is_plain(name) is not None else others).append(name)
+                elif entry.is_symlink() and classify(entry.name).is_ours:
+                    links.append(entry.name)
         for name in links:
             self._set_aside(name, "a symbolic link, which objstore never follows")
-        present = set(names)
+        # The common case first, in one pass: value files named by their key.
+        self._load_plain(plain)
+        present: set[str] = set()  # every file's name, listed when first needed
+
+        def listed() -> set[str]:
+            if not present:
+                present.update(plain, others)
+            return present
+
         legacy: list[tuple[str, str]] = []
-        for name in names:
+        for name in others:
             kind = classify(name)
             if kind.kind == "leftover" or (
-                kind.kind in ("spare", "sidecar") and kind.of not in present
+                kind.kind in ("spare", "sidecar") and kind.of not in listed()
             ):
                 # Left by a crash between writing a file and renaming it, or the
                 # spare or sidecar of a file removed since: of no use to any key.
@@ -91,15 +112,28 @@ class _Loader:
                 assert kind.key is not None
                 legacy.append((kind.key, name))
         for key, name in legacy:
-            self._migrate_legacy(key, name, present)
+            self._migrate_legacy(key, name, listed())
         return report
+
+    def _load_plain(self, names: list[str]) -> None:
+        """Load the value files whose key is their name without ".json" (matched by
+        :data:`~objstore.keys.PLAIN_NAME`): no name to decode, one open of each."""
+        values = self.report.values
+        compact = jsonvalues.compact
+        for name, data in read_files(self.path, names):
+            if isinstance(data, OSError):
+                self._set_aside(name, _reason(data))
+                continue
+            try:
+                values[name[:_STEM_END]] = compact(data)
+            except (UnicodeDecodeError, ValueError, ClientError) as exc:
+                self._set_aside(name, _reason(exc))
 
     def _load_one(self, key: str, name: str) -> bool:
         try:
-            text = read_file(self._join(name)).decode("utf-8")
-            self.report.values[key] = jsonvalues.encode(jsonvalues.decode(text))
+            self.report.values[key] = jsonvalues.compact(read_file(self._join(name)))
         except (OSError, UnicodeDecodeError, ValueError, ClientError) as exc:
-            self._set_aside(name, f"{type(exc).__name__}: {exc}")
+            self._set_aside(name, _reason(exc))
             return False
         return True
 

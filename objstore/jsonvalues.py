@@ -41,6 +41,8 @@ __all__ = [
     "BACKEND",
     "MAX_DEPTH",
     "JSONDecodeError",
+    "compact",
+    "compact_stdlib",
     "decode",
     "decode_stdlib",
     "depth_exceeds",
@@ -193,13 +195,22 @@ def encode_stdlib(value: Any) -> bytes:
 
 #: A run of digits that may be an integer orjson cannot hold exactly.
 _LONG_DIGITS = re.compile("[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(b"[0-9]{19}")
 
 #: orjson results shorter than this are copied to bytes of their exact size
 #: (see the module docstring); above it, the 4 KiB they keep is a small share.
 _COPY_BELOW = 64 * 1024
 
+
+def compact_stdlib(data: bytes) -> bytes:
+    """The compact encoding of the UTF-8 JSON text *data*: what :func:`encode` makes of
+    what :func:`decode` makes of it, with the same errors (and UnicodeDecodeError)."""
+    return encode_stdlib(decode_stdlib(data.decode("utf-8")))
+
+
 if orjson is None:  # pragma: no cover
     BACKEND = "json"
+    compact = compact_stdlib
     decode = decode_stdlib
     encode = encode_stdlib
 else:
@@ -231,6 +242,27 @@ else:
                 ):
                     return value
         return decode_stdlib(text, enclosing)
+
+    def compact(data: bytes) -> bytes:
+        """The compact encoding of the UTF-8 JSON text *data*: as :func:`compact_stdlib`,
+        faster (one call per value read from a file, 100,000 of them at start: the
+        bytes go to orjson as they are, not decoded to a string first)."""
+        if _LONG_DIGITS_BYTES.search(data) is None:
+            try:
+                value = _loads(data)
+            except _OrjsonDecodeError:
+                pass  # json says what is wrong, in its words
+            else:
+                # As in decode: a depth over MAX_DEPTH takes over 2 * MAX_DEPTH bytes.
+                if (
+                    len(data) <= 2 * MAX_DEPTH
+                    or data.count(b"[") + data.count(b"{") <= MAX_DEPTH
+                    or not depth_exceeds(value, MAX_DEPTH)
+                ):
+                    # encode(value), inline: orjson encodes whatever it decoded.
+                    result: bytes = _dumps(value)
+                    return _join((result, b"")) if len(result) < _COPY_BELOW else result
+        return compact_stdlib(data)
 
     def encode(value: Any) -> bytes:
         """Encode *value* as compact UTF-8 JSON: as :func:`encode_stdlib`, faster."""

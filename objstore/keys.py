@@ -17,6 +17,7 @@ from objstore.errors import InvalidKey, describe
 __all__ = [
     "FILE_NAME_SCHEME",
     "MAX_KEY_BYTES",
+    "PLAIN_NAME",
     "ParsedName",
     "file_name",
     "is_hashed",
@@ -80,9 +81,17 @@ _WINDOWS_DEVICES: Final = frozenset(
     + [f"COM{digit}" for digit in range(10)]
     + [f"LPT{digit}" for digit in range(10)]
 )
-_PLAIN_RE: Final = re.compile(r"[a-z0-9_-][a-z0-9_.-]*")
 _ENCODED_RE: Final = re.compile(r"(?:[a-z0-9_.-]|%[0-9A-F]{2})+")
 _HASHED_RE: Final = re.compile(r"(?P<prefix>[^~]*)~[0-9a-f]{64}\.json")
+
+#: Matches (with ``fullmatch``) exactly the names whose stem is itself a key and its own
+#: encoding: 1 to 200 of a-z, 0-9, "-", "_" and ".", not starting with ".", the part
+#: before the first "." no Windows device name. Such a name is canonical and its key is
+#: the name without ".json": the common case, told by one match instead of decoding the
+#: stem and encoding it again (100,000 names are read at start).
+PLAIN_NAME: Final = re.compile(
+    r"(?!(?:con|prn|aux|nul|com[0-9]|lpt[0-9])\.)[a-z0-9_-][a-z0-9_.-]{0,199}\.json"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,17 +179,11 @@ def parse_file_name(name: str) -> ParsedName:
     are recognised first, ``a%20b.json`` is read as the key ``"a b"``, never as a legacy
     key ``"a%20b"``.
     """
+    if PLAIN_NAME.fullmatch(name) is not None:
+        return ParsedName("canonical", name[: -len(_SUFFIX)])
     if not name.endswith(_SUFFIX) or name.startswith("."):
         return _OTHER
     stem = name[: -len(_SUFFIX)]
-    if (
-        len(stem) <= _MAX_STEM_CHARS
-        and _PLAIN_RE.fullmatch(stem) is not None
-        and stem.partition(".")[0].upper() not in _WINDOWS_DEVICES
-    ):
-        # The common case, a key of plain characters that is its own stem:
-        # canonical without decoding and encoding it again.
-        return ParsedName("canonical", stem)
     if _HASH_MARK in stem and is_hashed(name):
         return _HASHED
     key = _decode_stem(stem)

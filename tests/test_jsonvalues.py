@@ -97,6 +97,43 @@ def test_values_the_fast_encoder_refuses_get_the_standard_errors() -> None:
     assert jsonvalues.encode([2**100]) == b"[1267650600228229401496703205376]"
 
 
+@given(json_values, st.sampled_from([None, 1, 2]))
+def test_compact_of_a_file_text_is_the_encoding_of_its_value(
+    value: Any, indent: int | None
+) -> None:
+    """Any UTF-8 JSON text, spaced or not, compacts to the encoding of its decoded value."""
+    data = json.dumps(value, indent=indent, ensure_ascii=False).encode("utf-8")
+    expected = jsonvalues.encode(jsonvalues.decode(data.decode("utf-8")))
+    assert jsonvalues.compact(data) == expected
+    assert same_json(jsonvalues.compact_stdlib(data), expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xef\xbb\xbf{}",
+        b'"\xed\xa0\x80"',
+        b'"\xff"',
+        b"[NaN]",
+        b"1e400",
+        b"[" * 200 + b"]" * 200,
+        b"18446744073709551616",
+        b'{"a": 1}\x00',
+    ],
+)
+def test_compact_refuses_as_the_standard_library_does(data: bytes) -> None:
+    """Texts the fast path refuses give the standard library's error, or keep their value."""
+
+    def compact_outcome(function: Any) -> tuple[str, Any]:
+        try:
+            return ("ok", function(data))
+        except (ValueError, InvalidValue) as exc:  # UnicodeDecodeError is a ValueError
+            return (type(exc).__name__, str(exc))
+
+    assert compact_outcome(jsonvalues.compact) == compact_outcome(jsonvalues.compact_stdlib)
+
+
 @given(st.text(min_size=1, max_size=40))
 def test_keys_encode_as_the_standard_library_writes_them(text: str) -> None:
     """A valid key's JSON string is byte for byte what json writes (no escapes added)."""

@@ -14,6 +14,7 @@ from objstore.errors import InvalidKey
 from objstore.keys import (
     FILE_NAME_SCHEME,
     MAX_KEY_BYTES,
+    PLAIN_NAME,
     ParsedName,
     file_name,
     is_hashed,
@@ -474,3 +475,42 @@ def test_sidecar_name_rejects_unhashed_names() -> None:
     """Asking for the sidecar of a name that is not hashed is a ValueError."""
     with pytest.raises(ValueError, match=r'^not a hashed file name: "foo\.json"$'):
         sidecar_name("foo.json")
+
+
+# PLAIN_NAME: the names told canonical by one match
+
+
+def _canonical_as_own_stem(name: str) -> bool:
+    """Whether *name* is stem + ".json" for a valid key equal to that stem, named so."""
+    stem = name.removesuffix(".json")
+    if stem == name:
+        return False
+    try:
+        return file_name(stem) == name
+    except InvalidKey:
+        return False
+
+
+@EXAMPLES
+@given(
+    st.text(alphabet="acilmnoprtuxk0123456789.-_~%A /", max_size=205).map(lambda s: s + ".json")
+)
+def test_plain_name_matches_exactly_the_keys_named_by_themselves(name: str) -> None:
+    """A name matches PLAIN_NAME exactly when its stem is a key whose file name it is."""
+    assert (PLAIN_NAME.fullmatch(name) is not None) == _canonical_as_own_stem(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["con.json", "nul.txt.json", "com7.json", "lpt0.x.json", ".a.json", "a" * 201 + ".json"],
+)
+def test_plain_name_leaves_devices_dots_and_long_stems_to_the_full_parse(name: str) -> None:
+    """Device names, hidden names and stems over 200 characters are not plain."""
+    assert PLAIN_NAME.fullmatch(name) is None
+
+
+@pytest.mark.parametrize("name", ["console.json", "com10.json", "a.json", "a" * 200 + ".json"])
+def test_plain_name_matches_look_alikes_of_devices_and_200_characters(name: str) -> None:
+    """Names that only resemble devices, and a stem of exactly 200 characters, are plain."""
+    assert PLAIN_NAME.fullmatch(name) is not None
+    assert parse_file_name(name) == ParsedName("canonical", name.removesuffix(".json"))
