@@ -6,6 +6,8 @@ import io
 import logging
 from typing import Any
 
+import pytest
+
 from objstore.statelines import (
     MAX_LINE_BYTES,
     Deadline,
@@ -138,3 +140,33 @@ def test_stale_journal_raises_the_counter_only() -> None:
     journal = JournalContent(1, reserved=90, deadlines={"a": 3}, records=2)
     state = replay(snapshot, journal)
     assert (state.rev, state.clean, state.keys) == (90, True, {"a": KeyState(5)})
+
+
+HEADER = b'{"meta":1,"rev":9,"clean":true,"journal":1,"base":9}\n'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"k":"a","r":18446744073709551616,"x":null,"c":null}',
+        b'{"k":"a","r":-9223372036854775809,"x":null,"c":null}',
+        b'{"k":"a","r":1,"x":NaN,"c":null}',
+        b'{"k":"a","r":1,"x":null,"c":Infinity}',
+        b'{"k":"\\ud800","r":1,"x":null,"c":null}',
+        b'{"k":"\xff","r":1,"x":null,"c":null}',
+        b'{"k":"a","r":1.0,"x":null,"c":null}',
+        b'["k","a"]',
+    ],
+)
+def test_key_lines_either_decoder_reads_differently_are_skipped(line: bytes) -> None:
+    """Lines orjson and json read differently (huge integers, NaN, bad text) are skipped."""
+    state = read_snapshot(reader(HEADER + line + b"\n"))
+    assert state is not None
+    assert state.keys == {}
+
+
+def test_a_key_line_with_a_repeated_name_takes_the_last_value() -> None:
+    """A name repeated in a line counts with its last value, as json reads it."""
+    state = read_snapshot(reader(HEADER + b'{"k":"a","r":1,"r":2,"x":null,"c":null}\n'))
+    assert state is not None
+    assert state.keys == {"a": KeyState(2, None, None, None)}
