@@ -6,6 +6,8 @@ servers) and the optional bearer token that protects the page. Nothing is
 counted here: the collector reads, at scrape time, the plain counters the
 server keeps where events already happen (:mod:`objstore.tallies`, the store,
 its writer, the hub), so the hot path pays nothing for a page nobody asks for.
+The ``prometheus_client`` library is imported at the first scrape, not at start
+(its import, with the HTTP server modules it brings, is a tenth of a start).
 Knows nothing of sockets, HTTP parsing or the wire protocol.
 
 Cost of a scrape: the sizes of the values are added up, the subscriptions and
@@ -22,17 +24,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Protocol
-
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Protocol, cast
 
 from . import __version__, tallies
 from .errors import Forbidden
@@ -40,10 +32,12 @@ from .hub import Hub
 from .replies import encode_error_reply
 from .writer import LATENCY_BUCKETS
 
-__all__ = ["CONTENT_TYPE", "MetricsPage", "ObservedServer", "ServerCollector", "authorized"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
-#: The content type of the page (the text format of :func:`generate_latest`).
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+__all__ = ["MetricsPage", "ObservedServer", "ServerCollector", "authorized"]
 
 _BUCKET_BOUNDS = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
 
@@ -104,8 +98,9 @@ class ObservedServer(Protocol):
         """Open connections by protocol: websocket, http, sse."""
 
 
-class ServerCollector(Collector):
-    """Yields the metrics of one server, read from its counters at each scrape.
+class ServerCollector:
+    """Yields the metrics of one server, read from its counters at each scrape (a
+    ``prometheus_client`` collector, by its ``collect`` method).
 
     The process-wide counts (messages, errors) are reported from this
     collector's creation on, so that a server started after another in the
@@ -119,6 +114,12 @@ class ServerCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         """The metrics as they are now."""
+        from prometheus_client.metrics_core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         server = self._server
         store = server.storage
         writer = store.writer
@@ -230,10 +231,22 @@ class MetricsPage:
 
     def __init__(self, server: ObservedServer, token: str | None = None) -> None:
         self.token = token
-        self.registry = CollectorRegistry()
-        self.registry.register(ServerCollector(server))
-        # Reads /proc on Linux; elsewhere it yields nothing.
-        ProcessCollector(registry=self.registry)
+        # Made now: the process-wide counts are reported from the server's start.
+        self._collector = ServerCollector(server)
+        self._registry: CollectorRegistry | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry of this server's metrics, made (and prometheus_client imported)
+        when first asked for."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, ProcessCollector
+
+            self._registry = CollectorRegistry()
+            self._registry.register(cast("Collector", self._collector))
+            # Reads /proc on Linux; elsewhere it yields nothing.
+            ProcessCollector(registry=self._registry)
+        return self._registry
 
     def answer(
         self, authorization: str | None, *, granted: bool = False
@@ -257,4 +270,7 @@ class MetricsPage:
                 "application/json",
                 [("WWW-Authenticate", "Bearer")],
             )
-        return HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE, []
+        from prometheus_client import generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        return HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST, []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -300,3 +302,12 @@ def test_every_action_of_the_protocol_has_its_count() -> None:
     assert (*ACTIONS, "other") == tallies.MESSAGE_ACTIONS
     indexed = (tallies.MESSAGE_ACTIONS[tallies.SET], tallies.MESSAGE_ACTIONS[tallies.GET])
     assert indexed == ("set", "get")
+
+
+def test_prometheus_client_is_not_imported_at_start() -> None:
+    """The program's modules load without prometheus_client (imported at the first scrape)."""
+    code = "import sys, objstore.cli; print('prometheus_client' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "False\n"
