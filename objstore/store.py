@@ -211,22 +211,27 @@ class Store:
         space = KeySpace(values, revs, saved.rev)
         fresh: list[str] = []
         marks: list[tuple[int, float]] = []
-        for key, value in values.items():
-            state = saved.keys.get(key)
-            if (
-                saved.clean
-                and state is not None
-                and state.rev > 0
-                and state.crc == zlib.crc32(value)
-            ):
-                revs[key] = state.rev
-                if state.changed is not None:
-                    marks.append((state.rev, state.changed / 1000))
-            else:
-                fresh.append(key)
-            if state is not None and state.expires is not None:
-                self._expires[key] = state.expires
-                self._deadlines.append((state.expires, key))
+        # Without a key in the state files (a folder of the original program, or of
+        # keys without deadlines after an unclean stop) every key is new: one list.
+        if not saved.keys:
+            fresh = list(values)
+        else:
+            for key, value in values.items():
+                state = saved.keys.get(key)
+                if (
+                    saved.clean
+                    and state is not None
+                    and state.rev > 0
+                    and state.crc == zlib.crc32(value)
+                ):
+                    revs[key] = state.rev
+                    if state.changed is not None:
+                        marks.append((state.rev, state.changed / 1000))
+                else:
+                    fresh.append(key)
+                if state is not None and state.expires is not None:
+                    self._expires[key] = state.expires
+                    self._deadlines.append((state.expires, key))
         heapq.heapify(self._deadlines)
         if saved.clean:
             space = KeySpace(
@@ -239,9 +244,8 @@ class Store:
         # Values new since the clean stop (or every value after an unclean one) take
         # new revisions, in key order; then the history cannot tell what changed.
         rev = space.rev
-        for key in sorted(fresh):
-            rev += 1
-            revs[key] = rev
+        revs.update(zip(sorted(fresh), range(rev + 1, rev + 1 + len(fresh)), strict=True))
+        rev += len(fresh)
         # The times of the values kept come back; those of new revisions are not known.
         self.clock = ChangeClock.from_marks(marks)
         self.clock.mark_unknown(rev)
