@@ -9,6 +9,15 @@ touched), leftovers of a crash (and spares and sidecars whose value file is
 gone) are removed; the state files (snapshot and journal) are left to
 :mod:`objstore.statefiles`, neither read nor removed. Blocking code, run once
 before the server listens; knows nothing of asyncio or of writing values.
+
+Speed: a name that :data:`~objstore.keys.PLAIN_NAME` matches (most keys) is
+its key without decoding, and those files are read in one pass by
+:func:`~objstore.diskio.read_files` (100,000 files in about 0.6 s of CPU on a
+small machine, most of it the system's open, read and close).
+
+Memory: the folder's names once (a list of strings), and every value read
+whole, as the store then holds it (the file's size: a value file is not cut to
+``--max-size``, as before).
 """
 
 from __future__ import annotations
