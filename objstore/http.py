@@ -265,7 +265,10 @@ def _dispatch(
             body=request.body,
         )
         if isinstance(answer, tuple):
-            return HttpResponse(answer[0], answer[1], headers=answer[2])
+            response = HttpResponse(answer[0], answer[1], headers=answer[2])
+            if request.method == "GET" and answer[0] in _REUSABLE_REST:
+                response.reuse = _rest_reuse(service, path)
+            return response
         return _rest_later(answer)
     if path == "/events":
         stream = events_route(
@@ -304,6 +307,23 @@ def _health(service: StoreService, path: str) -> HttpResponse:
 async def _rest_later(answer: Awaitable[Answer]) -> HttpResponse:
     status, body, headers = await answer
     return HttpResponse(status, body, headers=headers)
+
+
+#: Answers of ``GET /keys/{key}`` that depend on nothing but the key (its value and
+#: revision) and the request: the same request may get them again while those stay.
+_REUSABLE_REST: Final = frozenset({HTTPStatus.OK, HTTPStatus.NOT_MODIFIED, HTTPStatus.NOT_FOUND})
+
+
+def _rest_reuse(service: StoreService, path: str) -> Reuse | None:
+    """What ``GET /keys/{key}``'s answer was made from (None for ``/keys``, a listing)."""
+    if not path.startswith("/keys/"):
+        return None
+    try:
+        key = _key_from_path(path[len("/keys/") :])
+    except ClientError:  # pragma: no cover  # the route answered it, so it is a key
+        return None
+    store = service.store
+    return Reuse(key, store.get(key), store.revision(key))
 
 
 async def _when_written(update: Update, result: WriteResult) -> HttpResponse:

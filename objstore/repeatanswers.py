@@ -2,7 +2,8 @@
 
 Owns a small table from the exact bytes of a request (with the local address it
 came to) to the bytes of the answer it last got, and what that answer was made
-from: the key's value and the access rules in force. A kept answer is used only
+from: the key's value (and its revision, for an answer that shows it) and the
+access rules in force. A kept answer is used only
 while both are the very same objects (identity, not equality: every change of a
 key stores a new value object and every reload makes new rules), so it is never
 stale; the router decides which answers may be kept (:class:`Reuse`), and the
@@ -34,11 +35,14 @@ MAX_REQUEST = 1024
 
 
 class Reuse(NamedTuple):
-    """What an answer was made from, as the router tells it: a key and its value then."""
+    """What an answer was made from, as the router tells it: a key, its value and, when
+    the answer shows it (an ``ETag``), its revision then."""
 
     key: str
     #: The value object the answer holds (None: the key had none).
     value: bytes | None
+    #: The key's revision, when the answer depends on it (None: it does not).
+    rev: int | None = None
 
 
 class _Entry(NamedTuple):
@@ -46,6 +50,7 @@ class _Entry(NamedTuple):
     answer: bytes
     key: str
     value: bytes | None
+    rev: int | None
     rules: object
 
 
@@ -53,16 +58,22 @@ class RepeatAnswers:
     """Whole answers to requests seen before, valid while their key and rules stay.
 
     *value_of* gives a key's current value object, *rules_now* the access rules
-    in force; both are called on every use of a kept answer.
+    in force; both are called on every use of a kept answer. *revision_of* gives a
+    key's revision, asked only for answers that show it: a value set again could be
+    the very same object (CPython shares some small ones), under a new revision.
     """
 
-    __slots__ = ("_entries", "_rules_now", "_value_of")
+    __slots__ = ("_entries", "_revision_of", "_rules_now", "_value_of")
 
     def __init__(
-        self, value_of: Callable[[str], bytes | None], rules_now: Callable[[], object]
+        self,
+        value_of: Callable[[str], bytes | None],
+        rules_now: Callable[[], object],
+        revision_of: Callable[[str], int],
     ) -> None:
         self._value_of = value_of
         self._rules_now = rules_now
+        self._revision_of = revision_of
         self._entries: dict[bytes, _Entry] = {}
 
     def __len__(self) -> int:
@@ -77,6 +88,7 @@ class RepeatAnswers:
             entry.local_host != local_host
             or self._value_of(entry.key) is not entry.value
             or self._rules_now() is not entry.rules
+            or (entry.rev is not None and self._revision_of(entry.key) != entry.rev)
         ):
             return None
         return entry.answer
@@ -88,7 +100,9 @@ class RepeatAnswers:
         entries = self._entries
         if request not in entries and len(entries) >= MAX_ENTRIES:
             del entries[next(iter(entries))]  # the oldest
-        entries[request] = _Entry(local_host, answer, reuse.key, reuse.value, self._rules_now())
+        entries[request] = _Entry(
+            local_host, answer, reuse.key, reuse.value, reuse.rev, self._rules_now()
+        )
 
     def clear(self) -> None:
         """Forget every kept answer."""

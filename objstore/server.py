@@ -78,7 +78,9 @@ class ObjstoreServer:
             self._session_class = SharedClientSession
         self.service.deadline_changed = self._expire_at
         #: Whole answers to repeated reads, shared by every HTTP connection.
-        self.repeat_answers = RepeatAnswers(self.storage.get, self._rules_now)
+        self.repeat_answers = RepeatAnswers(
+            self.storage.get, self._rules_now, self.storage.revision
+        )
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
         self._server: Server | None = None

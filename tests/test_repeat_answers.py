@@ -26,10 +26,11 @@ class World:
 
     def __init__(self) -> None:
         self.values: dict[str, bytes | None] = {}
+        self.revs: dict[str, int] = {}
         self.rules = object()
 
     def table(self) -> RepeatAnswers:
-        return RepeatAnswers(self.values.get, lambda: self.rules)
+        return RepeatAnswers(self.values.get, lambda: self.rules, lambda k: self.revs.get(k, 0))
 
 
 def test_a_kept_answer_is_given_while_its_value_and_rules_stay() -> None:
@@ -68,6 +69,20 @@ def test_new_rules_retire_every_answer() -> None:
     answers.remember(b"GET /get/k", "127.0.0.1", b"NULL", Reuse("k", None))
     world.rules = object()
     assert answers.lookup(b"GET /get/k", "127.0.0.1") is None
+
+
+def test_an_answer_that_shows_the_revision_is_retired_by_a_new_one() -> None:
+    """The same value object under a new revision (a value set again) retires an answer
+    made with the revision, not one made without it."""
+    world = World()
+    value = world.values["k"] = b"1"
+    world.revs["k"] = 1
+    answers = world.table()
+    answers.remember(b"GET /keys/k", "h", b"ETAG 1", Reuse("k", value, 1))
+    answers.remember(b"GET /get/k", "h", b"VALUE", Reuse("k", value))
+    world.revs["k"] = 2
+    assert answers.lookup(b"GET /keys/k", "h") is None
+    assert answers.lookup(b"GET /get/k", "h") == b"VALUE"
 
 
 def test_another_local_address_gets_no_kept_answer() -> None:
@@ -180,4 +195,37 @@ async def test_a_reload_that_takes_a_right_away_refuses_the_same_request(
     assert server.access.reload()
     writer.write(get("/get/public/x"))
     assert (await read_response(reader))[0] == 401
+    writer.close()
+
+
+async def test_a_repeated_rest_get_shows_each_new_revision(server: ObjstoreServer) -> None:
+    """GET /keys/k again after a PUT of the same value: the new ETag, never the kept one."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    tags = []
+    for _ in range(3):
+        body = b"1"
+        writer.write(
+            b"PUT /keys/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n" + body
+        )
+        assert (await read_response(reader))[0] == 200
+        for _ in range(2):
+            writer.write(get("/keys/k"))
+            status, headers, answer = await read_response(reader)
+            assert (status, answer) == (200, b"1")
+            tags.append(headers["etag"])
+    assert tags[0] == tags[1] != tags[2] == tags[3] != tags[4] == tags[5]
+    writer.close()
+
+
+async def test_a_repeated_rest_get_of_a_missing_key_sees_it_set(server: ObjstoreServer) -> None:
+    """A kept 404 is not given once the key has a value."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for _ in range(2):
+        writer.write(get("/keys/m"))
+        assert (await read_response(reader))[0] == 404
+    writer.write(b"PUT /keys/m HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n2")
+    assert (await read_response(reader))[0] == 200
+    writer.write(get("/keys/m"))
+    assert (await read_response(reader))[:3:2] == (200, b"2")
+    assert len(server.repeat_answers) == 1
     writer.close()
