@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import run as bench  # benchmarks/run.py: processes, /proc readers, the load generator
+from objbench.redis import redis_ping
 
 SCENARIOS = ("fanout", "game", "acked", "persist")
 
@@ -84,16 +84,6 @@ QUICK = {
 
 
 # --- redis-server ---------------------------------------------------------------------------
-
-
-def redis_ping(port: int, timeout: float = 0.5) -> bool:
-    """Whether a Redis answers PING on 127.0.0.1:*port*."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class RedisServer:
