@@ -23,8 +23,9 @@ import contextlib
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from . import jsonvalues
 from .diskio import SymlinkRefused, open_file, read_file
@@ -32,12 +33,13 @@ from .errors import ClientError
 from .folderlock import FolderInUse
 from .foldernames import JOURNAL_NAME, LOCK_NAME, META_NAME, classify, file_name, sidecar_name
 from .keys import validate_key
-from .statelines import JournalContent, LineReader, SavedState, read_journal, read_snapshot, replay
+from .statelines import LineReader, SavedState, read_journal, read_snapshot, replay
 
 __all__ = ["FolderContent", "read_folder"]
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BUFFER = 64 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -112,31 +114,36 @@ def _read_sidecar(path: str, name: str, content: FolderContent) -> str | None:
 def _read_state(path: str, content: FolderContent) -> SavedState:
     """The snapshot and journal replayed, as the server reads them; a file that is a link
     or not a plain file is skipped (the server would set it aside)."""
-    snapshot: SavedState | None = None
-    journal: JournalContent | None = None
-    snapshot_lost = journal_lost = False
-    try:
-        stream = _open_state(path, META_NAME)
-    except _Skipped as skipped:
-        content.unreadable.append((META_NAME, str(skipped)))
-        snapshot_lost = True
-    else:
-        if stream is not None:
-            with stream:
-                snapshot = read_snapshot(LineReader(stream, META_NAME))
-            if snapshot is None:
-                content.unreadable.append((META_NAME, "its first line is not a snapshot header"))
-                snapshot_lost = True
-    try:
-        stream = _open_state(path, JOURNAL_NAME)
-    except _Skipped as skipped:
-        content.unreadable.append((JOURNAL_NAME, str(skipped)))
-        journal_lost = True
-    else:
-        if stream is not None:
-            with stream:
-                journal = read_journal(LineReader(stream, JOURNAL_NAME))
+    snapshot, snapshot_lost = _read_state_file(
+        path, META_NAME, read_snapshot, content, "its first line is not a snapshot header"
+    )
+    journal, journal_lost = _read_state_file(path, JOURNAL_NAME, read_journal, content)
     return replay(snapshot, journal, snapshot_lost=snapshot_lost, journal_lost=journal_lost)
+
+
+def _read_state_file(
+    path: str,
+    name: str,
+    read: Callable[[LineReader], _T | None],
+    content: FolderContent,
+    unread: str | None = None,
+) -> tuple[_T | None, bool]:
+    """The state file *name* read by *read* (None when there is none), and whether it was
+    lost: there, but skipped, or read as nothing while *unread* says why that is wrong.
+    A lost file is named in *content*'s unreadable files."""
+    try:
+        stream = _open_state(path, name)
+    except _Skipped as skipped:
+        content.unreadable.append((name, str(skipped)))
+        return None, True
+    if stream is None:
+        return None, False
+    with stream:
+        result = read(LineReader(stream, name))
+    if result is None and unread is not None:
+        content.unreadable.append((name, unread))
+        return None, True
+    return result, False
 
 
 class _Skipped(Exception):

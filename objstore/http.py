@@ -35,7 +35,7 @@ from .repeatanswers import Reuse
 from .replies import encode_error_reply
 from .rest import CHALLENGE, Answer, events_route, keys_route
 from .service import StoreService
-from .updates import Update, encode_update
+from .updates import Update
 from .writer import WriteResult
 
 if TYPE_CHECKING:
@@ -240,8 +240,8 @@ def _dispatch(
                 authorize.require_read(grant, key)
         except ClientError as exc:
             return _error(HTTPStatus(exc.http_status), exc)
-        value = service.store.get(key)
-        return HttpResponse(HTTPStatus.OK, encode_update(key, value), reuse=Reuse(key, value))
+        reuse = Reuse(key, service.store.get(key))
+        return HttpResponse(HTTPStatus.OK, service.get(key), reuse=reuse)
     if path == "/set":
         if request.method != "POST":
             return _method_not_allowed(request, path, "POST")

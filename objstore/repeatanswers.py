@@ -3,11 +3,12 @@
 Owns a small table from the exact bytes of a request (with the local address it
 came to) to the bytes of the answer it last got, and what that answer was made
 from: the key's value (and its revision, for an answer that shows it) and the
-access rules in force. A kept answer is used only
-while both are the very same objects (identity, not equality: every change of a
-key stores a new value object and every reload makes new rules), so it is never
-stale; the router decides which answers may be kept (:class:`Reuse`), and the
-origin checks depend on nothing but the request's bytes and the local address.
+access rules in force. A kept answer is used only while the value and the
+rules are the very same objects (identity, not equality: every change of a key
+stores a new value object and every reload makes new rules) and the revision is
+the same, so it is never stale. The router decides which answers may be kept
+(:class:`Reuse`); the origin checks depend on nothing but the request's bytes and
+the local address.
 
 Knows nothing of sockets, of routes or of the HTTP machine: the connection asks
 for an answer to the bytes it received, and offers the answers it wrote.
@@ -103,7 +104,3 @@ class RepeatAnswers:
         entries[request] = _Entry(
             local_host, answer, reuse.key, reuse.value, reuse.rev, self._rules_now()
         )
-
-    def clear(self) -> None:
-        """Forget every kept answer."""
-        self._entries.clear()

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["ObjstoreServer"]
 
 _ADDRESS_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
+#: Connections the kernel may hold for the server before it accepts them.
+_LISTEN_BACKLOG = 4096
 
 
 class ObjstoreServer:
@@ -334,7 +336,3 @@ class ObjstoreServer:
         # future costs less than a coroutine per connection.
         assert isinstance(connection, ObjstoreConnection)
         return connection.opened()
-
-
-#: Connections the kernel may hold for the server before it accepts them.
-_LISTEN_BACKLOG = 4096

@@ -395,17 +395,13 @@ class StoreService:
         else:
             keys = itertools.chain.from_iterable(store.matching(part) for part in names)
         # Thousands of keys for a prefix: the lookups are bound once.
-        get, revision, details = store.get, store.revision, store.details
+        get, revision, update = store.get, store.revision, self._update
         state: list[Update] = []
         append = state.append
         for key in keys:
             value = get(key)
             if value is not None:
-                expires, ephemeral = details(key)
-                if expires is not None or ephemeral:
-                    append(TimedUpdate(key, value, revision(key), expires, ephemeral))
-                else:
-                    append(Update(key, value, revision(key)))
+                append(update(key, value, revision(key)))
         state.sort(key=_by_revision)
         return since is not None, state
 
