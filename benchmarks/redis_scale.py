@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import run as bench  # benchmarks/run.py: processes, /proc readers, the load generator
-from objbench.redis import redis_ping
+from objbench.redis import RedisServer
 
 SCENARIOS = ("fanout", "game", "acked", "persist")
 
@@ -86,70 +85,17 @@ QUICK = {
 # --- redis-server ---------------------------------------------------------------------------
 
 
-class RedisServer:
-    """A redis-server of the run's own, on a free loopback port, in *folder*, pinned to *cpu*."""
-
-    def __init__(self, program: str, folder: Path, cpu: int | None) -> None:
-        self.program = program
-        self.folder = folder
-        self.cpu_id = cpu
-        self.port = bench.free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def config(self) -> str:
-        return "\n".join(
-            [
-                f"port {self.port}",
-                "bind 127.0.0.1",
-                "protected-mode yes",
-                "daemonize no",
-                f"dir {self.folder}",
-                "appendonly yes",
-                "appendfsync everysec",
-                'save ""',
-                "maxmemory-policy noeviction",
-                f"logfile {self.folder / 'redis.log'}",
-                "",
-            ]
-        )
-
-    def start(self, timeout: float = 10) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        conf = self.folder / "redis.conf"
-        conf.write_text(self.config())
-        self.proc = bench.spawn(
-            [self.program, str(conf)],
-            cpu=self.cpu_id,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not redis_ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise bench.BenchError(
-                    f"redis-server did not start on port {self.port}: {self.log_tail()}"
-                )
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            bench.stop(self.proc, signal.SIGTERM, 20)
-
-    def log_tail(self, n: int = 400) -> str:
-        try:
-            return " ".join((self.folder / "redis.log").read_text(errors="replace")[-n:].split())
-        except OSError:
-            return ""
+#: The shared store's Redis as deployed: an append-only file flushed every second.
+DEPLOYED_PERSISTENCE = (
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "everysec",
+    "--save",
+    "",
+    "--maxmemory-policy",
+    "noeviction",
+)
 
 
 # --- a setup's processes --------------------------------------------------------------------
@@ -161,7 +107,9 @@ class Cluster:
     def __init__(self, setup: Setup, opts: argparse.Namespace, work: Path) -> None:
         self.setup = setup
         self.redis = (
-            RedisServer(opts.redis_server, work / "redis", opts.redis_cpu) if setup.redis else None
+            RedisServer(opts.redis_server, work / "redis", opts.redis_cpu, DEPLOYED_PERSISTENCE)
+            if setup.redis
+            else None
         )
         self.servers: list[bench.Server] = []
         self.opts = opts

@@ -1,7 +1,8 @@
 """A redis-server of a run's own, for --backend redis: fresh, on a free loopback port.
 
-Started with `--save "" --appendonly no` (the store lives in memory for the run), pinned to
-the server CPU, stopped by its pid when the run ends. Knows nothing of objstore or scenarios.
+Started with `--save "" --appendonly no` by default (the store lives in memory for the
+run; other persistence settings may be given), pinned to the server CPU, stopped by its pid
+when the run ends. Knows nothing of objstore or scenarios.
 """
 
 from __future__ import annotations
@@ -28,12 +29,20 @@ def redis_ping(port: int, timeout: float = 0.5) -> bool:
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:PORT with its files in *folder*, pinned to *cpu*."""
+    """redis-server on 127.0.0.1:PORT with its files in *folder*, pinned to *cpu*;
+    *persistence*: its command-line settings of snapshots and the append-only file."""
 
-    def __init__(self, program: str, folder: Path, cpu: int | None) -> None:
+    def __init__(
+        self,
+        program: str,
+        folder: Path,
+        cpu: int | None,
+        persistence: tuple[str, ...] = ("--save", "", "--appendonly", "no"),
+    ) -> None:
         self.program = program
         self.folder = folder
         self.cpu = cpu
+        self.persistence = persistence
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -62,10 +71,7 @@ class RedisServer:
             "no",
             "--dir",
             str(self.folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
+            *self.persistence,
             "--logfile",
             str(log),
         ]
@@ -79,11 +85,17 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while not redis_ping(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-300:] if log.exists() else ""
                 raise BenchError(
-                    f"redis-server did not start on port {self.port}: {' '.join(tail.split())}"
+                    f"redis-server did not start on port {self.port}: {self.log_tail(300)}"
                 )
             time.sleep(0.01)
+
+    def log_tail(self, n: int = 400) -> str:
+        """The last *n* characters of its log, on one line ("" without a log)."""
+        try:
+            return " ".join((self.folder / "redis.log").read_text(errors="replace")[-n:].split())
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         """SIGTERM by pid (SIGKILL after 20 s)."""
