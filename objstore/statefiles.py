@@ -18,8 +18,9 @@ the caller's to compute and compare).
   only then does it begin the new journal, the same way (a temporary file
   holding the header, renamed in place, then opened to append), so that each
   file is always whole and a journal left from before is never taken for the
-  new snapshot's. The generation is picked here: one past any seen in either
-  file.
+  new snapshot's. Records that must outlive the fold (values acknowledged but
+  not in their files yet) are written into the new journal before its rename.
+  The generation is picked here: one past any seen in either file.
 - :meth:`StateFiles.append` writes its records in one write to the journal it
   keeps open (``O_APPEND``), cuts a partial write back to the last whole line,
   and flushes the journal to disk when a record is a reservation (one per
@@ -52,11 +53,13 @@ from .foldernames import JOURNAL_NAME, META_NAME, set_aside_name, temp_name
 from .statelines import (
     HISTORY_LIMIT,
     Deadline,
+    InFile,
     JournalContent,
     KeyState,
     LineReader,
     Reserve,
     SavedState,
+    Value,
     encode_records,
     header_generation,
     journal_header,
@@ -66,7 +69,7 @@ from .statelines import (
     snapshot_lines,
 )
 
-__all__ = ["Deadline", "KeyState", "Reserve", "SavedState", "StateFiles"]
+__all__ = ["Deadline", "InFile", "KeyState", "Reserve", "SavedState", "StateFiles", "Value"]
 
 logger = logging.getLogger("objstore.cache")
 
@@ -179,8 +182,16 @@ class StateFiles:
             raise _SetAside
         return open(fd, "rb", buffering=_BUFFER)
 
-    def write_snapshot(self, state: SavedState) -> int:
-        """Write *state* as the snapshot, then begin a new, empty journal; return its generation.
+    def write_snapshot(
+        self,
+        state: SavedState,
+        records: Sequence[Reserve | Deadline | Value | InFile] = (),
+        *,
+        sync: bool = False,
+    ) -> int:
+        """Write *state* as the snapshot, then begin a new journal holding *records*
+        (flushed to disk first with *sync* or a reservation among them, as
+        :meth:`append` does); return its generation.
 
         ``state.generation`` is only a floor: the generation written is one
         past any seen. Raises OSError, with the old snapshot in place if the new
@@ -204,11 +215,13 @@ class StateFiles:
         self._sync_folder()
         # Closed before the renames: Windows renames neither an open file nor over one.
         self.close()
-        header = journal_header(generation)
+        header = journal_header(generation) + encode_records(records)
         fd, temp = self._create_temp(JOURNAL_NAME)
         try:
             try:
                 _write_all(fd, header)
+                if records and (sync or any(type(r) is Reserve for r in records)):
+                    flush_to_disk(fd)
             finally:
                 os.close(fd)
             replace(temp, self._join(JOURNAL_NAME))
@@ -220,7 +233,9 @@ class StateFiles:
         self._size = len(header)
         return generation
 
-    def append(self, records: Sequence[Reserve | Deadline], *, sync: bool = False) -> None:
+    def append(
+        self, records: Sequence[Reserve | Deadline | Value | InFile], *, sync: bool = False
+    ) -> None:
         """Append *records* to the journal in one write; flush it to disk if one is a
         reservation, or with *sync*.
 

@@ -19,9 +19,14 @@ the last revision handed out (clean) or reserved so far; G the generation of
 the journal that belongs to the snapshot; B the history base: every change
 with a revision above B is in the history lines. The journal:
 ``{"journal": G}``, then ``{"reserve": M}`` (revisions up to M may have been
-handed out) and ``{"k": KEY, "x": EXPIRES_MS_OR_NULL}`` (the key's expiry
-deadline changed; null: permanent again). Records are compact, non-ASCII stays
-UTF-8, and JSON escapes a newline in a key, so one record is one line.
+handed out), ``{"k": KEY, "x": EXPIRES_MS_OR_NULL}`` (the key's expiry
+deadline changed; null: permanent again), ``{"k": KEY, "v": VALUE}`` (an
+acknowledged value, acknowledged before its file was written: the value's
+compact JSON as stored, last on the line), ``{"k": KEY, "rm": true}`` (an
+acknowledged removal) and ``{"k": KEY, "file": true}`` (the key's file holds
+its value: its value records before this one no longer count). Records are
+compact, non-ASCII stays UTF-8, and JSON escapes a newline in a key or a
+value, so one record is one line.
 
 Reading (see :func:`replay` for how the two files combine):
 
@@ -32,6 +37,9 @@ Reading (see :func:`replay` for how the two files combine):
   makes the state unclean (better a gap than a reused revision); a second line
   for one key replaces the first. History lines out of order, at or below the
   base, or above the counter are skipped.
+- A value record's value must be JSON that reads back as the same compact
+  bytes' value (it is compacted again); the last record of a key counts.
+  Value records are replayed from any journal, stale or not (see :func:`replay`).
 - Every line skipped or corrected is warned about with the file and line
   number, the first 10 of a file one by one, the rest counted in one warning.
 
@@ -53,6 +61,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final, NamedTuple, TypeGuard
 
+from . import jsonvalues
 from .errors import ClientError
 from .keys import validate_key
 
@@ -60,11 +69,13 @@ __all__ = [
     "HISTORY_LIMIT",
     "MAX_LINE_BYTES",
     "Deadline",
+    "InFile",
     "JournalContent",
     "KeyState",
     "LineReader",
     "Reserve",
     "SavedState",
+    "Value",
     "encode_records",
     "header_generation",
     "journal_header",
@@ -99,6 +110,16 @@ with contextlib.suppress(ImportError):
     from orjson import loads as _fast_decode
 
 
+def _key_json_stdlib(key: str) -> bytes:
+    return json.dumps(key, ensure_ascii=False).encode("utf-8")
+
+
+#: A key as a JSON string, UTF-8 (orjson where installed: a value record per acknowledged set).
+_key_json: Callable[[str], bytes] = _key_json_stdlib
+with contextlib.suppress(ImportError):
+    from orjson import dumps as _key_json
+
+
 @dataclass(slots=True)
 class KeyState:
     """What the snapshot keeps of one key: its revision, expiry deadline, value checksum
@@ -131,6 +152,9 @@ class SavedState:
     base: int = 0
     keys: dict[str, KeyState] = field(default_factory=dict)
     history: list[tuple[int, str, bool]] = field(default_factory=list)
+    #: Values the journal holds that their files may not: the last of each key named
+    #: (compact JSON; None: the key was removed), to put in place of the files'.
+    values: dict[str, bytes | None] = field(default_factory=dict)
 
 
 class Reserve(NamedTuple):
@@ -146,6 +170,20 @@ class Deadline(NamedTuple):
     expires: int | None
 
 
+class Value(NamedTuple):
+    """A journal record: ``key`` was set to ``data`` (compact JSON; None: removed), and
+    somebody was told so before its file was written."""
+
+    key: str
+    data: bytes | None
+
+
+class InFile(NamedTuple):
+    """A journal record: the file of ``key`` holds its value, newer than its value records."""
+
+    key: str
+
+
 @dataclass(slots=True)
 class JournalContent:
     """What a journal holds; ``generation`` is None when its first line is not a header."""
@@ -157,6 +195,8 @@ class JournalContent:
     deadlines: dict[str, int | None] = field(default_factory=dict)
     #: Records after the header, readable or not.
     records: int = 0
+    #: The last value record of each key named (None: removed).
+    values: dict[str, bytes | None] = field(default_factory=dict)
 
 
 class LineReader:
@@ -229,12 +269,12 @@ def read_journal(lines: LineReader) -> JournalContent | None:
     journal = JournalContent(header_generation(first[1]) if header is not None else None)
     if journal.generation is None:
         lines.warn(1, "is not a journal header; only the journal's reservations count")
-        if header is not None and _read_record(journal, header):
+        if header is not None and _read_record(journal, header, first[1]):
             journal.records += 1  # a record where the header should be
     for number, line in lines:
         journal.records += 1
         record = _parse(line)
-        if record is None or not _read_record(journal, record):
+        if record is None or not _read_record(journal, record, line):
             lines.warn(number)
     lines.finish()
     return journal
@@ -265,13 +305,19 @@ def replay(
       cannot be read, whose records also make the state unclean.
     - A snapshot lost, or missing beside a journal: unclean, the counter at
       the highest reservation, no keys, no history. A journal lost: unclean.
+    - The values of value records are taken from a journal of any generation: a
+      stale journal is one whose next snapshot was written but whose own journal
+      never began, and its values (acknowledged, maybe in no file yet) are then
+      the newest of their keys.
     """
     reserved = 0 if journal is None else journal.reserved
+    values = {} if journal is None else journal.values
     if snapshot is None:
         if journal is None and not (snapshot_lost or journal_lost):
             return SavedState()
-        return SavedState(rev=reserved, clean=False, base=reserved)
+        return SavedState(rev=reserved, clean=False, base=reserved, values=values)
     state = snapshot
+    state.values = values
     state.rev = max(state.rev, reserved)
     if journal_lost:
         state.clean = False
@@ -327,15 +373,46 @@ def journal_header(generation: int) -> bytes:
     return _line({"journal": generation})
 
 
-def encode_records(records: Iterable[Reserve | Deadline]) -> bytes:
+def encode_records(records: Iterable[Reserve | Deadline | Value | InFile]) -> bytes:
     """The journal lines of *records*."""
     return b"".join(_encode_record(record) for record in records)
 
 
-def _encode_record(record: Reserve | Deadline) -> bytes:
+def _encode_record(record: Reserve | Deadline | Value | InFile) -> bytes:
+    if isinstance(record, Value):
+        if record.data is None:
+            return _line({"k": record.key, "rm": True})
+        # The value last, as it is: read back by its place on the line (_raw_value).
+        return b'{"k":%s,"v":%s}\n' % (_encode_key(record.key), record.data)
     if isinstance(record, Reserve):
         return _line({"reserve": record.upto})
+    if isinstance(record, InFile):
+        return _line({"k": record.key, "file": True})
+    assert isinstance(record, Deadline)
     return _line({"k": record.key, "x": record.expires})
+
+
+def _encode_key(key: str) -> bytes:
+    try:
+        return _key_json(key)
+    except TypeError:  # what orjson refuses (a lone surrogate): json's rules
+        return _key_json_stdlib(key)
+
+
+def _raw_value(line: bytes) -> bytes | None:
+    """The compact value of the value record on *line*, None if it has none to read.
+
+    The record is written as ``{"k":KEY,"v":VALUE}``: the first ``,"v":`` ends the key
+    (a quote inside a JSON string is escaped), and the value runs to the last ``}``.
+    """
+    start = line.find(b',"v":')
+    end = line.rstrip(b"\r\n")
+    if not line.startswith(b'{"k":') or start < 0 or not end.endswith(b"}"):
+        return None
+    try:
+        return jsonvalues.compact(end[start + 5 : -1])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 class _History:
@@ -438,13 +515,31 @@ def _read_key_line(
     state.keys[valid] = KeyState(rev, expires, crc, changed)
 
 
-def _read_record(journal: JournalContent, record: dict[str, object]) -> bool:
-    """Take a journal record into *journal*; False if *record* is not a valid one."""
+def _read_record(journal: JournalContent, record: dict[str, object], line: bytes | None) -> bool:
+    """Take a journal record (read from *line*) into *journal*; False if *record* is not
+    a valid one."""
     if len(record) == 1 and "reserve" in record:
         upto = record["reserve"]
         if not _is_int(upto, _MAX_REV):
             return False
         journal.reserved = max(journal.reserved, upto)
+        return True
+    if len(record) == 2 and ("v" in record or "rm" in record or "file" in record):
+        key = _valid_key(record.get("k"))
+        if key is None or line is None:
+            return False
+        if "v" not in record:
+            if record.get("rm", record.get("file")) is not True:
+                return False
+            if "rm" in record:
+                journal.values[key] = None
+            else:
+                journal.values.pop(key, None)
+            return True
+        data = _raw_value(line)
+        if data is None:
+            return False
+        journal.values[key] = data
         return True
     if len(record) != 2 or "x" not in record:
         return False

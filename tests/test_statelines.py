@@ -11,11 +11,13 @@ import pytest
 from objstore.statelines import (
     MAX_LINE_BYTES,
     Deadline,
+    InFile,
     JournalContent,
     KeyState,
     LineReader,
     Reserve,
     SavedState,
+    Value,
     encode_records,
     header_generation,
     journal_header,
@@ -170,3 +172,81 @@ def test_a_key_line_with_a_repeated_name_takes_the_last_value() -> None:
     state = read_snapshot(reader(HEADER + b'{"k":"a","r":1,"r":2,"x":null,"c":null}\n'))
     assert state is not None
     assert state.keys == {"a": KeyState(2, None, None, None)}
+
+
+def test_value_records_are_lines_with_the_value_as_it_is() -> None:
+    """A value record holds the key as JSON and the value's bytes as stored, last."""
+    data = encode_records([Value("é\n", b'{"a":[1,2]}'), Value("k", None), InFile("k")])
+    assert data == (
+        b'{"k":"\xc3\xa9\\n","v":{"a":[1,2]}}\n{"k":"k","rm":true}\n{"k":"k","file":true}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    ['a,"v":1', 'quote"d', "new\nline", "back\\slash", "ü/ñ/日本", "}", "x" * 1024],
+)
+def test_value_records_read_back_whatever_the_key(key: str) -> None:
+    """A key holding quotes, the text ``,"v":``, escapes or non-ASCII reads back exactly."""
+    value = b'{"text":"a,\\"v\\":2","n":[1.5,null,true]}'
+    data = journal_header(1) + encode_records([Value(key, value)])
+    journal = read_journal(reader(data))
+    assert journal is not None
+    assert journal.values == {key: value}
+
+
+def test_the_last_value_record_of_a_key_counts_and_a_file_record_ends_them() -> None:
+    """Per key the last record counts: a value, a removal (None), or the file's word."""
+    data = journal_header(1) + encode_records(
+        [
+            Value("a", b"1"),
+            Value("b", b"2"),
+            Value("a", b"3"),
+            Value("b", None),
+            Value("c", b"4"),
+            InFile("c"),
+        ]
+    )
+    journal = read_journal(reader(data))
+    assert journal is not None
+    assert (journal.values, journal.records) == ({"a": b"3", "b": None}, 6)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"k":"a","v":[1,}\n',  # not JSON
+        b'{"v":1,"k":"a"}\n',  # not in the order written: the value cannot be found
+        b'{"k":"a","v":1,"x":2}\n',  # a third member
+        b'{"k":"a","rm":1}\n',  # a removal must say true
+        b'{"k":"a","file":false}\n',
+        b'{"k":"","v":1}\n',  # not a valid key
+    ],
+)
+def test_malformed_value_records_are_skipped_with_a_warning(
+    line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value record that cannot be read is skipped, and said so with its line number."""
+    data = journal_header(1) + encode_records([Value("a", b"0")]) + line
+    with caplog.at_level(logging.WARNING, "objstore.cache"):
+        journal = read_journal(reader(data))
+    assert journal is not None
+    assert journal.values == {"a": b"0"}
+    assert "test: line 3 cannot be read; skipped it" in caplog.text
+
+
+def test_values_come_from_a_stale_journal_too() -> None:
+    """A stale journal (its snapshot's own never began) still holds acknowledged values:
+    they count, with the state unclean only by the usual rules."""
+    snapshot = SavedState(rev=5, generation=2)
+    journal = JournalContent(1, records=1, values={"a": b"1"})
+    assert replay(snapshot, journal).values == {"a": b"1"}
+    assert replay(None, journal, snapshot_lost=True).values == {"a": b"1"}
+
+
+def test_values_of_the_current_journal_make_the_state_unclean() -> None:
+    """A journal of the snapshot's generation with value records: its values, unclean."""
+    state = replay(
+        SavedState(rev=5, generation=2), JournalContent(2, records=1, values={"a": b"1"})
+    )
+    assert (state.values, state.clean) == ({"a": b"1"}, False)
