@@ -33,11 +33,17 @@ class MemoryWriter:
     ) -> None:
         """Nothing to write: the value lives in the store's memory only."""
 
-    def write_and_wait(self, key: str, data: bytes | None) -> WriteResult:
+    def write_and_wait(
+        self, key: str, data: bytes | None, *, in_file: bool = False
+    ) -> WriteResult:
         """A future already resolved to None: there is nothing more to wait for."""
         result: WriteResult = asyncio.get_running_loop().create_future()
         result.set_result(None)
         return result
+
+    def journals(self, data: bytes | None) -> bool:
+        """False: there is no journal."""
+        return False
 
     def journal(self, record: object, key: str | None = None, *, folds: bool = False) -> None:
         """Nothing to record: revisions and deadlines live in the store's memory only."""

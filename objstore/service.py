@@ -119,8 +119,9 @@ class StoreService:
         return update
 
     def set_and_wait(self, key: str, value: bytes) -> tuple[Update, WriteResult]:
-        """Like :meth:`set`, and return a future of the file write too."""
-        rev, result = self.store.write(key, value, wait=True)
+        """Like :meth:`set`, and return a future of the file write too (``POST /set``: the
+        original answered once its file was written)."""
+        rev, result = self.store.write(key, value, wait=True, in_file=True)
         assert rev is not None
         assert result is not None
         update = Update(key, value, rev)

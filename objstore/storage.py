@@ -70,10 +70,12 @@ class Storage(Protocol):
         owner: Owner | None = None,
         keep_owner: bool = False,
         wait: bool = False,
+        in_file: bool = False,
         on_failure: FailureCallback | None = None,
     ) -> tuple[int | None, WriteResult | None]:
         """Set (*value*) or delete (None) *key*; return the revision and, with *wait*,
-        a future of its durability.
+        a future of its durability: with *in_file*, of the key's file holding it (as
+        the original's ``POST /set`` promised), not only of a journal that does.
 
         The revision is None for the deletion of a key without a value (nothing
         changed). *ttl* (seconds) gives the key a deadline, its absence takes it

@@ -56,12 +56,13 @@ from .changeclock import ChangeClock
 from .errors import Conflict, describe
 from .keyspace import Change, KeySpace
 from .memorywriter import MemoryWriter
-from .statefiles import Deadline, KeyState, Reserve, SavedState, StateFiles
+from .statefiles import Deadline, InFile, KeyState, Reserve, SavedState, StateFiles, Value
 from .storage import Owner
 from .writer import FailureCallback, WriteBehind, WriteResult
 
 __all__ = [
     "FOLD_CHECK_EVERY",
+    "JOURNALED_GATHER",
     "JOURNAL_LIMIT",
     "RESERVE_BLOCK",
     "UNJOURNALED_LIMIT",
@@ -77,6 +78,9 @@ RESERVE_BLOCK: Final = 1 << 20
 #: (``async``): a set's file is written within this time, or at once when an
 #: acknowledgement, a ``POST /set`` or a stop waits for it.
 WRITE_GATHER: Final = 0.1
+#: Seconds the files of acknowledged values may wait for later sets of the same keys
+#: while no other write waits with them: the values are in the journal meanwhile.
+JOURNALED_GATHER: Final = 1.0
 #: A journal past this size is folded into a new snapshot.
 JOURNAL_LIMIT: Final = 16 * 1024 * 1024
 #: Journal records waiting (for a failing or slow disk) past which they are folded into
@@ -98,6 +102,9 @@ class _StateSink:
     """The writer's journal: records appended to the state files, snapshots folded in.
 
     Called by the writer thread only, so that snapshot and appends never race.
+    The records given after a snapshot in one call begin its journal, written
+    with it before it takes the journal's name: values carried over a fold are
+    never only in a journal that is gone.
     """
 
     __slots__ = ("files", "sync")
@@ -107,18 +114,33 @@ class _StateSink:
         #: Flush every append to disk (``--durability sync``).
         self.sync = sync
 
-    def append(self, records: Sequence[Reserve | Deadline | _Compact]) -> None:
-        run: list[Reserve | Deadline] = []
+    def append(
+        self,
+        records: Sequence[Reserve | Deadline | Value | InFile | _Compact],
+        *,
+        lazy: bool = False,
+    ) -> None:
+        run: list[Reserve | Deadline | Value | InFile] = []
+        snapshot: SavedState | None = None
+        sync = self.sync and not lazy
         for record in records:
-            if isinstance(record, _Compact):
-                if run:
-                    self.files.append(run, sync=self.sync)
-                    run = []
-                self.files.write_snapshot(record.state)
+            if type(record) is _Compact:
+                self._write(snapshot, run, sync)
+                snapshot, run = record.state, []
             else:
-                run.append(record)
-        if run:
-            self.files.append(run, sync=self.sync)
+                run.append(record)  # type: ignore[arg-type]
+        self._write(snapshot, run, sync)
+
+    def _write(
+        self,
+        snapshot: SavedState | None,
+        run: list[Reserve | Deadline | Value | InFile],
+        sync: bool,
+    ) -> None:
+        if snapshot is not None:
+            self.files.write_snapshot(snapshot, run, sync=sync)
+        elif run:
+            self.files.append(run, sync=sync)
 
 
 def _now_ms() -> int:
@@ -154,6 +176,9 @@ class Store:
                 # With sync, every batch is waited for: nothing to gather.
                 gather=0.0 if sync else WRITE_GATHER,
                 on_restored=self._write_everything,
+                value_record=Value,
+                file_record=InFile,
+                journaled_gather=JOURNALED_GATHER,
             )
         #: Deadline records journaled since the writer's waiting records were counted.
         self._since_fold_check = 0
@@ -193,6 +218,8 @@ class Store:
         self.folder.prepare()
         report = self.folder.load()
         saved = self.state.read()
+        if saved.values:
+            self._replay_values(report.values, saved.values)
         self._restore(report.values, saved)
         now = _now_ms()
         for key, expires in list(self._expires.items()):
@@ -204,6 +231,32 @@ class Store:
         self.state.write_snapshot(self._snapshot(clean=False))
         self._opened = True
         return report
+
+    def _replay_values(self, values: dict[str, bytes], journaled: dict[str, bytes | None]) -> None:
+        """Put the journal's acknowledged values (None: removals) in place of the files'
+        in *values*, and write their files, before a new journal replaces the old one.
+
+        Raises :class:`~objstore.errors.StorageError` if a file cannot be written: the
+        journal is then left as it is, and the next start replays it again.
+        """
+        assert self.folder is not None
+        changed = 0
+        for key, data in journaled.items():
+            if values.get(key) == data:
+                continue
+            changed += 1
+            if data is None:
+                del values[key]
+                self.folder.remove(key)
+            else:
+                values[key] = data
+                self.folder.write(key, data)
+        if changed:
+            self.folder.sync()
+            logger.info(
+                "the last stop was not clean: %d acknowledged changes came back from the journal",
+                changed,
+            )
 
     def _restore(self, values: dict[str, bytes], saved: SavedState) -> None:
         """Give every loaded value its revision and deadline from *saved*."""
@@ -430,9 +483,9 @@ class Store:
         return rev
 
     def set_and_wait(self, key: str, value: bytes) -> WriteResult:
-        """Like :meth:`set`, and return a future that says when the value is on disk,
+        """Like :meth:`set`, and return a future that says when the value's file holds it,
         or why it could not be written."""
-        _, result = self.write(key, value, wait=True)
+        _, result = self.write(key, value, wait=True, in_file=True)
         assert result is not None
         return result
 
@@ -446,6 +499,7 @@ class Store:
         owner: Owner | None = None,
         keep_owner: bool = False,
         wait: bool = False,
+        in_file: bool = False,
         on_failure: FailureCallback | None = None,
     ) -> tuple[int | None, WriteResult | None]:
         """Set (*value*) or delete (None) *key*; see :class:`~objstore.storage.Storage`."""
@@ -492,7 +546,10 @@ class Store:
                 return rev, self._done() if wait else None
             self._expires_for(key, ttl, journal=True)
         if wait:
-            return rev, self._writer.write_and_wait(key, value)
+            result = self._writer.write_and_wait(key, value, in_file=in_file)
+            if not in_file and self.state is not None and self._writer.journals(value):
+                self._journal_grew(len(key) + (16 if value is None else len(value) + 12))
+            return rev, result
         self._writer.write(key, value, on_failure)
         return rev, None
 
@@ -523,15 +580,19 @@ class Store:
             self._journal_deadline(key, expires)
 
     def _journal_deadline(self, key: str, expires: int | None) -> None:
-        """Record *key*'s deadline before its file; fold the journal when it grows too large,
-        or when too many records wait for a failing disk."""
+        """Record *key*'s deadline before its file, and see whether to fold the journal."""
         if self.state is None:
             return  # no folder, no journal
+        self._writer.journal(Deadline(key, expires), key)
+        self._journal_grew(len(key) + 40)
+
+    def _journal_grew(self, size: int) -> None:
+        """Count a record of about *size* bytes; fold the journal when it grows too large,
+        or when too many records wait for a failing disk."""
         writer = self._writer
-        writer.journal(Deadline(key, expires), key)
         # Counted here rather than read from the file, which the writer thread
         # fills later: about the size of the record's line.
-        self._journaled += len(key) + 40
+        self._journaled += size
         self._since_fold_check += 1
         if self._since_fold_check >= FOLD_CHECK_EVERY:
             self._since_fold_check = 0

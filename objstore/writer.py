@@ -35,6 +35,27 @@ until a record that folds all those before it (a snapshot: ``folds=True``)
 replaces them; the owner of the sink bounds them so, watching
 :attr:`WriteBehind.unjournaled`.
 
+Acknowledged from the journal (with a *value_record* maker): a write somebody
+waits for (:meth:`WriteBehind.write_and_wait`) of a value up to
+:data:`JOURNALED_VALUE_LIMIT` bytes also gives a value record, and its waiter
+is told once that record is appended (flushed with ``sync``): N waiters share
+one append (group commit), and the file itself is written later with the
+gathered ones, not waited for: within *journaled_gather* seconds, or the
+*gather* time once a plain write joins them. While the thread writes a long batch of files,
+the value records given meanwhile are appended between its files (at most
+every :data:`APPEND_BETWEEN_FILES` seconds), so that acknowledgements never
+wait for a batch of files. So that a journal never holds a value older
+than its key's file (a replay would bring the old value back), a key with a
+value record in the journal gets a record of every later value before its
+file is written (but for a value too large for a record); once its file is
+written, and before the batch's waiters are told, a record that the file holds
+the key's value (*file_record*) ends what its value records say, so that a
+replay brings back only what files lack. When the journal is folded into a
+snapshot, the values of such keys whose files are not written yet are carried
+into the new journal.
+Memory: one entry per key given a value record since the last fold, naming
+the value the store holds (or held until a moment ago).
+
 With ``sync=True`` (``--durability sync``) a batch is durable before anyone
 hears of it: the journal's records are flushed by the sink, each file by the
 cache folder as it is written, then the folder's names once for the whole
@@ -73,7 +94,14 @@ from typing import Any, Protocol
 from .cachefolder import CacheFolder
 from .errors import ObjstoreError, StorageError
 
-__all__ = ["LATENCY_BUCKETS", "FailureCallback", "JournalSink", "WriteBehind", "WriteResult"]
+__all__ = [
+    "JOURNALED_VALUE_LIMIT",
+    "LATENCY_BUCKETS",
+    "FailureCallback",
+    "JournalSink",
+    "WriteBehind",
+    "WriteResult",
+]
 
 logger = logging.getLogger("objstore.cache")
 
@@ -88,21 +116,30 @@ FIRST_RETRY_DELAY = 0.1
 #: The longest wait between two retries.
 MAX_RETRY_DELAY = 5.0
 #: Upper bounds (seconds) of the buckets of :meth:`WriteBehind.latency`; +Inf follows.
+#: The largest value (bytes) acknowledged from the journal; a larger one waits for its file
+#: (a journal line stays well within what a read of the journal takes).
+JOURNALED_VALUE_LIMIT = 32 * 1024
+#: While writing files, value records waiting are appended at most this often (seconds).
+APPEND_BETWEEN_FILES = 0.0005
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class JournalSink(Protocol):
     """Where journal records go, on the writer thread, before the value files of their batch."""
 
-    def append(self, records: Sequence[Any]) -> None:
+    def append(self, records: Sequence[Any], *, lazy: bool = False) -> None:
         """Append *records*, in order, before the value files written next; block until
         done. Raise OSError or StorageError on failure: all of them are given again
         on the next try, so a record may be appended twice (replaying one twice must
-        be harmless)."""
+        be harmless). *lazy*: losing these records is harmless; they need not be
+        flushed to disk even where every append is."""
 
 
 #: A journal record and the key it is about, if any.
 _Record = tuple[object, str | None]
+#: A key written by a batch while it had value records: the data written, the data of its
+#: latest record when the batch was taken, and whether it was in the batch (else a retry).
+_Settle = tuple[str, bytes | None, bytes | None, bool]
 
 
 class _Pending:
@@ -133,15 +170,34 @@ class WriteBehind:
         sync: bool = False,
         gather: float = 0.0,
         on_restored: Callable[[], object] | None = None,
+        value_record: Callable[[str, bytes | None], object] | None = None,
+        file_record: Callable[[str], object] | None = None,
+        journaled_gather: float | None = None,
     ) -> None:
         """*journal* receives the records given to :meth:`journal`; without one, giving
         a record is an error. *sync*: flush the folder to disk after each batch, before
         telling anyone (its files are flushed by the folder). *gather*: seconds a batch
         nobody waits for may wait for more writes, from its first (see the module's
         docstring). *on_restored* is called on the loop when the folder had been removed
-        and was created again."""
+        and was created again. *value_record* makes the journal record of a value (or of a
+        removal: None) acknowledged from the journal; without it, a waiter waits for the
+        file. *file_record* makes the record that a key's file holds its value (needed
+        with *value_record*). *journaled_gather*: seconds a batch may gather while every
+        value in it is in the journal (default: *gather*)."""
         self._folder = folder
+        self._value_record = value_record if journal is not None else None
+        self._file_record = file_record
+        if self._value_record is not None and file_record is None:
+            raise ValueError("value_record needs a file_record")
+        #: Waiters of the value records given since the last batch began.
+        self._record_waiters: list[WriteResult] = []
+        #: Keys with a value record in the journal since it was last folded, and the
+        #: data of the latest record given (compared by identity).
+        self._journaled_data: dict[str, bytes | None] = {}
         self._gather = gather
+        self._journaled_gather = gather if journaled_gather is None else journaled_gather
+        #: A pending write was given by write(): its file is not in the journal.
+        self._plain_pending = False
         #: The thread waits for more writes before taking a batch (see _gather_writes).
         self._gathering = False
         #: A write of the pending batch has a waiter (write_and_wait).
@@ -207,17 +263,34 @@ class WriteBehind:
         """
         with self._lock:
             self._put(key, data, on_failure)
+            if not self._plain_pending:
+                self._plain_pending = True
+                if self._gathering:
+                    self._wake.notify()  # the batch now waits for the shorter time
 
-    def write_and_wait(self, key: str, data: bytes | None) -> WriteResult:
+    def write_and_wait(
+        self, key: str, data: bytes | None, *, in_file: bool = False
+    ) -> WriteResult:
         """Like :meth:`write`, and return a future of the outcome.
 
         The future never raises: it resolves to None once the value (or a later
         one of the same key) is on disk, or the file removed, or to the
-        :class:`~objstore.errors.StorageError` that prevented it.
+        :class:`~objstore.errors.StorageError` that prevented it. On disk means
+        in the journal for a value acknowledged from it (see the module's
+        docstring and :meth:`journals`), whose file is then written like that of
+        :meth:`write`; *in_file* waits for the file itself.
         """
         result: WriteResult = asyncio.get_running_loop().create_future()
         with self._lock:
             entry = self._put(key, data, None)
+            make_record = self._value_record
+            if make_record is not None and not in_file and _fits_a_record(data):
+                self._records.append((make_record(key, data), key))
+                self._journaled_data[key] = data
+                self._record_waiters.append(result)
+                if self._gathering:
+                    self._wake.notify()  # the record goes now; the file keeps gathering
+                return result
             if entry.waiters is None:
                 entry.waiters = [result]
             else:
@@ -226,6 +299,10 @@ class WriteBehind:
             if self._gathering:
                 self._wake.notify()  # somebody waits: the batch goes now
         return result
+
+    def journals(self, data: bytes | None) -> bool:
+        """Whether a write of *data* that somebody waits for is acknowledged from the journal."""
+        return self._value_record is not None and _fits_a_record(data)
 
     def _put(self, key: str, data: bytes | None, on_failure: FailureCallback | None) -> _Pending:
         if self._failed:
@@ -384,18 +461,18 @@ class WriteBehind:
                     last_records, self._unjournaled = self._unjournaled, []
                     break
                 retry, retrying = work
-                if self._gather and self._pending and not retrying:
+                if self._pending and not retrying and (self._gather or self._journaled_gather):
                     self._gather_writes()
-                batch, self._pending = self._pending, {}
-                self._awaited = False
+                batch, records, waiters, settle = self._take_batch(retry, retrying)
                 after = list(self._after.values()) if self._after else []
                 self._after = {}
                 queued_at = self._queued_at
-                records = self._take_records()
                 # Taken records are out of both lists until the append is done.
                 self._appending = 0 if records is self._unjournaled else len(records)
                 self._writing = True
-            journal_error, errors, still_failing = self._write_batch(batch, retry, records)
+            journal_error, errors, still_failing = self._write_batch(
+                batch, retry, records, waiters, settle
+            )
             with lock:
                 self._writing = False
                 self._appending = 0
@@ -427,41 +504,179 @@ class WriteBehind:
                 self._loop.call_soon_threadsafe(self._report, batch, errors, idle, after, restored)
             # Not kept while waiting for the next batch: a key string and an entry
             # per key written (measured 8 to 17 bytes per stored key).
-            del batch, errors, idle, retry, still_failing, records, unjournaled, after
+            del batch, errors, idle, retry, still_failing, records, unjournaled, after, waiters
+            del settle
         # One last try before stopping; close() reports what still fails.
         self._unsaved = self._last_try(last, last_records)
 
     def _write_batch(
-        self, batch: dict[str, _Pending], retry: dict[str, bytes | None], records: list[_Record]
+        self,
+        batch: dict[str, _Pending],
+        retry: dict[str, bytes | None],
+        records: list[_Record],
+        waiters: list[WriteResult],
+        settle: list[_Settle],
     ) -> tuple[StorageError | None, dict[str, StorageError], dict[str, StorageError]]:
-        """Append *records*, then write the batch and the retries (and flush the folder with
-        ``sync``); return the journal's error and the errors of the writes and retries."""
+        """Append *records*, tell the *waiters* of their value records, then write the
+        batch and the retries (and flush the folder with ``sync``), then settle the keys
+        of *settle* (see _settle); return the journal's error and the errors of the
+        writes and retries."""
         journal_error = self._append(records) if records else None
+        if waiters:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_tell, waiters, journal_error)
         if journal_error is not None:  # no file may run ahead of its record: none is written
             return (
                 journal_error,
                 dict.fromkeys(batch, journal_error),
                 dict.fromkeys(retry, journal_error),
             )
-        errors = self._write_all((key, entry.data) for key, entry in batch.items())
-        still_failing = self._write_all(retry.items()) if retry else {}
+        between = self._append_between if self._value_record is not None else None
+        errors = self._write_all(((key, entry.data) for key, entry in batch.items()), between)
+        still_failing = self._write_all(retry.items(), between) if retry else {}
         if self._sync and (batch or retry):
             self._flush_folder(batch, errors, retry, still_failing)
+        if settle:
+            self._settle(settle, errors, still_failing)
         return None, errors, still_failing
+
+    def _settle(
+        self,
+        settle: list[_Settle],
+        errors: dict[str, StorageError],
+        still_failing: dict[str, StorageError],
+    ) -> None:
+        """After a batch's files: append that the files of the keys of *settle* written
+        now hold their values (their value records no longer count), for each key whose
+        latest value record is still the one it had when the batch was taken (no newer
+        value was given since: all appends are this thread's, so a newer record given
+        after this look is appended after this one), and forget those keys' records.
+
+        If that append fails, a write whose data had no record (too large) failed too:
+        until it is settled, a replay would bring back its key's older value.
+        """
+        make_record = self._file_record
+        assert make_record is not None
+        with self._lock:
+            journaled = self._journaled_data
+            keys = [
+                (key, data, recorded, failed)
+                for key, data, recorded, in_batch in settle
+                if key not in (failed := errors if in_batch else still_failing)
+                and key in journaled
+                and journaled[key] is recorded
+            ]
+        if not keys:
+            return
+        # Lost, such a record only brings back the value the file holds; one of a value
+        # too large for a record must reach the disk like any other.
+        lazy = all(data is recorded for _, data, recorded, _ in keys)
+        error = self._append([(make_record(key), key) for key, _, _, _ in keys], lazy=lazy)
+        with self._lock:
+            journaled = self._journaled_data
+            for key, data, recorded, failed in keys:
+                if error is None:
+                    if key in journaled and journaled[key] is recorded:
+                        del journaled[key]
+                elif data is not recorded:
+                    failed[key] = error
 
     def _gather_writes(self) -> None:
         """With the lock held: let more writes join the pending batch, for up to the
         gathering time since its first write, unless somebody waits or it is closing."""
-        deadline = self._queued_at + self._gather
         self._gathering = True
         try:
-            while not (self._closing or self._awaited or self._after or self._idle_waiters):
-                delay = deadline - time.monotonic()
+            while not (
+                self._closing
+                or self._awaited
+                or self._after
+                or self._idle_waiters
+                or self._record_waiters
+            ):
+                delay = self._gather_deadline() - time.monotonic()
                 if delay <= 0:
                     break
                 self._wake.wait(delay)
         finally:
             self._gathering = False
+
+    def _take_batch(
+        self, retry: dict[str, bytes | None], retrying: bool
+    ) -> tuple[dict[str, _Pending], list[_Record], list[WriteResult], list[_Settle]]:
+        """With the lock held: the writes, records and value records' waiters of the next
+        batch, and the keys to settle after it (see _record_newer_values). The writes stay
+        pending (gathering) when value records alone can go."""
+        folded = self._folded
+        if not retrying and not folded and self._journal_only():
+            batch: dict[str, _Pending] = {}
+        else:
+            batch, self._pending = self._pending, {}
+            self._awaited = self._plain_pending = False
+        records = self._take_records()
+        settle: list[_Settle] = []
+        if self._journaled_data and (batch or retry or folded):
+            records = self._record_newer_values(records, batch, retry, folded, settle)
+        waiters, self._record_waiters = self._record_waiters, []
+        return batch, records, waiters, settle
+
+    def _gather_deadline(self) -> float:
+        """With the lock held: when the pending batch's files are to be written: the
+        gathering time after its first write, or the longer one while every pending
+        value is in the journal (none of them was given by :meth:`write`)."""
+        gather = self._gather if self._plain_pending else self._journaled_gather
+        return self._queued_at + gather
+
+    def _journal_only(self) -> bool:
+        """With the lock held: whether this batch appends value records only, leaving the
+        pending files to gather (nothing else waits, and the gathering time is not over)."""
+        return bool(
+            self._record_waiters
+            and not (self._closing or self._awaited or self._after or self._idle_waiters)
+            and time.monotonic() < self._gather_deadline()
+        )
+
+    def _record_newer_values(
+        self,
+        records: list[_Record],
+        batch: dict[str, _Pending],
+        retry: dict[str, bytes | None],
+        folded: bool,
+        settle: list[_Settle],
+    ) -> list[_Record]:
+        """With the lock held: *records* followed by a value record of each key about to be
+        written whose latest value record (in the journal, or in *records*) holds other
+        data, so that no file runs ahead of its key's records (data too large for a record
+        is not recorded); each such key goes to *settle* (see _settle).
+
+        After a fold (*folded*), every key with a value record whose file is not written
+        yet gets one in the new journal: those of the batch, the retries and the failed
+        writes (the latest data, or that of the latest record if too large).
+        """
+        make_record = self._value_record
+        assert make_record is not None
+        journaled = self._journaled_data
+        if folded:  # the new journal holds only what is carried into it
+            self._journaled_data = {}
+        newer: list[_Record] = []
+        for writes, in_batch in (
+            (((key, entry.data) for key, entry in batch.items()), True),
+            (retry.items(), False),
+            (self._failed.items() if folded else (), None),
+        ):
+            for key, data in writes:
+                if key not in journaled:
+                    continue
+                recorded = journaled[key]
+                if folded or recorded is not data:
+                    if _fits_a_record(data):
+                        recorded = data
+                        newer.append((make_record(key, data), key))
+                    elif folded:
+                        newer.append((make_record(key, recorded), key))
+                    self._journaled_data[key] = recorded
+                if in_batch is not None:
+                    settle.append((key, data, recorded, in_batch))
+        return [*records, *newer] if newer else records
 
     def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
         """With the lock held: wait for sets, records or a retry; return the writes to
@@ -551,12 +766,12 @@ class WriteBehind:
         self._latency_counts[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
         self._latency_sum += latency
 
-    def _append(self, records: list[_Record]) -> StorageError | None:
-        """Append *records* to the journal; return the error, logged once at ERROR until
-        an append works again."""
+    def _append(self, records: list[_Record], *, lazy: bool = False) -> StorageError | None:
+        """Append *records* to the journal (*lazy*: see JournalSink.append); return the
+        error, logged once at ERROR until an append works again."""
         assert self._sink is not None
         try:
-            self._sink.append([record for record, _ in records])
+            self._sink.append([record for record, _ in records], lazy=lazy)
         except StorageError as exc:
             error = exc
         except OSError as exc:
@@ -587,14 +802,43 @@ class WriteBehind:
             return list(keys)
         return list(self._write_all(last.items())) if last else []
 
-    def _write_all(self, writes: Iterable[tuple[str, bytes | None]]) -> dict[str, StorageError]:
+    def _append_between(self) -> None:
+        """Between two files of a batch: append the records given since it began, if a
+        value record's waiter is among them (none waits for the batch's files to be done:
+        records may always go before the files of their changes)."""
+        with self._lock:
+            if not self._record_waiters or self._folded or self._unjournaled:
+                return  # a fold or a failing journal: the next batch sees to them
+            records, self._records = self._records, []
+            waiters, self._record_waiters = self._record_waiters, []
+            self._appending += len(records)
+        error = self._append(records) if records else None
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_tell, waiters, error)
+        with self._lock:
+            self._appending -= len(records)
+            if error is not None:
+                self._records[:0] = records  # first again, with the next batch
+
+    def _write_all(
+        self,
+        writes: Iterable[tuple[str, bytes | None]],
+        between: Callable[[], None] | None = None,
+    ) -> dict[str, StorageError]:
         """Write each key's data, or remove its file for None; return the errors. A key's
         failure is logged once, at ERROR, until the key is written: a key set 30 times a
-        second on a full disk does not fill the log."""
+        second on a full disk does not fill the log. *between* is called between files
+        when value records wait (see APPEND_BETWEEN_FILES)."""
         errors: dict[str, StorageError] = {}
         logged = self._logged_failures
         folder = self._folder
+        next_check = time.monotonic() + APPEND_BETWEEN_FILES
         for key, data in writes:
+            if between is not None and self._record_waiters:
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + APPEND_BETWEEN_FILES
+                    between()
             try:
                 if data is None:
                     folder.remove(key)
@@ -656,6 +900,18 @@ class WriteBehind:
         for waiter in idle:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _fits_a_record(data: bytes | None) -> bool:
+    """Whether *data* is acknowledged from the journal (see JOURNALED_VALUE_LIMIT)."""
+    return data is None or len(data) <= JOURNALED_VALUE_LIMIT
+
+
+def _tell(waiters: list[WriteResult], error: StorageError | None) -> None:
+    """On the loop: tell *waiters* how the append of their value records went."""
+    for result in waiters:
+        if not result.done():
+            result.set_result(error)
 
 
 def _yield_to_the_loop() -> None:

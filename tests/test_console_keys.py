@@ -352,6 +352,13 @@ def test_reconnect_after_a_crash_reloads_and_says_so(
     other.request(action="set", key="gone", value=2)
     expect(page.locator("#browse-count")).to_have_text("2 keys")
     rev = int(row(page, "kept").locator(".r").inner_text())
+    # Acknowledged from the journal; killed once the journal says the file holds it, so
+    # that the restart takes the folder's word for the key.
+    journal = server.cache_dir / ".objstore.journal"
+    deadline = time.monotonic() + 10
+    while b'{"k":"gone","file":true}' not in journal.read_bytes():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert server.process is not None
     server.process.kill()  # by process id
     server.process.wait(timeout=10)

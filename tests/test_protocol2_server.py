@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from objstore.foldernames import JOURNAL_NAME
 from objstore.server import ObjstoreServer
 
 from .conftest import Connect, StartServer
@@ -27,10 +29,12 @@ async def ask(ws: ClientConnection, message: dict[str, Any]) -> Any:
 async def test_set_with_an_id_is_acknowledged_with_its_revision_once_on_disk(
     server: ObjstoreServer, client: Connect, cache_dir: Path
 ) -> None:
-    """The acknowledgement comes after the file holds the value."""
+    """The acknowledgement comes after the journal holds the value; its file follows."""
     async with client() as ws:
         reply = await ask(ws, {"action": "set", "key": "score", "value": 1, "id": 1})
         assert reply == {"id": 1, "ok": True, "rev": 1}
+        assert b'{"k":"score","v":1}\n' in (cache_dir / JOURNAL_NAME).read_bytes()
+        await server.store.flush()
         assert (cache_dir / "score.json").read_text() == "1\n"
         reply = await ask(ws, {"action": "set", "key": "score", "value": 2, "id": "two"})
         assert reply == {"id": "two", "ok": True, "rev": 2}
@@ -409,14 +413,14 @@ async def test_replies_waiting_for_the_disk_are_bounded(
     from objstore.session import MAX_WAITING_REPLIES
 
     disk = threading.Event()
-    assert server.store.folder is not None
-    write = server.store.folder.write
+    assert server.store.state is not None
+    append = server.store.state.append
 
-    def slow_write(key: str, data: bytes) -> None:
+    def slow_append(records: Any, *, sync: bool = False) -> None:
         disk.wait(10)  # the disk is stuck until the test lets it go
-        write(key, data)
+        append(records, sync=sync)
 
-    server.store.folder.write = slow_write  # type: ignore[method-assign]
+    server.store.state.append = slow_append  # type: ignore[method-assign]
     count = 3 * MAX_WAITING_REPLIES
     async with client() as ws:
         await ws.send(json.dumps({"action": "set", "key": "k", "value": 1, "id": "set"}))
@@ -434,21 +438,46 @@ async def test_replies_waiting_for_the_disk_are_bounded(
 async def test_a_write_that_cannot_reach_disk_is_a_storage_error(
     server: ObjstoreServer, client: Connect, cache_dir: Path
 ) -> None:
-    """An acknowledged write whose file cannot be written gets code storage, never a silent ok;
-    the change stands in memory and subscribers saw it."""
-    (cache_dir / "k.json").mkdir()  # a folder under the key's file name: no file replaces it
+    """An acknowledged write that cannot reach the journal gets code storage, never a silent
+    ok; the change stands in memory and subscribers saw it."""
+    assert server.store.state is not None
+
+    def full(records: Any, *, sync: bool = False) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    server.store.state.append = full  # type: ignore[method-assign]
     async with client() as ws, client() as watcher:
         await ask(watcher, {"action": "subscribe", "key": "k", "id": 0})
         reply = await ask(ws, {"action": "set", "key": "k", "value": 1, "id": "w"})
         assert reply["id"] == "w"
         assert reply["code"] == "storage"
-        assert reply["error"].startswith('could not save key "k" to ')
+        assert reply["error"] == "could not write the journal: No space left on device"
         assert await recv_json(watcher) == {"key": "k", "value": 1, "rev": 1}
         batch = {"action": "batch", "ops": [{"action": "incr", "key": "k"}], "id": "b"}
         assert (await ask(ws, batch))["code"] == "storage"
         answer = await http_request(server.port, "PUT", "/keys/k", "5")
         assert answer.status == 500
         assert answer.json()["code"] == "storage"
+
+
+async def test_an_acknowledged_write_whose_file_cannot_be_written_is_kept_in_the_journal(
+    server: ObjstoreServer, client: Connect, cache_dir: Path
+) -> None:
+    """A value whose file cannot be written (a folder in its way) is acknowledged from the
+    journal; /readyz says 503 while the file is retried, and POST /set, which waits for
+    the file as the original's did, answers 500 with the storage error."""
+    (cache_dir / "k.json").mkdir()  # a folder under the key's file name: no file replaces it
+    async with client() as ws:
+        assert await ask(ws, {"action": "set", "key": "k", "value": 1, "id": "w"}) == {
+            "id": "w",
+            "ok": True,
+            "rev": 1,
+        }
+        await server.store.flush()
+        assert (await http_request(server.port, "GET", "/readyz")).status == 503
+        answer = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 5}')
+        assert answer.status == 500
+        assert answer.json()["error"].startswith('could not save key "k" to ')
 
 
 async def test_an_internal_error_with_an_id_has_the_internal_code(
@@ -468,11 +497,12 @@ async def test_an_internal_error_with_an_id_has_the_internal_code(
         }
 
 
-async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_file_is_gone(
+async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_removal_is_on_disk(
     server: ObjstoreServer, client: Connect, cache_dir: Path
 ) -> None:
-    """Making a saved key ephemeral removes its file before the acknowledgement, so that a
-    crash after it cannot bring the old value back."""
+    """Making a saved key ephemeral journals the removal of its file before the
+    acknowledgement, so that a crash after it cannot bring the old value back; the file
+    goes after."""
     disk = threading.Event()
     assert server.store.folder is not None
     remove = server.store.folder.remove
@@ -484,13 +514,15 @@ async def test_an_ephemeral_set_over_a_saved_key_is_acknowledged_once_its_file_i
     server.store.folder.remove = slow_remove  # type: ignore[method-assign]
     async with client() as ws:
         await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1})
-        await ws.send(
-            json.dumps({"action": "set", "key": "k", "value": 2, "ephemeral": True, "id": 2})
-        )
-        await assert_silent(ws)
+        await server.store.flush()
         assert (cache_dir / "k.json").exists()
+        reply = await ask(
+            ws, {"action": "set", "key": "k", "value": 2, "ephemeral": True, "id": 2}
+        )
+        assert reply == {"id": 2, "ok": True, "rev": 2}
+        assert (cache_dir / JOURNAL_NAME).read_bytes().endswith(b'{"k":"k","rm":true}\n')
         disk.set()
-        assert await recv_json(ws) == {"id": 2, "ok": True, "rev": 2}
+        await server.store.flush()
         assert not (cache_dir / "k.json").exists()
 
 

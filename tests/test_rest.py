@@ -154,12 +154,14 @@ async def test_key_over_1024_bytes_is_400_invalid_key(server: ObjstoreServer) ->
 # -- PUT /keys/{key} ------------------------------------------------------------------------
 
 
-async def test_put_answers_its_revision_once_the_file_is_on_disk(
+async def test_put_answers_its_revision_once_on_disk(
     server: ObjstoreServer, cache_dir: Path
 ) -> None:
-    """PUT answers 200 ``{"rev": R}`` with ``ETag: "R"`` when the value's file is written."""
+    """PUT answers 200 ``{"rev": R}`` with ``ETag: "R"`` once the value is on disk (in the
+    journal), and its file follows."""
     answer = await put(server, "p/k", '{"x": 1}')
     assert (answer.status, answer.json(), answer.headers["etag"]) == (200, {"rev": 1}, '"1"')
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert json.loads(value_file(cache_dir, "p/k").read_bytes()) == {"x": 1}
 
 
@@ -170,6 +172,7 @@ async def test_put_with_the_current_if_match_applies(
     await put(server, "k", "1")
     answer = await put(server, "k", "2", **{"If-Match": '"1"'})
     assert (answer.status, answer.json(), answer.headers["etag"]) == (200, {"rev": 2}, '"2"')
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert value_file(cache_dir, "k").read_bytes() == b"2\n"
 
 
@@ -183,6 +186,7 @@ async def test_put_with_a_stale_if_match_is_412_with_the_current_etag(
     assert (answer.status, answer.json()) == (412, conflict("k", 2, 1, 2))
     assert answer.headers["etag"] == '"2"'
     assert server.store.get("k") == b"2"
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert value_file(cache_dir, "k").read_bytes() == b"2\n"
 
 
@@ -237,6 +241,7 @@ async def test_put_with_a_ttl_expires(server: ObjstoreServer, cache_dir: Path) -
     """``?ttl=S`` deletes the key, and its file, S seconds after the write."""
     answer = await put(server, "k?ttl=0.2", "1")
     assert (answer.status, answer.json()) == (200, {"rev": 1})
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert value_file(cache_dir, "k").exists()
     await asyncio.sleep(0.3)
     assert (await get(server, "k")).status == 404
@@ -312,6 +317,7 @@ async def test_patch_merges_and_answers_the_new_value_with_its_etag(
         '"2"',
     )
     assert answer.headers["content-type"] == "application/json"
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert json.loads(value_file(cache_dir, "k").read_bytes()) == {"b": {"c": 2, "d": [3]}}
 
 
@@ -403,14 +409,16 @@ async def test_patch_whose_result_passes_the_size_limit_is_413(start_server: Sta
 # -- DELETE /keys/{key} ---------------------------------------------------------------------
 
 
-async def test_delete_answers_204_once_the_file_is_gone(
+async def test_delete_answers_204_once_the_removal_is_on_disk(
     server: ObjstoreServer, cache_dir: Path
 ) -> None:
     """DELETE is 204 without a body, with the deletion's ETag, once the file is removed."""
     await put(server, "k", "1")
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert value_file(cache_dir, "k").exists()
     answer = await http_request(server.port, "DELETE", "/keys/k")
     assert (answer.status, answer.body, answer.headers["etag"]) == (204, b"", '"2"')
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert not value_file(cache_dir, "k").exists()
     assert (await get(server, "k")).status == 404
 
@@ -436,6 +444,7 @@ async def test_delete_with_a_stale_if_match_is_412(
         conflict("k", 1, 5, 1),
         '"1"',
     )
+    await server.store.flush()  # acknowledged from the journal; the file follows
     assert value_file(cache_dir, "k").read_bytes() == b"1\n"
 
 

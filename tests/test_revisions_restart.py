@@ -156,6 +156,7 @@ async def test_ephemeral_keys_do_not_survive_a_restart(
     server = await start_server()
     async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
         await ask(ws, {"action": "set", "key": "e", "value": 1, "id": 1})
+        await server.store.flush()
         assert (cache_dir / "e.json").exists()
         await ask(ws, {"action": "set", "key": "e", "value": 2, "ephemeral": True, "id": 2})
         await server.store.flush()
@@ -201,7 +202,7 @@ async def test_the_journal_is_folded_into_the_snapshot_when_it_grows(
     assert '"clean":false' in meta_lines[0]
     assert server.store.state is not None
     await asyncio.to_thread(server.store.state.close)  # as if killed: no clean snapshot
-    server.store.state.write_snapshot = lambda state: 0  # type: ignore[method-assign]
+    server.store.state.write_snapshot = lambda state, *_, **__: 0  # type: ignore[method-assign]
     await server.stop()
     server = await start_server()
     assert {f"t{n}": server.store.deadline(f"t{n}") for n in range(7)} == deadlines

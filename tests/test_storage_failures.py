@@ -130,6 +130,7 @@ async def test_a_full_disk_fails_writes_and_heals_once_space_is_freed(
     server = await start_server(durability=durability)
     async with client_of(server) as ws:
         assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
+        await server.store.flush()  # acknowledged from the journal: now in its file too
         filler = fill(small_disk)
         reply = await ask(ws, {"action": "set", "key": "k", "value": BIG, "id": 2})
         assert (reply["code"], reply["id"]) == ("storage", 2)
@@ -164,21 +165,51 @@ async def test_sync_publishes_a_write_that_failed(
 async def test_a_read_only_folder_fails_writes_and_heals_once_writable(
     start_server: StartServer, cache_dir: Path
 ) -> None:
-    """A folder that refuses new names fails writes with `storage`, keeps the old file, and
-    the server writes the pending value by itself once the folder is writable again."""
+    """A folder that refuses new names fails file writes with `storage` and keeps the old
+    file, and the server writes the pending value by itself once the folder is writable."""
     server = await start_server()
     async with client_of(server) as ws:
         assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
+        await server.store.flush()
         immutable(cache_dir, True)
         try:
-            reply = await ask(ws, {"action": "set", "key": "k", "value": 2, "id": 2})
-            assert reply["code"] == "storage"
-            assert "operation not permitted" in reply["error"].lower()
+            reply = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 2}')
+            assert reply.status == 500
+            assert "operation not permitted" in reply.body.decode().lower()
             assert stored(cache_dir, "k") == 1
             assert await readiness(server) == 503
         finally:
             immutable(cache_dir, False)
         assert await ready_again(server)
+    assert stored(cache_dir, "k") == 2
+
+
+async def test_a_read_only_folder_still_acknowledges_from_the_journal(
+    start_server: StartServer, cache_dir: Path
+) -> None:
+    """An acknowledged set whose file cannot be written (a folder refusing new names) is
+    acknowledged once in the journal, which it can still append to: a restart brings it
+    back even if the file was never written."""
+    server = await start_server()
+    async with client_of(server) as ws:
+        assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
+        await server.store.flush()
+        immutable(cache_dir, True)
+        try:
+            reply = await ask(ws, {"action": "set", "key": "k", "value": 2, "id": 2})
+            assert reply == {"id": 2, "ok": True, "rev": 2}
+            await server.store.flush()  # the file write is tried: it fails
+            assert await readiness(server) == 503
+            assert stored(cache_dir, "k") == 1
+            assert server.store.state is not None
+            await asyncio.to_thread(server.store.state.close)  # as if killed
+            server.store.state.write_snapshot = lambda *_, **__: 0  # type: ignore[method-assign]
+            await server.stop()
+        finally:
+            immutable(cache_dir, False)
+    assert stored(cache_dir, "k") == 1
+    server = await start_server()
+    assert server.store.get("k") == b"2"
     assert stored(cache_dir, "k") == 2
 
 

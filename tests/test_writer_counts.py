@@ -26,7 +26,7 @@ class FailingJournal:
     def __init__(self, failures: int) -> None:
         self.failures = failures
 
-    def append(self, records: Sequence[object]) -> None:
+    def append(self, records: Sequence[object], *, lazy: bool = False) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError(errno.ENOSPC, "No space left on device", "journal")

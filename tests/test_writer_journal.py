@@ -34,7 +34,7 @@ class FolderJournal:
         #: Each append: its records and the folder's value files at that moment.
         self.appends: list[tuple[list[object], dict[str, bytes]]] = []
 
-    def append(self, records: Sequence[object]) -> None:
+    def append(self, records: Sequence[object], *, lazy: bool = False) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError(errno.ENOSPC, "No space left on device", "journal")
