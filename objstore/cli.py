@@ -32,7 +32,6 @@ from .errors import StartupError, describe
 from .fdlimit import WANTED_OPEN_FILES, raise_open_file_limit
 from .logformat import LOG_FORMATS, formatter
 from .origins import ANY_ORIGIN, is_loopback_host, normalize_allowed_origin
-from .redislink import describe_url, parse_url
 from .server import ObjstoreServer
 
 __all__ = [
@@ -231,6 +230,8 @@ def parse_config(
             f"--durability must be one of {', '.join(DURABILITY_MODES)}, got {args.durability!r}"
         )
     if args.redis is not None:
+        from .redislink import parse_url  # only with --redis: a faster start without
+
         try:
             parse_url(args.redis)
         except ValueError as exc:
@@ -330,6 +331,8 @@ def _banner(server: ObjstoreServer) -> str:
 def _store_line(server: ObjstoreServer) -> str:
     config = server.config
     if config.redis_url is not None:
+        from .redislink import describe_url
+
         return (
             f"  Store      Redis at {describe_url(config.redis_url)} ({len(server.storage)} keys)"
         )

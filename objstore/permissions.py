@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -176,6 +175,8 @@ def parse_rules(text: str, source: str, *, extra_token: str | None = None) -> Ru
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_RULES_BYTES:
         raise RulesError(f"{source}: over {MAX_RULES_BYTES} bytes; a permissions file is small")
+    import tomllib  # only with a permissions file: a faster start without
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
