@@ -23,7 +23,10 @@ websockets changes one. What this module relies on:
   stopped, so feeding it whole frames only keeps it at a frame boundary;
 * per-connection objects that objstore never uses can be replaced by shared
   stand-ins: the message queue, the drain waiters, the pending pings, the
-  extensions, the request and response kept after the handshake.
+  extensions, the request and response kept after the handshake;
+* importing websockets imports :mod:`importlib.metadata` but reads nothing from
+  it, so the entry point (``objstore/__main__.py``) answers that import with a
+  stand-in and a start does not load it.
 
 Knows nothing of objstore's sessions, HTTP mode or messages.
 """

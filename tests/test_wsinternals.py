@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -233,3 +235,19 @@ def test_frames_are_unmasked_by_the_helper_websockets_uses() -> None:
     ours = wsinternals.apply_mask
     assert getattr(websockets.frames, "apply_mask") is ours  # noqa: B009
     assert ours(b"\x01\x02\x03\x04\x05", b"\x01\x02\x03\x04") == b"\x00\x00\x00\x00\x04"
+
+
+def test_websockets_reads_nothing_of_the_package_metadata_it_imports() -> None:
+    """websockets imports importlib.metadata at load but reads nothing from it, so the
+    entry point's stand-in (objstore/__main__.py) keeps it unloaded."""
+    check = (
+        "import sys\n"
+        "from objstore.__main__ import _import_websockets\n"
+        "_import_websockets()\n"
+        "import websockets.asyncio.client, websockets.asyncio.server\n"
+        "print(sorted(m for m in sys.modules if m.startswith('importlib.metadata')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, check=True, text=True
+    )
+    assert result.stdout == "[]\n"

@@ -1,0 +1,55 @@
+"""The entry point's preparations: websockets imported without its package metadata."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+
+from objstore.__main__ import _LoadedOnUse
+
+#: Modules that only some options need, or that nothing at start uses.
+NOT_AT_START = (
+    "importlib.metadata",
+    "zipfile",
+    "csv",
+    "tomllib",
+    "objstore.redislink",
+    "objstore.redisstore",
+    "objstore.transfercli",
+)
+
+
+def test_reading_the_stand_in_reads_the_real_module() -> None:
+    """An attribute read from the stand-in is the real module's."""
+    stand_in = _LoadedOnUse("importlib.metadata")
+    assert stand_in.version is importlib.metadata.version
+
+
+def test_the_real_module_is_imported_after_websockets() -> None:
+    """After websockets is imported, importing importlib.metadata gives the real module."""
+    check = (
+        "import sys\n"
+        "from objstore.__main__ import _import_websockets\n"
+        "_import_websockets()\n"
+        "import importlib.metadata, websockets\n"
+        "print(type(importlib.metadata).__name__, sys.modules['importlib.metadata'].__name__)\n"
+        "print(importlib.metadata.version('websockets') == websockets.__version__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, check=True, text=True
+    )
+    assert result.stdout == "module importlib.metadata\nTrue\n"
+
+
+def test_the_program_imports_only_what_every_server_needs() -> None:
+    """`python -m objstore` imports none of the modules that only some options need."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "objstore", "--version"],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
+    assert "objstore.cli" in imported
+    assert sorted(imported.intersection(NOT_AT_START)) == []
