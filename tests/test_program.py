@@ -474,6 +474,19 @@ async def test_binary_started_through_a_symlink_keeps_cache_beside_itself(
     assert f"Cache      {launcher.home / '.cache'} (0 keys loaded)" in program.banner
 
 
+def test_the_binary_stores_its_modules_uncompressed(built_binary: Path) -> None:
+    """The compiled modules inside the executable are stored, not zlib-compressed."""
+    readers = pytest.importorskip("PyInstaller.archive.readers")
+    modules = readers.CArchiveReader(str(built_binary)).open_embedded_archive("PYZ.pyz")
+    compressed = [
+        name
+        for name, (_, _, stored) in modules.toc.items()
+        if stored and stored < len(modules.extract(name, raw=True))
+    ]
+    assert "objstore.cli" in modules.toc
+    assert compressed == []
+
+
 @pytest.mark.skipif(WINDOWS, reason="Ctrl+C cannot be sent to one process group on Windows")
 def test_ctrl_c_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     """SIGINT (Ctrl+C) stops the server with exit code 0 and no traceback."""
