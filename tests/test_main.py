@@ -1,4 +1,5 @@
-"""The entry point's preparations: websockets imported without its package metadata."""
+"""The entry point's preparations: websockets imported without its package metadata,
+and what importing the program made kept from the garbage collector."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def test_the_program_imports_only_what_every_server_needs() -> None:
     imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
     assert "objstore.cli" in imported
     assert sorted(imported.intersection(NOT_AT_START)) == []
+
+
+def test_the_imported_program_is_kept_from_the_collector() -> None:
+    """`python -m objstore` freezes what importing it made, and runs with the collector on."""
+    check = (
+        "import gc, runpy, sys\n"
+        "sys.argv = ['objstore', '--version']\n"
+        "try:\n"
+        "    runpy.run_module('objstore', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, gc.isenabled(), gc.get_freeze_count() > 20_000)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, check=True, text=True
+    )
+    assert result.stdout.splitlines()[-1] == "0 True True"
