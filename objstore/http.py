@@ -19,7 +19,6 @@ import json
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from importlib import resources
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
@@ -122,6 +121,9 @@ def _static(name: str) -> bytes:
     """A bundled file, read once through importlib.resources (works when frozen)."""
     data = _static_cache.get(name)
     if data is None:
+        # Imported at the first request for a page, not at every start (2 ms).
+        from importlib import resources
+
         data = resources.files("objstore").joinpath("static", name).read_bytes()
         _static_cache[name] = data
     return data

@@ -12,6 +12,8 @@ from objstore.__main__ import _LoadedOnUse
 #: Modules that only some options need, or that nothing at start uses.
 NOT_AT_START = (
     "importlib.metadata",
+    "importlib.resources",
+    "tempfile",
     "zipfile",
     "csv",
     "tomllib",
