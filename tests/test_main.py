@@ -16,9 +16,13 @@ NOT_AT_START = (
     "tempfile",
     "zipfile",
     "csv",
+    "email.message",
     "tomllib",
+    "prometheus_client",
+    "redis",
     "objstore.redislink",
     "objstore.redisstore",
+    "objstore.transfer",
     "objstore.transfercli",
 )
 
