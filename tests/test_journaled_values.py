@@ -20,25 +20,11 @@ from objstore.foldernames import JOURNAL_NAME, file_name
 
 from .helpers import http_request, recv_json
 from .test_program import Launcher, Program
+from .test_revisions_restart import ask, source, url
+
+__all__ = ["source"]  # the fixture, shared
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals")
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Any:
-    launcher = Launcher("source", [sys.executable, "-m", "objstore"], None)
-    yield launcher
-    for program in launcher.started:
-        program.kill()
-
-
-async def ask(ws: ClientConnection, message: dict[str, Any]) -> Any:
-    await ws.send(json.dumps(message))
-    return await recv_json(ws)
-
-
-def url(program: Program) -> str:
-    return f"ws://127.0.0.1:{program.port}/ws"
 
 
 def stored(cache: Path, key: str) -> Any:

@@ -27,6 +27,14 @@ NOT_AT_START = (
 )
 
 
+def python(code: str) -> str:
+    """What a fresh interpreter running *code* prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, text=True
+    )
+    return result.stdout
+
+
 def test_reading_the_stand_in_reads_the_real_module() -> None:
     """An attribute read from the stand-in is the real module's."""
     stand_in = _LoadedOnUse("importlib.metadata")
@@ -43,10 +51,7 @@ def test_the_real_module_is_imported_after_websockets() -> None:
         "print(type(importlib.metadata).__name__, sys.modules['importlib.metadata'].__name__)\n"
         "print(importlib.metadata.version('websockets') == websockets.__version__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, check=True, text=True
-    )
-    assert result.stdout == "module importlib.metadata\nTrue\n"
+    assert python(check) == "module importlib.metadata\nTrue\n"
 
 
 def test_the_program_imports_only_what_every_server_needs() -> None:
@@ -72,7 +77,4 @@ def test_the_imported_program_is_kept_from_the_collector() -> None:
         "except SystemExit as exc:\n"
         "    print(exc.code, gc.isenabled(), gc.get_freeze_count() > 20_000)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, check=True, text=True
-    )
-    assert result.stdout.splitlines()[-1] == "0 True True"
+    assert python(check).splitlines()[-1] == "0 True True"

@@ -162,6 +162,15 @@ async def test_sync_publishes_a_write_that_failed(
         filler.unlink()
 
 
+async def saved_then_read_only(
+    server: ObjstoreServer, ws: ClientConnection, cache_dir: Path
+) -> None:
+    """Set k to 1, wait for its file, then make the folder refuse new names."""
+    assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
+    await server.store.flush()
+    immutable(cache_dir, True)
+
+
 async def test_a_read_only_folder_fails_writes_and_heals_once_writable(
     start_server: StartServer, cache_dir: Path
 ) -> None:
@@ -169,9 +178,7 @@ async def test_a_read_only_folder_fails_writes_and_heals_once_writable(
     file, and the server writes the pending value by itself once the folder is writable."""
     server = await start_server()
     async with client_of(server) as ws:
-        assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
-        await server.store.flush()
-        immutable(cache_dir, True)
+        await saved_then_read_only(server, ws, cache_dir)
         try:
             reply = await http_request(server.port, "POST", "/set", '{"key": "k", "value": 2}')
             assert reply.status == 500
@@ -192,9 +199,7 @@ async def test_a_read_only_folder_still_acknowledges_from_the_journal(
     back even if the file was never written."""
     server = await start_server()
     async with client_of(server) as ws:
-        assert (await ask(ws, {"action": "set", "key": "k", "value": 1, "id": 1}))["ok"]
-        await server.store.flush()
-        immutable(cache_dir, True)
+        await saved_then_read_only(server, ws, cache_dir)
         try:
             reply = await ask(ws, {"action": "set", "key": "k", "value": 2, "id": 2})
             assert reply == {"id": 2, "ok": True, "rev": 2}

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import NamedTuple
-
-import pytest
 
 from objstore.cachefolder import CacheFolder
 from objstore.writer import JOURNALED_VALUE_LIMIT, WriteBehind
+
+from .test_writer_journal import folder, values_on_disk
+
+__all__ = ["folder"]  # the fixture, shared
+
+files = values_on_disk
 
 
 class V(NamedTuple):
@@ -40,22 +43,6 @@ class Sink:
     @property
     def records(self) -> list[object]:
         return [record for records, _ in self.appends for record in records]
-
-
-def files(folder: CacheFolder) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes()
-        for p in folder.path.iterdir()
-        if p.name.endswith(".json") and not p.name.startswith(".")
-    }
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Iterator[CacheFolder]:
-    cache = CacheFolder(tmp_path / "cache")
-    cache.prepare()
-    yield cache
-    cache.close()
 
 
 def journaling(folder: CacheFolder, sink: Sink, gather: float = 0.1) -> WriteBehind:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +23,7 @@ from objstore import wsinternals
 from objstore.wsinternals import WebsocketsConnection
 
 from .helpers import client_frame
+from .test_main import python
 
 
 class Recording(WebsocketsConnection):
@@ -247,7 +246,4 @@ def test_websockets_reads_nothing_of_the_package_metadata_it_imports() -> None:
         "import websockets.asyncio.client, websockets.asyncio.server\n"
         "print(sorted(m for m in sys.modules if m.startswith('importlib.metadata')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, check=True, text=True
-    )
-    assert result.stdout == "[]\n"
+    assert python(check) == "[]\n"
