@@ -41,10 +41,6 @@ class MemoryWriter:
         result.set_result(None)
         return result
 
-    def journals(self, data: bytes | None) -> bool:
-        """False: there is no journal."""
-        return False
-
     def journal(self, record: object, key: str | None = None, *, folds: bool = False) -> None:
         """Nothing to record: revisions and deadlines live in the store's memory only."""
 

@@ -112,17 +112,51 @@ def _set_from(data: dict[str, Any], what: str, text: str, envelope: str) -> Set:
         if not (
             value is not None
             and isinstance(key, str)
-            and (len(data) == 2 or (len(data) == 3 and data.get("action") == "set"))
-            and colons == len(data) + value.count(b":") + key.count(":")
             and "\\" not in text
+            and colons
+            == len(data)
+            + value.count(b":")
+            + key.count(":")
+            + (
+                0
+                if len(data) == 2 or (len(data) == 3 and data.get("action") == "set")
+                else _colons_of_others(data)
+            )
         ):
             _refuse_duplicates(text, data, envelope)
     if len(data) > 3 and envelope == "message":
+        if len(data) == 4 and "id" in data and data.get("action") == "set":
+            # A set with an id and nothing else of protocol 2: the other fields' defaults.
+            request_id = _request_id(data)
+            try:
+                key = validate_key(data.get("key"))
+                if value is None:
+                    raise InvalidValue('invalid set: missing "value" (send null to store null)')
+                return Set(key, value, request_id)
+            except ClientError as exc:
+                exc.request_id = request_id
+                raise
         return _extended_set(data, value)
     key = validate_key(data.get("key"))
     if value is None:
         raise InvalidValue(f'invalid {what}: missing "value" (send null to store null)')
     return Set(key, value)
+
+
+def _colons_of_others(data: dict[str, Any]) -> int:
+    """The colons in the names of *data*'s members and in their values but for the key and
+    the value, as a text without backslashes shows them; a nested object or array counts
+    as too many (its colons are not counted: the caller then looks closer)."""
+    colons = 0
+    for name, member in data.items():
+        if name in ("key", "value"):
+            continue
+        colons += name.count(":")
+        if type(member) is str:
+            colons += member.count(":")
+        elif type(member) is list or type(member) is dict:
+            return 1 << 20
+    return colons
 
 
 def _extended_set(data: dict[str, Any], value: bytes | None) -> Set:

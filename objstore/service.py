@@ -21,7 +21,7 @@ import asyncio
 import itertools
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, cast
 
 from . import authorize, replies, valueops
 from .commands import (
@@ -140,16 +140,17 @@ class StoreService:
         :class:`~objstore.errors.ClientError` for a command that cannot apply.
         """
         # Checks in turn rather than a table: a plain set, nearly every message, is
-        # decided by the first.
-        if (
-            isinstance(command, Set)
-            and command.id is None
-            and command.if_rev is None
-            and command.ttl is None
-            and not command.ephemeral
-        ):
-            self.set(command.key, command.value, client.report_failure)
-            return None
+        # decided by the first, and any other set by the second.
+        if type(command) is Set:
+            if (
+                command.id is None
+                and command.if_rev is None
+                and command.ttl is None
+                and not command.ephemeral
+            ):
+                self.set(command.key, command.value, client.report_failure)
+                return None
+            return self._write(client, command)
         if isinstance(command, Get):
             key = command.key
             store = self.store
@@ -205,34 +206,39 @@ class StoreService:
         """Apply one write; with *wait*, its result has the future of its durability."""
         store = self.store
         key = command.key
-        if command.if_rev is not None and not isinstance(command, Set | Delete):
-            self._check_rev(key, command.if_rev)
-        value = self._new_value(command, store.get(key))
-        owner = client if isinstance(command, Set) and command.ephemeral else None
+        kind = type(command)  # each a final dataclass: compared by identity, once
+        is_set = kind is Set
+        owner: Client | None = None
+        if is_set:
+            a_set = cast("Set", command)
+            value: bytes | None = a_set.value
+            ttl = a_set.ttl
+            if a_set.ephemeral:
+                owner = client
+        elif kind is Delete:
+            value, ttl = None, None
+        else:
+            if command.if_rev is not None:
+                self._check_rev(key, command.if_rev)
+            value = self._new_value(command, store.get(key))
+            ttl = cast("Patch | Incr", command).ttl
         rev, written = store.write(
             key,
             value,
             if_rev=command.if_rev,
-            ttl=None if isinstance(command, Delete) else command.ttl,
+            ttl=ttl,
             owner=owner,
-            keep_owner=isinstance(command, Patch | Incr),
+            keep_owner=not is_set and kind is not Delete,
             wait=wait,
             on_failure=None if wait else client.report_failure,
         )
-        action = _ACTIONS[type(command)]
+        action = _ACTIONS[kind]
         if rev is None:  # the deletion of a key without a value: nothing changed
             return Written(action, key, store.rev, deleted=False)
         self._publish(self._update(key, value, rev))
-        if not isinstance(command, Delete) and command.ttl is not None:
+        if ttl is not None:
             self._deadline_changed()
-        return Written(
-            action,
-            key,
-            rev,
-            value,
-            True if isinstance(command, Delete) else None,
-            written,
-        )
+        return Written(action, key, rev, value, True if kind is Delete else None, written)
 
     def _new_value(self, command: Write, current: bytes | None) -> bytes | None:
         """The value *command* makes of *current*: raises ClientError when it cannot."""

@@ -287,9 +287,10 @@ class WriteBehind:
             if make_record is not None and not in_file and _fits_a_record(data):
                 self._records.append((make_record(key, data), key))
                 self._journaled_data[key] = data
-                self._record_waiters.append(result)
-                if self._gathering:
-                    self._wake.notify()  # the record goes now; the file keeps gathering
+                waiters = self._record_waiters
+                waiters.append(result)
+                if self._gathering and len(waiters) == 1:
+                    self._wake.notify()  # the records go now; the files keep gathering
                 return result
             if entry.waiters is None:
                 entry.waiters = [result]
@@ -299,10 +300,6 @@ class WriteBehind:
             if self._gathering:
                 self._wake.notify()  # somebody waits: the batch goes now
         return result
-
-    def journals(self, data: bytes | None) -> bool:
-        """Whether a write of *data* that somebody waits for is acknowledged from the journal."""
-        return self._value_record is not None and _fits_a_record(data)
 
     def _put(self, key: str, data: bytes | None, on_failure: FailureCallback | None) -> _Pending:
         if self._failed:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objstore import jsonvalues
-from objstore.errors import InvalidMessage, InvalidValue
+from objstore.errors import InvalidKey, InvalidMessage, InvalidValue
 from objstore.protocol import (
     Get,
     Set,
@@ -202,3 +202,53 @@ def test_set_messages_with_a_repeated_member_are_refused_exactly(text: str) -> N
             parse_message(text)
     else:
         assert isinstance(parse_message(text), Set)
+
+
+#: Members of protocol 2 and unknown ones, with values that hold colons or nest.
+EXTRA_MEMBERS = st.sampled_from(
+    [
+        ("id", "7"),
+        ("id", '"a:b"'),
+        ("id", '"::"'),
+        ("x:y", "1"),
+        ("x:y", '"c:d"'),
+        ("x:y", "true"),
+        ("x:y", "null"),
+        ("x:y", '{"e":1}'),
+        ("other", '[":",{"f":2}]'),
+    ]
+)
+
+
+@st.composite
+def extended_set_messages(draw: st.DrawFn) -> str:
+    """Set messages with an id or unknown members, some repeating a member."""
+    key = draw(st.sampled_from(['"k"', '"k:1"']))
+    members = [("action", '"set"'), ("key", key), ("value", draw(SET_VALUES))]
+    members += draw(st.lists(EXTRA_MEMBERS, min_size=1, max_size=3))
+    members += draw(st.lists(st.tuples(SET_NAMES, SET_VALUES), max_size=1))
+    order = draw(st.permutations(members))
+    return "{" + ",".join(f'"{n}":{v}' for n, v in order) + "}"
+
+
+@given(extended_set_messages())
+def test_sets_with_more_members_repeating_one_are_refused_exactly(text: str) -> None:
+    """The counting shortcut for sets with an id or other members refuses exactly the
+    messages that repeat a name."""
+    names = [name for name, _ in json.loads(text, object_pairs_hook=list)]
+    if len(set(names)) < len(names):
+        with pytest.raises(InvalidMessage, match="duplicate member"):
+            parse_message(text)
+    else:
+        assert isinstance(parse_message(text), Set)
+
+
+def test_a_set_with_an_id_alone_takes_the_defaults_of_the_other_fields() -> None:
+    """`{"action": "set", "key", "value", "id"}` is a set with that id and nothing more;
+    a bad key or a missing value is refused with the id to answer."""
+    assert parse_message('{"action":"set","key":"k","value":{"a":1},"id":"r:1"}') == Set(
+        "k", b'{"a":1}', "r:1"
+    )
+    with pytest.raises(InvalidKey) as caught:
+        parse_message('{"action":"set","key":"","value":1,"id":5}')
+    assert caught.value.request_id == 5
