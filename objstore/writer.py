@@ -83,6 +83,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -97,6 +98,7 @@ from .errors import ObjstoreError, StorageError
 __all__ = [
     "JOURNALED_VALUE_LIMIT",
     "LATENCY_BUCKETS",
+    "MAX_BATCH_FILES",
     "FailureCallback",
     "JournalSink",
     "WriteBehind",
@@ -119,6 +121,8 @@ MAX_RETRY_DELAY = 5.0
 #: The largest value (bytes) acknowledged from the journal; a larger one waits for its file
 #: (a journal line stays well within what a read of the journal takes).
 JOURNALED_VALUE_LIMIT = 32 * 1024
+#: The most files a batch writes when nothing needs them all at once (see _take_batch).
+MAX_BATCH_FILES = 256
 #: While writing files, value records waiting are appended at most this often (seconds).
 APPEND_BETWEEN_FILES = 0.0005
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -601,14 +605,37 @@ class WriteBehind:
         self, retry: dict[str, bytes | None], retrying: bool
     ) -> tuple[dict[str, _Pending], list[_Record], list[WriteResult], list[_Settle]]:
         """With the lock held: the writes, records and value records' waiters of the next
-        batch, and the keys to settle after it (see _record_newer_values). The writes stay
-        pending (gathering) when value records alone can go."""
+        batch, and the keys to settle after it (see _record_newer_values).
+
+        The writes stay pending (gathering) when value records alone can go. Unless a
+        fold, a flush, a callback of after_written or closing needs them all, writes
+        somebody waits for go first, alone, and a batch is at most
+        :data:`MAX_BATCH_FILES` files (the rest go next): a ``POST /set`` never waits
+        for more than one such batch of other keys' gathered files.
+        """
         folded = self._folded
+        pending = self._pending
         if not retrying and not folded and self._journal_only():
             batch: dict[str, _Pending] = {}
-        else:
-            batch, self._pending = self._pending, {}
+        elif (
+            retrying
+            or folded
+            or self._after
+            or self._idle_waiters
+            or self._closing
+            or len(pending) <= MAX_BATCH_FILES
+        ):
+            batch, self._pending = pending, {}
             self._awaited = self._plain_pending = False
+        elif self._awaited:
+            batch = {key: entry for key, entry in pending.items() if entry.waiters}
+            for key in batch:
+                del pending[key]
+            self._awaited = False
+        else:
+            entries = iter(pending.items())
+            batch = dict(itertools.islice(entries, MAX_BATCH_FILES))
+            self._pending = dict(entries)
         records = self._take_records()
         settle: list[_Settle] = []
         if self._journaled_data and (batch or retry or folded):

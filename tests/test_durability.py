@@ -418,7 +418,9 @@ async def test_sync_holds_one_update_per_key_while_the_disk_is_slow(
     start_server: StartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A key set 1,000 times while a flush is held costs one waiting update, not 1,000:
-    subscribers get the one being written and the latest."""
+    subscribers get the latest, after the one being written (unless the first set's
+    update came just as its batch was taken, and so waited for the next batch, where the
+    latest replaced it)."""
     watch = DiskWatch(monkeypatch)
     server = await start_server(durability="sync")
     watch.reset()
@@ -431,12 +433,12 @@ async def test_sync_holds_one_update_per_key_while_the_disk_is_slow(
             await ws.send(json.dumps({"action": "set", "key": "k", "value": value}))
         await ask(ws, {"action": "get", "key": "k", "id": 1})  # all of them applied
         watch.release.set()
-        received = [await recv_json(watcher) for _ in range(2)]
+        received = [await recv_json(watcher)]
+        if received[0]["value"] != 999:
+            received.append(await recv_json(watcher))
         await assert_silent(watcher)
-    assert received == [
-        {"key": "k", "value": 0, "rev": 1},
-        {"key": "k", "value": 999, "rev": 1000},
-    ]
+    assert received[-1] == {"key": "k", "value": 999, "rev": 1000}
+    assert received[:-1] in ([], [{"key": "k", "value": 0, "rev": 1}])
 
 
 def client_for(server: ObjstoreServer) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from objstore.cachefolder import CacheFolder
-from objstore.writer import JOURNALED_VALUE_LIMIT, WriteBehind
+from objstore.writer import JOURNALED_VALUE_LIMIT, MAX_BATCH_FILES, WriteBehind
 
 from .test_writer_journal import folder, values_on_disk
 
@@ -173,3 +173,31 @@ async def test_in_file_waits_for_the_file(folder: CacheFolder) -> None:
     assert files(folder) == {"k.json": b"1\n"}
     assert sink.records == []
     await writer.close()
+
+
+async def test_a_write_waited_for_goes_before_the_gathered_files_of_other_keys(
+    folder: CacheFolder,
+) -> None:
+    """A write somebody waits for in its file (POST /set) goes alone, ahead of the files
+    gathered for other keys, and later batches hold at most MAX_BATCH_FILES files: it
+    never waits for all of them."""
+    sink = Sink(folder)
+    writer = journaling(folder, sink)
+    write = folder.write
+    written: list[str] = []
+
+    def slow_write(key: str, data: bytes) -> None:
+        time.sleep(0.002)  # 2 ms a file: 600 files take over a second
+        write(key, data)
+        written.append(key)
+
+    folder.write = slow_write  # type: ignore[method-assign]
+    for number in range(600):
+        assert await writer.write_and_wait(f"g{number}", b"1") is None  # gathering
+    assert await writer.write_and_wait("posted", b"2", in_file=True) is None
+    assert written == ["posted"]
+    assert await writer.write_and_wait("posted", b"3", in_file=True) is None
+    assert len(written) <= 2 + MAX_BATCH_FILES
+    assert written[-1] == "posted"
+    await writer.close()
+    assert len(written) == 602
