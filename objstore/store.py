@@ -58,7 +58,8 @@ from .keyspace import Change, KeySpace
 from .memorywriter import MemoryWriter
 from .statefiles import Deadline, InFile, KeyState, Reserve, SavedState, StateFiles, Value
 from .storage import Owner
-from .writer import JOURNALED_VALUE_LIMIT, FailureCallback, WriteBehind, WriteResult
+from .valuejournal import fits_a_record
+from .writer import FailureCallback, WriteBehind, WriteResult
 
 __all__ = [
     "FOLD_CHECK_EVERY",
@@ -547,11 +548,8 @@ class Store:
             self._expires_for(key, ttl, journal=True)
         if wait:
             result = self._writer.write_and_wait(key, value, in_file=in_file)
-            if (
-                not in_file
-                and self.state is not None
-                and (value is None or len(value) <= JOURNALED_VALUE_LIMIT)
-            ):  # a value record (see WriteBehind.write_and_wait)
+            if not in_file and self.state is not None and fits_a_record(value):
+                # A value record (see WriteBehind.write_and_wait).
                 self._journal_grew(len(key) + (16 if value is None else len(value) + 12))
             return rev, result
         self._writer.write(key, value, on_failure)

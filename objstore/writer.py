@@ -37,24 +37,16 @@ replaces them; the owner of the sink bounds them so, watching
 
 Acknowledged from the journal (with a *value_record* maker): a write somebody
 waits for (:meth:`WriteBehind.write_and_wait`) of a value up to
-:data:`JOURNALED_VALUE_LIMIT` bytes also gives a value record, and its waiter
-is told once that record is appended (flushed with ``sync``): N waiters share
-one append (group commit), and the file itself is written later with the
-gathered ones, not waited for: within *journaled_gather* seconds, or the
-*gather* time once a plain write joins them. While the thread writes a long batch of files,
-the value records given meanwhile are appended between its files (at most
-every :data:`APPEND_BETWEEN_FILES` seconds), so that acknowledgements never
-wait for a batch of files. So that a journal never holds a value older
-than its key's file (a replay would bring the old value back), a key with a
-value record in the journal gets a record of every later value before its
-file is written (but for a value too large for a record); once its file is
-written, and before the batch's waiters are told, a record that the file holds
-the key's value (*file_record*) ends what its value records say, so that a
-replay brings back only what files lack. When the journal is folded into a
-snapshot, the values of such keys whose files are not written yet are carried
-into the new journal.
-Memory: one entry per key given a value record since the last fold, naming
-the value the store holds (or held until a moment ago).
+:data:`~objstore.valuejournal.JOURNALED_VALUE_LIMIT` bytes also gives a value
+record, and its waiter is told once that record is appended (flushed with
+``sync``): N waiters share one append (group commit), and the file itself is
+written later with the gathered ones, not waited for: within *journaled_gather*
+seconds, or the *gather* time once a plain write joins them. While the thread
+writes a long batch of files, the value records given meanwhile are appended
+between its files (at most every :data:`APPEND_BETWEEN_FILES` seconds), so that
+acknowledgements never wait for a batch of files. Which later values need a
+record before their files, which keys a batch settles, and what a fold carries
+into the new journal is :class:`~objstore.valuejournal.ValueJournal`'s to say.
 
 With ``sync=True`` (``--durability sync``) a batch is durable before anyone
 hears of it: the journal's records are flushed by the sink, each file by the
@@ -94,9 +86,9 @@ from typing import Any, Protocol
 
 from .cachefolder import CacheFolder
 from .errors import ObjstoreError, StorageError
+from .valuejournal import Settle, ValueJournal, fits_a_record
 
 __all__ = [
-    "JOURNALED_VALUE_LIMIT",
     "LATENCY_BUCKETS",
     "MAX_BATCH_FILES",
     "FailureCallback",
@@ -118,9 +110,6 @@ FIRST_RETRY_DELAY = 0.1
 #: The longest wait between two retries.
 MAX_RETRY_DELAY = 5.0
 #: Upper bounds (seconds) of the buckets of :meth:`WriteBehind.latency`; +Inf follows.
-#: The largest value (bytes) acknowledged from the journal; a larger one waits for its file
-#: (a journal line stays well within what a read of the journal takes).
-JOURNALED_VALUE_LIMIT = 32 * 1024
 #: The most files a batch writes when nothing needs them all at once (see _take_batch).
 MAX_BATCH_FILES = 256
 #: While writing files, value records waiting are appended at most this often (seconds).
@@ -141,9 +130,6 @@ class JournalSink(Protocol):
 
 #: A journal record and the key it is about, if any.
 _Record = tuple[object, str | None]
-#: A key written by a batch while it had value records: the data written, the data of its
-#: latest record when the batch was taken, and whether it was in the batch (else a retry).
-_Settle = tuple[str, bytes | None, bytes | None, bool]
 
 
 class _Pending:
@@ -189,15 +175,14 @@ class WriteBehind:
         with *value_record*). *journaled_gather*: seconds a batch may gather while every
         value in it is in the journal (default: *gather*)."""
         self._folder = folder
-        self._value_record = value_record if journal is not None else None
-        self._file_record = file_record
-        if self._value_record is not None and file_record is None:
-            raise ValueError("value_record needs a file_record")
+        #: The values acknowledged from the journal (None: every waiter waits for its file).
+        self._values: ValueJournal | None = None
+        if value_record is not None and journal is not None:
+            if file_record is None:
+                raise ValueError("value_record needs a file_record")
+            self._values = ValueJournal(value_record, file_record)
         #: Waiters of the value records given since the last batch began.
         self._record_waiters: list[WriteResult] = []
-        #: Keys with a value record in the journal since it was last folded, and the
-        #: data of the latest record given (compared by identity).
-        self._journaled_data: dict[str, bytes | None] = {}
         self._gather = gather
         self._journaled_gather = gather if journaled_gather is None else journaled_gather
         #: A pending write was given by write(): its file is not in the journal.
@@ -287,10 +272,9 @@ class WriteBehind:
         result: WriteResult = asyncio.get_running_loop().create_future()
         with self._lock:
             entry = self._put(key, data, None)
-            make_record = self._value_record
-            if make_record is not None and not in_file and _fits_a_record(data):
-                self._records.append((make_record(key, data), key))
-                self._journaled_data[key] = data
+            values = self._values
+            if values is not None and not in_file and fits_a_record(data):
+                self._records.append((values.given(key, data), key))
                 waiters = self._record_waiters
                 waiters.append(result)
                 if self._gathering and len(waiters) == 1:
@@ -516,7 +500,7 @@ class WriteBehind:
         retry: dict[str, bytes | None],
         records: list[_Record],
         waiters: list[WriteResult],
-        settle: list[_Settle],
+        settle: list[Settle],
     ) -> tuple[StorageError | None, dict[str, StorageError], dict[str, StorageError]]:
         """Append *records*, tell the *waiters* of their value records, then write the
         batch and the retries (and flush the folder with ``sync``), then settle the keys
@@ -532,7 +516,7 @@ class WriteBehind:
                 dict.fromkeys(batch, journal_error),
                 dict.fromkeys(retry, journal_error),
             )
-        between = self._append_between if self._value_record is not None else None
+        between = self._append_between if self._values is not None else None
         errors = self._write_all(((key, entry.data) for key, entry in batch.items()), between)
         still_failing = self._write_all(retry.items(), between) if retry else {}
         if self._sync and (batch or retry):
@@ -543,44 +527,33 @@ class WriteBehind:
 
     def _settle(
         self,
-        settle: list[_Settle],
+        settle: list[Settle],
         errors: dict[str, StorageError],
         still_failing: dict[str, StorageError],
     ) -> None:
-        """After a batch's files: append that the files of the keys of *settle* written
-        now hold their values (their value records no longer count), for each key whose
-        latest value record is still the one it had when the batch was taken (no newer
-        value was given since: all appends are this thread's, so a newer record given
-        after this look is appended after this one), and forget those keys' records.
+        """After a batch's files: append that the files of the keys to settle hold their
+        values (see ValueJournal.to_settle), and forget those keys' records.
 
         If that append fails, a write whose data had no record (too large) failed too:
         until it is settled, a replay would bring back its key's older value.
         """
-        make_record = self._file_record
-        assert make_record is not None
+        values = self._values
+        assert values is not None
         with self._lock:
-            journaled = self._journaled_data
-            keys = [
-                (key, data, recorded, failed)
-                for key, data, recorded, in_batch in settle
-                if key not in (failed := errors if in_batch else still_failing)
-                and key in journaled
-                and journaled[key] is recorded
-            ]
+            keys = values.to_settle(settle, errors, still_failing)
         if not keys:
             return
         # Lost, such a record only brings back the value the file holds; one of a value
         # too large for a record must reach the disk like any other.
         lazy = all(data is recorded for _, data, recorded, _ in keys)
-        error = self._append([(make_record(key), key) for key, _, _, _ in keys], lazy=lazy)
+        error = self._append(list(values.file_records(keys)), lazy=lazy)
         with self._lock:
-            journaled = self._journaled_data
-            for key, data, recorded, failed in keys:
-                if error is None:
-                    if key in journaled and journaled[key] is recorded:
-                        del journaled[key]
-                elif data is not recorded:
-                    failed[key] = error
+            if error is None:
+                values.settled(keys)
+                return
+            for key, data, recorded, in_batch in keys:
+                if data is not recorded:
+                    (errors if in_batch else still_failing)[key] = error
 
     def _gather_writes(self) -> None:
         """With the lock held: let more writes join the pending batch, for up to the
@@ -603,9 +576,9 @@ class WriteBehind:
 
     def _take_batch(
         self, retry: dict[str, bytes | None], retrying: bool
-    ) -> tuple[dict[str, _Pending], list[_Record], list[WriteResult], list[_Settle]]:
+    ) -> tuple[dict[str, _Pending], list[_Record], list[WriteResult], list[Settle]]:
         """With the lock held: the writes, records and value records' waiters of the next
-        batch, and the keys to settle after it (see _record_newer_values).
+        batch, and the keys to settle after it (see ValueJournal.before_files).
 
         The writes stay pending (gathering) when value records alone can go. Unless a
         fold, a flush, a callback of after_written or closing needs them all, writes
@@ -637,9 +610,18 @@ class WriteBehind:
             batch = dict(itertools.islice(entries, MAX_BATCH_FILES))
             self._pending = dict(entries)
         records = self._take_records()
-        settle: list[_Settle] = []
-        if self._journaled_data and (batch or retry or folded):
-            records = self._record_newer_values(records, batch, retry, folded, settle)
+        settle: list[Settle] = []
+        values = self._values
+        if values and (batch or retry or folded):
+            assert values is not None
+            newer, settle = values.before_files(
+                ((key, entry.data) for key, entry in batch.items()),
+                retry.items(),
+                self._failed.items() if folded else (),
+                folded=folded,
+            )
+            if newer:
+                records = [*records, *newer]
         waiters, self._record_waiters = self._record_waiters, []
         return batch, records, waiters, settle
 
@@ -658,49 +640,6 @@ class WriteBehind:
             and not (self._closing or self._awaited or self._after or self._idle_waiters)
             and time.monotonic() < self._gather_deadline()
         )
-
-    def _record_newer_values(
-        self,
-        records: list[_Record],
-        batch: dict[str, _Pending],
-        retry: dict[str, bytes | None],
-        folded: bool,
-        settle: list[_Settle],
-    ) -> list[_Record]:
-        """With the lock held: *records* followed by a value record of each key about to be
-        written whose latest value record (in the journal, or in *records*) holds other
-        data, so that no file runs ahead of its key's records (data too large for a record
-        is not recorded); each such key goes to *settle* (see _settle).
-
-        After a fold (*folded*), every key with a value record whose file is not written
-        yet gets one in the new journal: those of the batch, the retries and the failed
-        writes (the latest data, or that of the latest record if too large).
-        """
-        make_record = self._value_record
-        assert make_record is not None
-        journaled = self._journaled_data
-        if folded:  # the new journal holds only what is carried into it
-            self._journaled_data = {}
-        newer: list[_Record] = []
-        for writes, in_batch in (
-            (((key, entry.data) for key, entry in batch.items()), True),
-            (retry.items(), False),
-            (self._failed.items() if folded else (), None),
-        ):
-            for key, data in writes:
-                if key not in journaled:
-                    continue
-                recorded = journaled[key]
-                if folded or recorded is not data:
-                    if _fits_a_record(data):
-                        recorded = data
-                        newer.append((make_record(key, data), key))
-                    elif folded:
-                        newer.append((make_record(key, recorded), key))
-                    self._journaled_data[key] = recorded
-                if in_batch is not None:
-                    settle.append((key, data, recorded, in_batch))
-        return [*records, *newer] if newer else records
 
     def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
         """With the lock held: wait for sets, records or a retry; return the writes to
@@ -924,11 +863,6 @@ class WriteBehind:
         for waiter in idle:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _fits_a_record(data: bytes | None) -> bool:
-    """Whether *data* is acknowledged from the journal (see JOURNALED_VALUE_LIMIT)."""
-    return data is None or len(data) <= JOURNALED_VALUE_LIMIT
 
 
 def _tell(waiters: list[WriteResult], error: StorageError | None) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from objstore.cachefolder import CacheFolder
-from objstore.writer import JOURNALED_VALUE_LIMIT, MAX_BATCH_FILES, WriteBehind
+from objstore.valuejournal import JOURNALED_VALUE_LIMIT
+from objstore.writer import MAX_BATCH_FILES, WriteBehind
 
 from .test_writer_journal import folder, values_on_disk
 
