@@ -125,17 +125,6 @@ def _set_from(data: dict[str, Any], what: str, text: str, envelope: str) -> Set:
         ):
             _refuse_duplicates(text, data, envelope)
     if len(data) > 3 and envelope == "message":
-        if len(data) == 4 and "id" in data and data.get("action") == "set":
-            # A set with an id and nothing else of protocol 2: the other fields' defaults.
-            request_id = _request_id(data)
-            try:
-                key = validate_key(data.get("key"))
-                if value is None:
-                    raise InvalidValue('invalid set: missing "value" (send null to store null)')
-                return Set(key, value, request_id)
-            except ClientError as exc:
-                exc.request_id = request_id
-                raise
         return _extended_set(data, value)
     key = validate_key(data.get("key"))
     if value is None:
@@ -262,6 +251,10 @@ def _parse_write(
     """A set, delete, patch or incr from its decoded message (or batch op); a set's value
     may come *encoded* already."""
     key = validate_key(data.get("key"))
+    if encoded is not None and len(data) == 4 and "id" in data:
+        # A set with an id and nothing else of protocol 2 (action, key, value, id): the
+        # other fields' defaults, without looking for them.
+        return Set(key, encoded, request_id)
     if_rev = _revision_field(data, "ifRev")
     if action == "delete":
         return Delete(key, request_id, if_rev)

@@ -560,13 +560,7 @@ class WriteBehind:
         gathering time since its first write, unless somebody waits or it is closing."""
         self._gathering = True
         try:
-            while not (
-                self._closing
-                or self._awaited
-                or self._after
-                or self._idle_waiters
-                or self._record_waiters
-            ):
+            while not (self._files_waited_for() or self._record_waiters):
                 delay = self._gather_deadline() - time.monotonic()
                 if delay <= 0:
                     break
@@ -637,9 +631,14 @@ class WriteBehind:
         pending files to gather (nothing else waits, and the gathering time is not over)."""
         return bool(
             self._record_waiters
-            and not (self._closing or self._awaited or self._after or self._idle_waiters)
+            and not self._files_waited_for()
             and time.monotonic() < self._gather_deadline()
         )
+
+    def _files_waited_for(self) -> bool:
+        """With the lock held: whether somebody waits for pending files: a write in its
+        file, a flush, a callback of after_written, or closing."""
+        return bool(self._closing or self._awaited or self._after or self._idle_waiters)
 
     def _wait_for_work(self) -> tuple[dict[str, bytes | None], bool] | None:
         """With the lock held: wait for sets, records or a retry; return the writes to
